@@ -135,6 +135,8 @@ impl Session {
                     }
                     self.menus.push(n);
                 }
+                // Nodes live at the top level: entering one leaves every sub-flow.
+                self.frames.clear();
                 self.current_node = Some(n);
                 self.actions.push_back(Action::EnterNode { name: node.name.clone(), menu });
             }

@@ -1,0 +1,283 @@
+//! Whole-flow checks on the tree: dead ends, loops that wait for no input,
+//! unreachable nodes, recursive sub-flows, menus with no way out.
+
+use std::collections::{HashMap, HashSet};
+
+use ivr_syntax::ast::*;
+use ivr_syntax::{Diagnostic, Span};
+
+use crate::load::Loaded;
+use crate::resolve::Symbols;
+
+/// Whether control can run off the end of `block` (reach the statement after it).
+pub fn falls_through(block: &Block) -> bool {
+    block.stmts.iter().all(stmt_falls_through)
+}
+
+fn stmt_falls_through(s: &Stmt) -> bool {
+    match &s.kind {
+        StmtKind::Goto(_) | StmtKind::Back | StmtKind::Repeat | StmtKind::Return(_) | StmtKind::Transfer(_)
+        | StmtKind::Hangup | StmtKind::Broken => false,
+        StmtKind::If { arms, otherwise } => {
+            arms.iter().any(|(_, b)| falls_through(b)) || otherwise.as_ref().is_none_or(falls_through)
+        }
+        StmtKind::Request { outcomes, .. } => {
+            // Requests must handle every outcome (checked elsewhere), so they fall
+            // through only when a handler does.
+            outcomes.is_empty() || outcomes.iter().any(|o| falls_through(&o.body))
+        }
+        StmtKind::Enqueue { outcomes, .. } | StmtKind::Dial { outcomes, .. } | StmtKind::Record { outcomes, .. } => {
+            let has_else = outcomes.iter().any(|o| o.name.is_none());
+            let all = |names: &[&str]| names.iter().all(|n| outcomes.iter().any(|o| o.name.as_ref().is_some_and(|x| x.name == *n)));
+            let covered = has_else
+                || match &s.kind {
+                    StmtKind::Enqueue { .. } => all(crate::lower::ENQUEUE_OUTCOMES),
+                    StmtKind::Dial { .. } => all(crate::lower::DIAL_OUTCOMES),
+                    _ => all(crate::lower::RECORD_OUTCOMES),
+                };
+            !covered || outcomes.iter().any(|o| falls_through(&o.body))
+        }
+        _ => true,
+    }
+}
+
+fn end_of(block: &Block) -> Span {
+    let e = block.span.end.max(1);
+    Span { file: block.span.file, start: e - 1, end: e }
+}
+
+/// Statements that wait for the caller or the outside world.
+fn waits(s: &Stmt) -> bool {
+    matches!(
+        s.kind,
+        StmtKind::Collect { .. } | StmtKind::Request { .. } | StmtKind::Enqueue { .. } | StmtKind::Dial { .. } | StmtKind::Record { .. }
+    )
+}
+
+/// Gotos (and sub-flow calls) reachable from the start of `block` before any wait.
+fn immediate<'a>(block: &'a Block, gotos: &mut Vec<&'a Ident>, runs: &mut Vec<&'a Ident>) -> bool {
+    for s in &block.stmts {
+        if waits(s) {
+            return true;
+        }
+        match &s.kind {
+            StmtKind::Goto(t) => {
+                gotos.push(t);
+                return true;
+            }
+            StmtKind::Run { sub, .. } => runs.push(sub),
+            StmtKind::If { arms, otherwise } => {
+                let mut all_stop = otherwise.is_some();
+                for (_, b) in arms {
+                    all_stop &= immediate(b, gotos, runs);
+                }
+                if let Some(b) = otherwise {
+                    all_stop &= immediate(b, gotos, runs);
+                }
+                if all_stop {
+                    return true;
+                }
+            }
+            _ if !stmt_falls_through(s) => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Every node, sub-flow and hours name a block refers to.
+fn references<'a>(block: &'a Block, out: &mut Vec<&'a Ident>) {
+    crate::resolve::visit_stmts(block, &mut |s| match &s.kind {
+        StmtKind::Goto(t) => out.push(t),
+        StmtKind::Run { sub, .. } => out.push(sub),
+        _ => {}
+    });
+}
+
+pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+    // Dead ends.
+    for n in &sym.nodes {
+        if let Some(body) = n.step {
+            if falls_through(body) {
+                diags.push(
+                    Diagnostic::error("E0301", format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
+                        .with_related(n.name.span, "in this step")
+                        .with_help("end every path with goto, hangup, transfer or a hand-off (enqueue, dial agent)"),
+                );
+            }
+        }
+    }
+    let exhausted_check = |options: &[Opt], what: String, span: Span, diags: &mut Vec<Diagnostic>| {
+        match options.iter().find_map(|o| match &o.kind {
+            OptKind::On(HandlerKind::Exhausted, b) => Some(b),
+            _ => None,
+        }) {
+            Some(b) if falls_through(b) => diags.push(
+                Diagnostic::error("E0301", format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
+                    .with_help("end it with goto, hangup, transfer or a hand-off"),
+            ),
+            Some(_) => {}
+            None => diags.push(
+                Diagnostic::warning("W0402", format!("{what} has no `on exhausted` handler"), span, "no way out when retries run out")
+                    .with_help("add `on exhausted -> …` (e.g. an agent or a goodbye); without it the call is hung up"),
+            ),
+        }
+    };
+    for n in &sym.nodes {
+        if let Some(m) = n.menu {
+            exhausted_check(&m.options, format!("menu `{}`", m.name.name), m.name.span, diags);
+        }
+    }
+    crate::resolve::all_blocks(loaded, |b| {
+        crate::resolve::visit_stmts(b, &mut |s| {
+            if let StmtKind::Collect { var, options } = &s.kind {
+                exhausted_check(options, format!("`collect {}`", var.name), var.span, diags);
+            }
+        })
+    });
+    for sub in sym.subs.values() {
+        if sub.ret.is_some() && falls_through(&sub.body) {
+            diags.push(
+                Diagnostic::error("E0301", format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
+                    .with_help("end every path with `return VALUE`"),
+            );
+        }
+    }
+
+    // Loops that wait for no input: edges between nodes taken before any wait.
+    let mut sub_edges: HashMap<&str, (Vec<&Ident>, Vec<&Ident>)> = HashMap::new();
+    for (name, sub) in &sym.subs {
+        let (mut g, mut r) = (Vec::new(), Vec::new());
+        immediate(&sub.body, &mut g, &mut r);
+        sub_edges.insert(name.as_str(), (g, r));
+    }
+    let mut edges: Vec<Vec<(usize, Span)>> = vec![Vec::new(); sym.nodes.len()];
+    for (i, n) in sym.nodes.iter().enumerate() {
+        let Some(body) = n.step else { continue }; // a menu always waits for a key
+        let (mut gotos, mut runs) = (Vec::new(), Vec::new());
+        immediate(body, &mut gotos, &mut runs);
+        let mut seen_subs = HashSet::new();
+        while let Some(r) = runs.pop() {
+            if seen_subs.insert(r.name.as_str()) {
+                if let Some((g, rr)) = sub_edges.get(r.name.as_str()) {
+                    gotos.extend(g.iter().copied());
+                    runs.extend(rr.iter().copied());
+                }
+            }
+        }
+        for g in gotos {
+            if let Some(&t) = sym.node_index.get(&g.name) {
+                edges[i].push((t, g.span));
+            }
+        }
+    }
+    let mut state = vec![0u8; sym.nodes.len()]; // 0 new, 1 on stack, 2 done
+    let mut stack: Vec<(usize, Span)> = Vec::new();
+    fn dfs(v: usize, edges: &[Vec<(usize, Span)>], state: &mut [u8], stack: &mut Vec<(usize, Span)>, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+        state[v] = 1;
+        for &(w, span) in &edges[v] {
+            if state[w] == 1 {
+                let from = stack.iter().position(|(n, _)| *n == w).unwrap_or(0);
+                let mut names: Vec<&str> = stack[from..].iter().map(|(n, _)| sym.nodes[*n].name.name.as_str()).collect();
+                names.push(sym.nodes[v].name.name.as_str());
+                names.dedup();
+                names.push(sym.nodes[w].name.name.as_str());
+                diags.push(
+                    Diagnostic::error("E0302", format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
+                        .with_help("a caller would hear this forever; wait for a key (menu, collect) or end the call somewhere in the loop"),
+                );
+            } else if state[w] == 0 {
+                stack.push((w, span));
+                dfs(w, edges, state, stack, sym, diags);
+                stack.pop();
+            }
+        }
+        state[v] = 2;
+    }
+    for v in 0..sym.nodes.len() {
+        if state[v] == 0 {
+            stack.push((v, Span::default()));
+            dfs(v, &edges, &mut state, &mut stack, sym, diags);
+            stack.pop();
+        }
+    }
+
+    // Recursive sub-flows.
+    for (name, sub) in &sym.subs {
+        let mut refs = Vec::new();
+        references(&sub.body, &mut refs);
+        let mut todo: Vec<&Ident> = refs.into_iter().filter(|r| sym.subs.contains_key(&r.name)).collect();
+        let mut seen = HashSet::new();
+        while let Some(r) = todo.pop() {
+            if r.name == *name {
+                diags.push(
+                    Diagnostic::error("E0303", format!("sub-flow `{name}` calls itself"), r.span, "recursive call")
+                        .with_related(sub.name.span, "sub-flow defined here")
+                        .with_help("sub-flows cannot recurse; use a step and `goto` to repeat"),
+                );
+                break;
+            }
+            if seen.insert(r.name.clone()) {
+                if let Some(s) = sym.subs.get(&r.name) {
+                    let mut more = Vec::new();
+                    references(&s.body, &mut more);
+                    todo.extend(more.into_iter().filter(|x| sym.subs.contains_key(&x.name)));
+                }
+            }
+        }
+    }
+
+    // Unreachable nodes and sub-flows.
+    let mut reached: HashSet<&str> = HashSet::new();
+    let mut todo: Vec<&str> = sym.entries.iter().map(|(_, t)| t.name.as_str()).collect();
+    let mut anywhere_refs = Vec::new();
+    for b in &sym.anywhere {
+        references(&b.body, &mut anywhere_refs);
+    }
+    let any_menu = sym.nodes.iter().any(|n| n.menu.is_some());
+    while let Some(name) = todo.pop() {
+        if !reached.insert(name) {
+            continue;
+        }
+        let mut refs = Vec::new();
+        if let Some(&i) = sym.node_index.get(name) {
+            let n = &sym.nodes[i];
+            if let Some(b) = n.step {
+                references(b, &mut refs);
+            }
+            if let Some(m) = n.menu {
+                for o in &m.options {
+                    match &o.kind {
+                        OptKind::Key(k) => references(&k.body, &mut refs),
+                        OptKind::On(_, b) => references(b, &mut refs),
+                        _ => {}
+                    }
+                }
+                if any_menu {
+                    refs.extend(anywhere_refs.iter().copied());
+                }
+            }
+        }
+        if let Some(s) = sym.subs.get(name) {
+            references(&s.body, &mut refs);
+        }
+        todo.extend(refs.iter().map(|r| r.name.as_str()));
+    }
+    if sym.entries.is_empty() {
+        return;
+    }
+    for n in &sym.nodes {
+        if !reached.contains(n.name.name.as_str()) {
+            let what = if n.menu.is_some() { "menu" } else { "step" };
+            diags.push(
+                Diagnostic::warning("W0401", format!("{what} `{}` is never reached", n.name.name), n.name.span, "no entry, goto or key leads here")
+                    .with_help("remove it, or send callers to it"),
+            );
+        }
+    }
+    for (name, s) in &sym.subs {
+        if !reached.contains(name.as_str()) {
+            diags.push(Diagnostic::warning("W0401", format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
+        }
+    }
+}

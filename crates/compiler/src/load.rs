@@ -1,0 +1,232 @@
+//! Reads and parses every file of a project through the [`World`]: flow files and
+//! their imports, the prompt catalogue, and holiday calendars.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ivr_syntax::ast::{self, HoursLine, Item};
+use ivr_syntax::{Diagnostic, FileId, SourceMap, Span};
+use serde::Deserialize;
+
+use crate::World;
+
+/// One catalogue entry: text per language and optional audio overrides.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PromptDef {
+    #[serde(default)]
+    pub audio: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub text: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub file: FileId,
+    pub prompts: BTreeMap<String, (PromptDef, Span)>,
+}
+
+/// A holiday calendar file: statutory holidays and make-up working days (调休).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarFile {
+    /// A description for people; the compiler does not use it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub name: String,
+    #[serde(default)]
+    pub holidays: Vec<String>,
+    #[serde(default)]
+    pub makeup_workdays: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Calendar {
+    pub holidays: Vec<u32>,
+    pub makeup_days: Vec<u32>,
+}
+
+pub struct Loaded {
+    pub sources: SourceMap,
+    pub files: Vec<(FileId, ast::File)>,
+    pub catalogue: Option<Catalogue>,
+    /// By the name written in `holidays "…"` (per declaring file directory).
+    pub calendars: HashMap<String, Calendar>,
+    pub diags: Vec<Diagnostic>,
+}
+
+/// Joins a relative path to the directory of `base`, folding `.` and `..`.
+pub fn join(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = if rel.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = base.split('/').collect();
+        p.pop();
+        p
+    };
+    for seg in rel.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    if rel.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+fn toml_error(file: FileId, e: &toml::de::Error) -> Diagnostic {
+    let span = e.span().map_or(Span::new(file, 0, 0), |r| Span::new(file, r.start, r.end));
+    Diagnostic::error("E0003", format!("malformed file: {}", e.message().trim()), span, "here")
+}
+
+/// Parses `yyyy-mm-dd` into `yyyymmdd`, checking the date exists.
+fn ymd(s: &str) -> Option<u32> {
+    let d: jiff::civil::Date = s.parse().ok()?;
+    Some(d.year() as u32 * 10_000 + d.month() as u32 * 100 + d.day() as u32)
+}
+
+pub fn load(world: &dyn World, main: &str) -> Loaded {
+    let mut l = Loaded {
+        sources: SourceMap::default(),
+        files: Vec::new(),
+        catalogue: None,
+        calendars: HashMap::new(),
+        diags: Vec::new(),
+    };
+    let mut queue: Vec<(String, Option<Span>)> = vec![(join("", main), None)];
+    while let Some((path, from)) = queue.pop() {
+        if l.sources.find(&path).is_some() {
+            continue; // already loaded (imports may form cycles; each file loads once)
+        }
+        let text = match world.read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                let d = match from {
+                    Some(span) => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), span, "imported here"),
+                    None => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), Span::default(), "")
+                        .with_help("check the path of the flow file"),
+                };
+                l.diags.push(d);
+                continue;
+            }
+        };
+        let id = l.sources.add(path.clone(), text);
+        let (file, diags) = ivr_syntax::parse(id, &l.sources.get(id).text);
+        l.diags.extend(diags);
+        for item in &file.items {
+            if let Item::Import(s) = item {
+                queue.push((join(&path, &s.value), Some(s.span)));
+            }
+        }
+        l.files.push((id, file));
+    }
+    l.files.sort_by_key(|(id, _)| *id);
+    load_catalogue(world, main, &mut l);
+    load_calendars(world, &mut l);
+    l
+}
+
+fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
+    let declared = l.files.iter().find_map(|(id, f)| {
+        f.items.iter().find_map(|i| match i {
+            Item::Catalogue(s) => Some((join(&l.sources.get(*id).name, &s.value), Some(s.span))),
+            _ => None,
+        })
+    });
+    let (path, from) = declared.unwrap_or_else(|| (join(main, "prompts.toml"), None));
+    let text = match world.read(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            if let Some(span) = from {
+                l.diags.push(Diagnostic::error("E0002", format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
+            }
+            return;
+        }
+    };
+    let file = l.sources.add(path, text);
+    let parsed: Result<BTreeMap<String, toml::Spanned<PromptDef>>, _> = toml::from_str(&l.sources.get(file).text);
+    match parsed {
+        Ok(map) => {
+            let prompts = map
+                .into_iter()
+                .map(|(k, v)| {
+                    let span = Span::new(file, v.span().start, v.span().end);
+                    (k, (v.into_inner(), span))
+                })
+                .collect();
+            l.catalogue = Some(Catalogue { file, prompts });
+        }
+        Err(e) => l.diags.push(toml_error(file, &e)),
+    }
+}
+
+/// The file a `holidays "NAME"` line refers to, relative to the declaring file.
+pub fn calendar_path(declaring_file: &str, name: &str) -> String {
+    if name.ends_with(".toml") {
+        join(declaring_file, name)
+    } else {
+        join(declaring_file, &format!("calendars/{name}.toml"))
+    }
+}
+
+fn load_calendars(world: &dyn World, l: &mut Loaded) {
+    let mut wanted = Vec::new();
+    for (id, f) in &l.files {
+        for item in &f.items {
+            if let Item::Hours(h) = item {
+                for line in &h.lines {
+                    if let HoursLine::Holidays(s) = line {
+                        wanted.push((calendar_path(&l.sources.get(*id).name, &s.value), s.span));
+                    }
+                }
+            }
+        }
+    }
+    for (path, span) in wanted {
+        if l.calendars.contains_key(&path) {
+            continue;
+        }
+        let text = match world.read(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                l.diags.push(
+                    Diagnostic::error("E0106", format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
+                        .with_help("a calendar is a TOML file with `holidays` and `makeup_workdays` lists of dates"),
+                );
+                continue;
+            }
+        };
+        let file = l.sources.add(path.clone(), text);
+        let src = &l.sources.get(file).text;
+        match toml::from_str::<CalendarFile>(src) {
+            Ok(c) => {
+                let mut cal = Calendar { holidays: Vec::new(), makeup_days: Vec::new() };
+                for (list, out) in [(&c.holidays, &mut cal.holidays), (&c.makeup_workdays, &mut cal.makeup_days)] {
+                    for d in list {
+                        match ymd(d) {
+                            Some(v) => out.push(v),
+                            None => {
+                                let at = src.find(d.as_str()).unwrap_or(0);
+                                l.diags.push(Diagnostic::error(
+                                    "E0003",
+                                    format!("`{d}` is not a date"),
+                                    Span::new(file, at, at + d.len()),
+                                    "expected YYYY-MM-DD",
+                                ));
+                            }
+                        }
+                    }
+                    out.sort_unstable();
+                    out.dedup();
+                }
+                l.calendars.insert(path, cal);
+            }
+            Err(e) => l.diags.push(toml_error(file, &e)),
+        }
+    }
+}

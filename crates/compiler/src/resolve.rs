@@ -1,0 +1,349 @@
+//! Collects every declaration of the project into one namespace and reports
+//! duplicates; discovers the variables that `collect` and `request … as` bind.
+
+use std::collections::{HashMap, HashSet};
+
+use ivr_bytecode::Hours;
+use ivr_syntax::ast::*;
+use ivr_syntax::{Diagnostic, Span};
+
+use crate::load::{calendar_path, Loaded};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Step,
+    Menu,
+}
+
+pub struct NodeDecl<'a> {
+    pub name: &'a Ident,
+    pub kind: NodeKind,
+    pub step: Option<&'a Block>,
+    pub menu: Option<&'a MenuDecl>,
+}
+
+#[derive(Debug, Clone)]
+pub enum VarKind {
+    /// A plain value.
+    Value(Type),
+    /// The result of `request SERVICE … as NAME`: its fields are `NAME.field`.
+    Result(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VarInfo {
+    pub kind: VarKind,
+    pub secret: bool,
+    pub span: Span,
+    pub init: Option<Expr>,
+    /// Declared by the flow (var, collect, request), as opposed to built in.
+    pub user: bool,
+}
+
+pub struct Symbols<'a> {
+    pub languages: Vec<String>,
+    pub nodes: Vec<NodeDecl<'a>>,
+    pub node_index: HashMap<String, usize>,
+    pub subs: HashMap<String, &'a SubDecl>,
+    pub services: HashMap<String, &'a ServiceDecl>,
+    pub hours: Vec<Hours>,
+    pub hours_index: HashMap<String, usize>,
+    pub vars: HashMap<String, VarInfo>,
+    pub var_order: Vec<String>,
+    pub entries: Vec<(&'a Str, &'a Ident)>,
+    pub anywhere: Vec<&'a KeyBinding>,
+    /// Names of items that failed to parse: references to them are not reported.
+    pub broken: HashSet<String>,
+}
+
+/// Calls `f` on every statement in `block`, nested ones included.
+pub fn visit_stmts<'a>(block: &'a Block, f: &mut dyn FnMut(&'a Stmt)) {
+    for s in &block.stmts {
+        f(s);
+        match &s.kind {
+            StmtKind::If { arms, otherwise } => {
+                for (_, b) in arms {
+                    visit_stmts(b, f);
+                }
+                if let Some(b) = otherwise {
+                    visit_stmts(b, f);
+                }
+            }
+            StmtKind::Collect { options, .. } => visit_opts(options, f),
+            StmtKind::Request { outcomes, .. }
+            | StmtKind::Enqueue { outcomes, .. }
+            | StmtKind::Dial { outcomes, .. }
+            | StmtKind::Record { outcomes, .. } => {
+                for o in outcomes {
+                    visit_stmts(&o.body, f);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub fn visit_opts<'a>(options: &'a [Opt], f: &mut dyn FnMut(&'a Stmt)) {
+    for o in options {
+        match &o.kind {
+            OptKind::Key(k) => visit_stmts(&k.body, f),
+            OptKind::On(_, b) => visit_stmts(b, f),
+            _ => {}
+        }
+    }
+}
+
+/// Every block of the project, with whether it belongs to a sub-flow.
+pub fn all_blocks<'a>(loaded: &'a Loaded, mut f: impl FnMut(&'a Block)) {
+    for (_, file) in &loaded.files {
+        for item in &file.items {
+            match item {
+                Item::Step { body, .. } => f(body),
+                Item::Sub(s) => f(&s.body),
+                Item::Menu(m) => {
+                    for o in &m.options {
+                        match &o.kind {
+                            OptKind::Key(k) => f(&k.body),
+                            OptKind::On(_, b) => f(b),
+                            _ => {}
+                        }
+                    }
+                }
+                Item::Anywhere { bindings, .. } => bindings.iter().for_each(|b| f(&b.body)),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn duplicate(what: &str, name: &Ident, first: Span) -> Diagnostic {
+    Diagnostic::error("E0102", format!("{what} `{}` is defined twice", name.name), name.span, "defined again here")
+        .with_related(first, "first defined here")
+        .with_help("rename one of them")
+}
+
+pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'a> {
+    let mut s = Symbols {
+        languages: Vec::new(),
+        nodes: Vec::new(),
+        node_index: HashMap::new(),
+        subs: HashMap::new(),
+        services: HashMap::new(),
+        hours: Vec::new(),
+        hours_index: HashMap::new(),
+        vars: HashMap::new(),
+        var_order: Vec::new(),
+        entries: Vec::new(),
+        anywhere: Vec::new(),
+        broken: HashSet::new(),
+    };
+    let mut names: HashMap<String, Span> = HashMap::new();
+    let mut lang_decl: Option<Span> = None;
+    for b in ["caller", "dialed"] {
+        s.vars.insert(
+            b.into(),
+            VarInfo { kind: VarKind::Value(Type::Text), secret: false, span: Span::default(), init: None, user: false },
+        );
+        s.var_order.push(b.into());
+    }
+    for (fid, file) in &loaded.files {
+        let fname = &loaded.sources.get(*fid).name;
+        for item in &file.items {
+            let mut declare = |what: &str, name: &'a Ident, diags: &mut Vec<Diagnostic>| -> bool {
+                if let Some(first) = names.get(&name.name) {
+                    diags.push(duplicate(what, name, *first));
+                    false
+                } else {
+                    names.insert(name.name.clone(), name.span);
+                    true
+                }
+            };
+            match item {
+                Item::Languages(ls) => {
+                    let span = ls[0].span.to(ls[ls.len() - 1].span);
+                    if let Some(first) = lang_decl {
+                        diags.push(
+                            Diagnostic::error("E0102", "languages are declared twice", span, "declared again here")
+                                .with_related(first, "first declared here"),
+                        );
+                        continue;
+                    }
+                    lang_decl = Some(span);
+                    for l in ls {
+                        if s.languages.contains(&l.name) {
+                            diags.push(Diagnostic::error("E0102", format!("language `{}` is listed twice", l.name), l.span, "listed again"));
+                        } else {
+                            s.languages.push(l.name.clone());
+                        }
+                    }
+                }
+                Item::Step { name, body } => {
+                    if declare("step", name, diags) {
+                        s.node_index.insert(name.name.clone(), s.nodes.len());
+                        s.nodes.push(NodeDecl { name, kind: NodeKind::Step, step: Some(body), menu: None });
+                    }
+                }
+                Item::Menu(m) => {
+                    if declare("menu", &m.name, diags) {
+                        s.node_index.insert(m.name.name.clone(), s.nodes.len());
+                        s.nodes.push(NodeDecl { name: &m.name, kind: NodeKind::Menu, step: None, menu: Some(m) });
+                    }
+                }
+                Item::Sub(sub) => {
+                    if declare("sub-flow", &sub.name, diags) {
+                        s.subs.insert(sub.name.name.clone(), sub);
+                    }
+                }
+                Item::Service(svc) => {
+                    if declare("service", &svc.name, diags) {
+                        s.services.insert(svc.name.name.clone(), svc);
+                    }
+                }
+                Item::Hours(h) => {
+                    if declare("hours", &h.name, diags) {
+                        let compiled = compile_hours(h, fname, loaded, diags);
+                        s.hours_index.insert(h.name.name.clone(), s.hours.len());
+                        s.hours.push(compiled);
+                    }
+                }
+                Item::Var { name, ty, init } => {
+                    if declare("variable", name, diags) {
+                        let t = match (ty, init) {
+                            (Some((t, _)), _) => *t,
+                            (None, Some(e)) => literal_type(e).unwrap_or(Type::Text),
+                            (None, None) => Type::Text,
+                        };
+                        s.vars.insert(
+                            name.name.clone(),
+                            VarInfo { kind: VarKind::Value(t), secret: false, span: name.span, init: init.clone(), user: true },
+                        );
+                        s.var_order.push(name.name.clone());
+                    }
+                }
+                Item::Entry { number, target } => {
+                    if let Some((first, _)) = s.entries.iter().find(|(n, _)| n.value == number.value) {
+                        diags.push(
+                            Diagnostic::error("E0108", format!("number {} has two entries", number.value), number.span, "bound again here")
+                                .with_related(first.span, "first bound here")
+                                .with_help("a dialed number picks exactly one flow; remove one entry"),
+                        );
+                    } else {
+                        s.entries.push((number, target));
+                    }
+                }
+                Item::Anywhere { bindings, .. } => s.anywhere.extend(bindings.iter()),
+                Item::Broken { name: Some(n), .. } => {
+                    s.broken.insert(n.name.clone());
+                }
+                Item::Import(_) | Item::Catalogue(_) | Item::Broken { .. } => {}
+            }
+        }
+    }
+    if s.languages.is_empty() {
+        s.languages.push("zh".into());
+    }
+    // Variables bound by collect and request.
+    let mut found: Vec<(&'a Ident, VarKind, bool)> = Vec::new();
+    all_blocks(loaded, |b| {
+        visit_stmts(b, &mut |st| match &st.kind {
+            StmtKind::Collect { var, options } => {
+                let numeric = options.iter().any(|o| matches!(o.kind, OptKind::Decimal | OptKind::Range(..)));
+                let secret = options.iter().any(|o| matches!(o.kind, OptKind::Secret));
+                found.push((var, VarKind::Value(if numeric { Type::Number } else { Type::Text }), secret));
+            }
+            StmtKind::Request { service, bind, .. } => {
+                found.push((bind.as_ref().unwrap_or(service), VarKind::Result(service.name.clone()), false));
+            }
+            _ => {}
+        })
+    });
+    for (ident, kind, secret) in found {
+        match s.vars.get_mut(&ident.name) {
+            None => {
+                if let Some(first) = names.get(&ident.name).filter(|_| !s.services.contains_key(&ident.name)) {
+                    diags.push(duplicate("name", ident, *first));
+                    continue;
+                }
+                s.vars.insert(ident.name.clone(), VarInfo { kind, secret, span: ident.span, init: None, user: true });
+                s.var_order.push(ident.name.clone());
+            }
+            Some(info) => {
+                let same = match (&info.kind, &kind) {
+                    (VarKind::Value(a), VarKind::Value(b)) => a == b,
+                    (VarKind::Result(a), VarKind::Result(b)) => a == b,
+                    _ => false,
+                };
+                if !same {
+                    diags.push(
+                        Diagnostic::error("E0201", format!("`{}` is used for values of different types", ident.name), ident.span, "bound here")
+                            .with_related(info.span, "bound differently here")
+                            .with_help("use a different name for each kind of value"),
+                    );
+                }
+                info.secret |= secret;
+            }
+        }
+    }
+    s
+}
+
+fn literal_type(e: &Expr) -> Option<Type> {
+    match &e.kind {
+        ExprKind::Num(_) => Some(Type::Number),
+        ExprKind::Str(_) => Some(Type::Text),
+        ExprKind::Bool(_) => Some(Type::Bool),
+        ExprKind::Unary(UnOp::Neg, _) => Some(Type::Number),
+        ExprKind::Unary(UnOp::Not, _) => Some(Type::Bool),
+        _ => None,
+    }
+}
+
+fn compile_hours(h: &HoursDecl, fname: &str, loaded: &Loaded, diags: &mut Vec<Diagnostic>) -> Hours {
+    let mut out = Hours {
+        name: h.name.name.clone(),
+        zone: String::new(),
+        weekly: Default::default(),
+        holidays: Vec::new(),
+        makeup_days: Vec::new(),
+    };
+    let mut makeup_open = true;
+    let mut cal = None;
+    for line in &h.lines {
+        match line {
+            HoursLine::Zone(z) => {
+                if jiff::tz::TimeZone::get(&z.value).is_err() {
+                    diags.push(
+                        Diagnostic::error("E0111", format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
+                            .with_help("use a name such as \"Asia/Shanghai\" or \"Asia/Hong_Kong\""),
+                    );
+                }
+                out.zone = z.value.clone();
+            }
+            HoursLine::Days { days, ranges, .. } => {
+                for &d in days {
+                    out.weekly[d as usize].extend(ranges.iter().copied());
+                    out.weekly[d as usize].sort_unstable();
+                }
+            }
+            HoursLine::Holidays(name) => {
+                if let Some(c) = loaded.calendars.get(&calendar_path(fname, &name.value)) {
+                    cal = Some(c);
+                }
+            }
+            HoursLine::MakeupDays { open, .. } => makeup_open = *open,
+        }
+    }
+    if out.zone.is_empty() {
+        diags.push(
+            Diagnostic::error("E0111", format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
+                .with_help("add a line such as `zone \"Asia/Shanghai\"`: a call centre's hours are local time"),
+        );
+    }
+    if let Some(c) = cal {
+        out.holidays = c.holidays.clone();
+        if makeup_open {
+            out.makeup_days = c.makeup_days.clone();
+        }
+    }
+    out
+}
