@@ -1,1 +1,346 @@
-fn main() {}
+//! `ivr`: check, compile, disassemble and simulate call flows.
+//!
+//! This binary is the only place that touches files and the terminal for the
+//! compiler and the VM; they reach files through [`FsWorld`].
+
+mod report;
+mod sim;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ivr_compiler::{Compiled, Severity, World};
+
+/// Reads project files relative to a root directory.
+struct FsWorld {
+    root: PathBuf,
+}
+
+impl World for FsWorld {
+    fn read(&self, path: &str) -> Result<String, String> {
+        let full = if path.starts_with('/') { PathBuf::from(path) } else { self.root.join(path) };
+        std::fs::read_to_string(&full).map_err(|e| e.to_string().to_lowercase())
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "ivr", version, about = "Write, check and run telephone call flows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check flows for mistakes. Exit 0 when clean, 1 on errors (or warnings with
+    /// --deny-warnings), 2 when a path cannot be read.
+    Check {
+        /// Flow files or directories (searched for *.ivr).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Compile a flow to a bytecode file.
+    Compile {
+        flow: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Leave out the source line table.
+        #[arg(long)]
+        strip: bool,
+    },
+    /// Print the bytecode of a compiled program or of a flow.
+    Disasm { file: PathBuf },
+    /// Call a flow from the terminal: hear its prompts as text and press keys.
+    Sim {
+        /// A flow file or a compiled program.
+        flow: PathBuf,
+        /// The dialed number (default: the first entry).
+        #[arg(long)]
+        number: Option<String>,
+        /// The caller's number.
+        #[arg(long, default_value = "13800138000")]
+        caller: String,
+        /// Start in this language.
+        #[arg(long)]
+        lang: Option<String>,
+        /// A scripted caller: key groups separated by spaces, `.` = silence, `h` = hang up.
+        #[arg(long)]
+        keys: Option<String>,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stub answers for services (TOML). Default: sim-stubs.toml beside the flow, if present.
+        #[arg(long)]
+        stubs: Option<PathBuf>,
+        /// A stub answer: SERVICE=OUTCOME[,field=value…] (repeatable; wins over --stubs).
+        #[arg(long = "stub")]
+        stub: Vec<String>,
+        /// Wall-clock time of the call (RFC 3339, e.g. 2026-11-23T10:00:00+08:00); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
+        Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
+        Command::Disasm { file } => disasm(&file),
+        Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at } => {
+            sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Splits a flow path into the world root and the main file's name.
+fn split(flow: &Path) -> (String, String) {
+    let root = flow.parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = flow.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    (if root.is_empty() { ".".into() } else { root }, name)
+}
+
+fn compile_flow(flow: &Path) -> Result<(Compiled, String), String> {
+    if !flow.is_file() {
+        return Err(format!("cannot read `{}`: no such file", flow.display()));
+    }
+    let (root, name) = split(flow);
+    let world = FsWorld { root: PathBuf::from(&root) };
+    Ok((ivr_compiler::compile(&world, &name), root))
+}
+
+fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn print_human(c: &Compiled, root: &str) {
+    for d in &c.diagnostics {
+        eprint!("{}", report::human(&c.sources, root, d, color()));
+    }
+}
+
+fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Result<ExitCode, String> {
+    let mut files = BTreeSet::new();
+    for p in paths {
+        if p.is_dir() {
+            collect_flows(p, &mut files).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?;
+        } else if p.is_file() {
+            files.insert(p.clone());
+        } else {
+            return Err(format!("cannot read `{}`: no such file or directory", p.display()));
+        }
+    }
+    // A file imported by another is checked as part of it, not on its own.
+    let mut imported = BTreeSet::new();
+    let mut results = Vec::new();
+    for f in &files {
+        let (c, root) = compile_flow(f)?;
+        for (id, src) in c.sources.files() {
+            if id.0 != 0 && src.name.ends_with(".ivr") {
+                imported.insert(Path::new(&root).join(&src.name));
+            }
+        }
+        results.push((f.clone(), c, root));
+    }
+    let mut seen = BTreeSet::new();
+    let (mut errors, mut warnings) = (0, 0);
+    let mut json_out = Vec::new();
+    for (f, c, root) in &results {
+        if imported.contains(f) && results.len() > 1 {
+            continue;
+        }
+        for d in &c.diagnostics {
+            let file = c.sources.get(d.span.file);
+            if !seen.insert((report::display_path(root, &file.name), d.span.start, d.span.end, d.code)) {
+                continue;
+            }
+            match d.severity {
+                Severity::Error => errors += 1,
+                Severity::Warning => warnings += 1,
+            }
+            match format {
+                Format::Human => eprint!("{}", report::human(&c.sources, root, d, color())),
+                Format::Json => json_out.push(report::json(&c.sources, root, d)),
+                Format::Github => println!("{}", report::github(&c.sources, root, d)),
+            }
+        }
+    }
+    let checked = results.iter().filter(|(f, ..)| !(imported.contains(f) && results.len() > 1)).count();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"files": checked, "errors": errors, "warnings": warnings, "diagnostics": json_out})
+        ),
+        _ => eprintln!(
+            "checked {checked} flow{}: {errors} error{}, {warnings} warning{}",
+            if checked == 1 { "" } else { "s" },
+            if errors == 1 { "" } else { "s" },
+            if warnings == 1 { "" } else { "s" }
+        ),
+    }
+    Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn collect_flows(dir: &Path, out: &mut BTreeSet<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_flows(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "ivr") {
+            out.insert(path);
+        }
+    }
+    Ok(())
+}
+
+fn compile_cmd(flow: &Path, output: &Path, strip: bool) -> Result<ExitCode, String> {
+    let (c, root) = compile_flow(flow)?;
+    print_human(&c, &root);
+    let Some(program) = c.program else {
+        eprintln!("error: {} not compiled", flow.display());
+        return Ok(ExitCode::from(1));
+    };
+    let bytes = ivr_bytecode::encode(&program, strip);
+    std::fs::write(output, &bytes).map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
+    eprintln!("wrote {} ({} bytes, {} instructions)", output.display(), bytes.len(), program.code.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A compiled program file, or a flow compiled on the spot.
+fn load_program(file: &Path) -> Result<Result<ivr_bytecode::Program, ExitCode>, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    if bytes.starts_with(&ivr_bytecode::MAGIC) {
+        return ivr_bytecode::decode(&bytes).map(Ok).map_err(|e| format!("`{}`: {e}", file.display()));
+    }
+    let (c, root) = compile_flow(file)?;
+    print_human(&c, &root);
+    Ok(c.program.ok_or(ExitCode::from(1)))
+}
+
+fn disasm(file: &Path) -> Result<ExitCode, String> {
+    match load_program(file)? {
+        Ok(p) => {
+            print!("{}", ivr_bytecode::disassemble(&p));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+/// Reads the caller's moves from the terminal, one line per turn.
+struct Terminal {
+    interactive: bool,
+    queued: VecDeque<sim::Step>,
+}
+
+impl sim::Caller for Terminal {
+    fn next(&mut self, listening_for: &str) -> Option<sim::Step> {
+        loop {
+            if let Some(s) = self.queued.pop_front() {
+                return Some(s);
+            }
+            if self.interactive {
+                eprint!("keys for {listening_for} (Enter = silence, h = hang up)> ");
+                let _ = std::io::stderr().flush();
+            }
+            let mut line = String::new();
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return Some(sim::Step::Hangup),
+                Ok(_) => {}
+            }
+            if line.trim().is_empty() {
+                return Some(sim::Step::Silence);
+            }
+            match sim::parse_script(&line) {
+                Ok(steps) => self.queued.extend(steps),
+                Err(e) => eprintln!("{e}"),
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sim_cmd(
+    flow: &Path,
+    number: Option<String>,
+    caller: String,
+    lang: Option<String>,
+    keys: Option<String>,
+    json: bool,
+    stubs: Option<PathBuf>,
+    stub_args: Vec<String>,
+    at: Option<String>,
+) -> Result<ExitCode, String> {
+    let program = match load_program(flow)? {
+        Ok(p) => Arc::new(p),
+        Err(code) => return Ok(code),
+    };
+    let stub_file = stubs.or_else(|| {
+        let beside = flow.parent().unwrap_or(Path::new(".")).join("sim-stubs.toml");
+        beside.is_file().then_some(beside)
+    });
+    let mut stub_set = match &stub_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
+            sim::Stubs::from_toml(&text).map_err(|e| format!("`{}`: {e}", f.display()))?
+        }
+        None => sim::Stubs::default(),
+    };
+    for a in &stub_args {
+        stub_set.add_arg(a).map_err(|e| format!("--stub {a}: {e}"))?;
+    }
+    let wall_clock_ms = match at {
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| format!("--at {t}: {e}"))?
+            .as_millisecond(),
+        None => jiff::Timestamp::now().as_millisecond(),
+    };
+    let number = match number {
+        Some(n) => n,
+        None => program.entries.first().map(|e| e.number.clone()).ok_or("the program has no entry")?,
+    };
+    let cfg = sim::SimConfig { number, caller, language: lang, wall_clock_ms, stubs: stub_set, max_silences: 20 };
+    let mut scripted;
+    let mut terminal;
+    let caller: &mut dyn sim::Caller = match keys {
+        Some(k) => {
+            scripted = sim::parse_script(&k).map_err(|e| format!("--keys: {e}"))?.into_iter().collect::<VecDeque<_>>();
+            &mut scripted
+        }
+        None => {
+            terminal = Terminal { interactive: std::io::stdin().is_terminal(), queued: VecDeque::new() };
+            &mut terminal
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut emit = |r: &sim::Record| {
+        let mut lock = stdout.lock();
+        let _ = writeln!(lock, "{}", if json { r.to_json() } else { r.to_human() });
+    };
+    sim::run(program, &cfg, caller, &mut emit)?;
+    Ok(ExitCode::SUCCESS)
+}

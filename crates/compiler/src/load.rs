@@ -45,6 +45,8 @@ pub struct Calendar {
 }
 
 pub struct Loaded {
+    /// The main flow file's project-relative path.
+    pub main: String,
     pub sources: SourceMap,
     pub files: Vec<(FileId, ast::File)>,
     pub catalogue: Option<Catalogue>,
@@ -92,6 +94,7 @@ fn ymd(s: &str) -> Option<u32> {
 
 pub fn load(world: &dyn World, main: &str) -> Loaded {
     let mut l = Loaded {
+        main: join("", main),
         sources: SourceMap::default(),
         files: Vec::new(),
         catalogue: None,
@@ -165,23 +168,24 @@ fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
     }
 }
 
-/// The file a `holidays "NAME"` line refers to, relative to the declaring file.
-pub fn calendar_path(declaring_file: &str, name: &str) -> String {
+/// The file a `holidays "NAME"` line refers to: `calendars/NAME.toml` in the
+/// project (beside the main flow), or a path ending in `.toml` relative to it.
+pub fn calendar_path(main: &str, name: &str) -> String {
     if name.ends_with(".toml") {
-        join(declaring_file, name)
+        join(main, name)
     } else {
-        join(declaring_file, &format!("calendars/{name}.toml"))
+        join(main, &format!("calendars/{name}.toml"))
     }
 }
 
 fn load_calendars(world: &dyn World, l: &mut Loaded) {
     let mut wanted = Vec::new();
-    for (id, f) in &l.files {
+    for (_, f) in &l.files {
         for item in &f.items {
             if let Item::Hours(h) = item {
                 for line in &h.lines {
                     if let HoursLine::Holidays(s) = line {
-                        wanted.push((calendar_path(&l.sources.get(*id).name, &s.value), s.span));
+                        wanted.push((calendar_path(&l.main, &s.value), s.span));
                     }
                 }
             }

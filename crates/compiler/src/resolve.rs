@@ -146,8 +146,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
         );
         s.var_order.push(b.into());
     }
-    for (fid, file) in &loaded.files {
-        let fname = &loaded.sources.get(*fid).name;
+    for (_, file) in &loaded.files {
         for item in &file.items {
             let mut declare = |what: &str, name: &'a Ident, diags: &mut Vec<Diagnostic>| -> bool {
                 if let Some(first) = names.get(&name.name) {
@@ -201,7 +200,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                 }
                 Item::Hours(h) => {
                     if declare("hours", &h.name, diags) {
-                        let compiled = compile_hours(h, fname, loaded, diags);
+                        let compiled = compile_hours(h, loaded, diags);
                         s.hours_index.insert(h.name.name.clone(), s.hours.len());
                         s.hours.push(compiled);
                     }
@@ -298,7 +297,7 @@ fn literal_type(e: &Expr) -> Option<Type> {
     }
 }
 
-fn compile_hours(h: &HoursDecl, fname: &str, loaded: &Loaded, diags: &mut Vec<Diagnostic>) -> Hours {
+fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) -> Hours {
     let mut out = Hours {
         name: h.name.name.clone(),
         zone: String::new(),
@@ -326,7 +325,7 @@ fn compile_hours(h: &HoursDecl, fname: &str, loaded: &Loaded, diags: &mut Vec<Di
                 }
             }
             HoursLine::Holidays(name) => {
-                if let Some(c) = loaded.calendars.get(&calendar_path(fname, &name.value)) {
+                if let Some(c) = loaded.calendars.get(&calendar_path(&loaded.main, &name.value)) {
                     cal = Some(c);
                 }
             }

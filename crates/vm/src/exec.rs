@@ -185,7 +185,7 @@ impl Session {
         let p = Arc::clone(&self.program);
         let spec = &p.collects[c as usize];
         let var = p.slots[spec.slot as usize].name.clone();
-        self.actions.push_back(Action::Listen { var, max_digits: spec.max_digits, secret: spec.secret });
+        let listen = Action::Listen { var, max_digits: spec.max_digits, secret: spec.secret };
         let mut col = Collecting { spec: c, digits: String::new(), phase: Phase::Waiting { deadline: 0 } };
         if !spec.barge_in {
             // The caller must hear the prompt: keys typed ahead are dropped.
@@ -196,6 +196,7 @@ impl Session {
                 self.actions.push_back(Action::StopPlayback);
             }
             col.phase = Phase::Waiting { deadline: self.now + spec.first_timeout_ms };
+            self.actions.push_back(listen);
             self.wait = Wait::Collecting(col);
             while let Some(k) = self.typeahead.pop_front() {
                 self.collect_key(k);
@@ -210,6 +211,7 @@ impl Session {
             let id = self.play_id();
             self.actions.push_back(Action::Play { id, prompt: pr, lang: self.lang, barge_in: spec.barge_in });
         }
+        self.actions.push_back(listen);
         col.phase = match self.playing {
             Some(until) => Phase::Prompting { until },
             None => Phase::Waiting { deadline: self.now + spec.first_timeout_ms },

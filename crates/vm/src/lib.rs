@@ -237,6 +237,11 @@ impl Session {
         }
     }
 
+    /// Whether the flow is listening for keys (a menu or a `collect` is active).
+    pub fn is_collecting(&self) -> bool {
+        matches!(self.wait, Wait::Collecting(_))
+    }
+
     /// Whether the flow has ended (hang-up, transfer, fault or the caller leaving).
     pub fn is_finished(&self) -> bool {
         matches!(self.wait, Wait::Done)

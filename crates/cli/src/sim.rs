@@ -1,0 +1,419 @@
+//! `ivr sim`: a caller at the terminal (or a key script) driving a flow on a
+//! simulated clock. Services are answered from stub files; nothing touches the
+//! network. Secret input shows as `****`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use ivr_bytecode::{OpKind, Program, SayKind, Type, Value};
+use ivr_vm::{Action, CallInfo, Event, Millis, OpId, Session};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Map};
+
+/// A scripted caller's next move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Keys typed back to back when the flow next listens.
+    Keys(String),
+    /// Stay silent until the flow's next timeout.
+    Silence,
+    /// Hang up.
+    Hangup,
+}
+
+/// Parses a key script: groups of keys separated by spaces; `.` is a silence
+/// (let the current timeout pass); `h` hangs up.
+pub fn parse_script(s: &str) -> Result<Vec<Step>, String> {
+    let mut out = Vec::new();
+    for tok in s.split_whitespace() {
+        let mut keys = String::new();
+        for c in tok.chars() {
+            match c {
+                '0'..='9' | '*' | '#' | 'A'..='D' => keys.push(c),
+                '.' | 'h' => {
+                    if !keys.is_empty() {
+                        out.push(Step::Keys(std::mem::take(&mut keys)));
+                    }
+                    out.push(if c == '.' { Step::Silence } else { Step::Hangup });
+                }
+                other => return Err(format!("`{other}` is not a key (use 0-9 * # A-D, `.` for silence, `h` to hang up)")),
+            }
+        }
+        if !keys.is_empty() {
+            out.push(Step::Keys(keys));
+        }
+    }
+    Ok(out)
+}
+
+/// One stubbed answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StubRule {
+    /// Arguments that must match (all of them) for this answer to apply.
+    #[serde(default)]
+    pub when: BTreeMap<String, toml::Value>,
+    pub outcome: String,
+    #[serde(default)]
+    pub fields: BTreeMap<String, toml::Value>,
+    /// How long the service takes to answer.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// Stub answers by service name (`enqueue`, `dial_agent` and `record` for hand-offs).
+#[derive(Debug, Clone, Default)]
+pub struct Stubs {
+    pub rules: BTreeMap<String, Vec<StubRule>>,
+}
+
+impl Stubs {
+    pub fn from_toml(text: &str) -> Result<Stubs, String> {
+        let rules: BTreeMap<String, Vec<StubRule>> = toml::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Stubs { rules })
+    }
+
+    /// Adds `SERVICE=OUTCOME[,field=value…]` from the command line; it takes
+    /// precedence over rules from files.
+    pub fn add_arg(&mut self, arg: &str) -> Result<(), String> {
+        let (service, rest) = arg.split_once('=').ok_or("expected SERVICE=OUTCOME[,field=value…]")?;
+        let mut parts = rest.split(',');
+        let outcome = parts.next().unwrap_or_default().trim().to_string();
+        let mut fields = BTreeMap::new();
+        for p in parts {
+            let (k, v) = p.split_once('=').ok_or_else(|| format!("expected field=value, found `{p}`"))?;
+            fields.insert(k.trim().to_string(), toml::Value::String(v.trim().to_string()));
+        }
+        let rule = StubRule { when: BTreeMap::new(), outcome, fields, delay_ms: 0 };
+        self.rules.entry(service.trim().to_string()).or_default().insert(0, rule);
+        Ok(())
+    }
+
+    fn answer(&self, service: &str, args: &[(String, String)]) -> Option<&StubRule> {
+        self.rules.get(service)?.iter().find(|r| {
+            r.when.iter().all(|(k, v)| {
+                let want = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                args.iter().any(|(n, a)| n == k && *a == want)
+            })
+        })
+    }
+}
+
+fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => return (ty == Type::Bool).then_some(Value::Bool(*b)),
+        _ => return None,
+    };
+    match ty {
+        Type::Text => Some(Value::text(&text)),
+        Type::Number => text.parse::<Decimal>().ok().map(Value::Num),
+        Type::Bool => text.parse().ok().map(Value::Bool),
+    }
+}
+
+/// How a value is spoken, as text. (Composed from segment prompts on a live call.)
+pub fn say_text(kind: SayKind, value: &Value, lang: &str) -> String {
+    let s = value.to_string();
+    let zh = lang == "zh";
+    match kind {
+        SayKind::Number => s,
+        SayKind::Digits => s.chars().map(String::from).collect::<Vec<_>>().join(" "),
+        SayKind::Money => {
+            let v = match value {
+                Value::Num(n) => n.round_dp(2).to_string(),
+                _ => s,
+            };
+            if zh { format!("{v}元") } else { format!("{v} yuan") }
+        }
+        SayKind::Percent => format!("{s}%"),
+        SayKind::Date | SayKind::Time => s,
+    }
+}
+
+/// One line of a transcript.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub t_ms: Millis,
+    pub data: Map<String, serde_json::Value>,
+}
+
+impl Record {
+    /// The JSON form: one object with `t_ms` and `event`.
+    pub fn to_json(&self) -> String {
+        let mut m = Map::new();
+        m.insert("t_ms".into(), json!(self.t_ms));
+        m.extend(self.data.clone());
+        serde_json::Value::Object(m).to_string()
+    }
+
+    /// The human form, one line.
+    pub fn to_human(&self) -> String {
+        let d = &self.data;
+        let s = |k: &str| d.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).unwrap_or_default();
+        let body = match s("event").as_str() {
+            "node" => format!("── {} {}", if d.get("menu") == Some(&json!(true)) { "menu" } else { "step" }, s("name")),
+            "play" => format!("♪ {}  [{}]", s("text"), s("prompt")),
+            "say" => format!("♪ {}  [say {} {}]", s("text"), s("as"), s("value")),
+            "collect" => format!("… listening for {} (up to {} key{}{})", s("var"), s("max_digits"), if s("max_digits") == "1" { "" } else { "s" }, if d.get("secret") == Some(&json!(true)) { ", secret" } else { "" }),
+            "key" => format!("☎ caller presses {}", s("key")),
+            "silence" => "☎ caller stays silent".to_string(),
+            "timeout" => "⏱ timeout".to_string(),
+            "stop" => "■ prompt stopped".to_string(),
+            "language" => format!("language → {}", s("language")),
+            "service" => format!("→ request {}({})", s("service"), d.get("args").map(|a| a.to_string()).unwrap_or_default()),
+            "result" => format!("← {} {}{}", s("op"), s("outcome"), d.get("fields").filter(|f| f.as_object().is_some_and(|o| !o.is_empty())).map(|f| format!(" {f}")).unwrap_or_default()),
+            "cancel" => format!("✕ gave up waiting for {}", s("op")),
+            "enqueue" => format!("→ enqueue {} (priority {})", s("queue"), s("priority")),
+            "dial_agent" => format!("→ dial agent {}", s("work_number")),
+            "record" => format!("→ record {} (max {} ms)", s("category"), s("max_ms")),
+            "transfer" => format!("→ transfer to {}", s("target")),
+            "fault" => format!("! fault: {}", s("message")),
+            "hangup" => format!("✆ hang up ({})", s("reason")),
+            other => other.to_string(),
+        };
+        format!("[{:>4}.{:03}s] {body}", self.t_ms / 1000, self.t_ms % 1000)
+    }
+}
+
+/// Settings of one simulated call.
+pub struct SimConfig {
+    pub number: String,
+    pub caller: String,
+    pub language: Option<String>,
+    pub wall_clock_ms: i64,
+    pub stubs: Stubs,
+    /// Timeouts the caller sits through after the script ends before hanging up.
+    pub max_silences: u32,
+}
+
+/// Where the next keys come from.
+pub trait Caller {
+    /// The caller's next move when the flow listens; `None` when out of moves.
+    fn next(&mut self, listening_for: &str) -> Option<Step>;
+}
+
+impl Caller for VecDeque<Step> {
+    fn next(&mut self, _: &str) -> Option<Step> {
+        self.pop_front()
+    }
+}
+
+/// One simulated call in progress.
+struct Sim<'a> {
+    program: Arc<Program>,
+    cfg: &'a SimConfig,
+    session: Session,
+    now: Millis,
+    pending: Vec<(Millis, Event)>,
+    ops: BTreeMap<u32, String>,
+    listening: String,
+    secret: bool,
+    emit: &'a mut dyn FnMut(&Record),
+}
+
+impl Sim<'_> {
+    fn out(&mut self, v: serde_json::Value) {
+        if let serde_json::Value::Object(data) = v {
+            (self.emit)(&Record { t_ms: self.now, data });
+        }
+    }
+
+    fn lang(&self, l: u32) -> String {
+        self.program.languages.get(l as usize).cloned().unwrap_or_default()
+    }
+
+    /// Reports and carries out every action the session has queued.
+    fn drain(&mut self) {
+        while let Some(a) = self.session.poll_action() {
+            let now = self.now;
+            match a {
+                Action::EnterNode { name, menu } => self.out(json!({"event": "node", "name": name, "menu": menu})),
+                Action::Play { id, prompt, lang: l, .. } => {
+                    let p = &self.program.prompts[prompt as usize];
+                    let v = json!({"event": "play", "prompt": p.id, "text": p.text.get(l as usize).cloned().unwrap_or_default()});
+                    self.out(v);
+                    self.pending.push((now, Event::PlayDone(id)));
+                }
+                Action::Say { id, kind, value, lang: l } => {
+                    let text = say_text(kind, &value, &self.lang(l));
+                    self.out(json!({"event": "say", "as": kind.name(), "value": value.to_string(), "text": text}));
+                    self.pending.push((now, Event::PlayDone(id)));
+                }
+                Action::StopPlayback => {
+                    self.pending.retain(|(_, e)| !matches!(e, Event::PlayDone(_)));
+                    self.out(json!({"event": "stop"}));
+                }
+                Action::Listen { var, max_digits, secret } => {
+                    self.out(json!({"event": "collect", "var": var, "max_digits": max_digits, "secret": secret}));
+                    self.listening = var;
+                    self.secret = secret;
+                }
+                Action::Request { op, service, args, timeout_ms } => {
+                    let plain: Vec<(String, String)> = args.iter().map(|a| (a.name.clone(), a.value.to_string())).collect();
+                    let shown: Map<String, serde_json::Value> = args
+                        .iter()
+                        .map(|a| (a.name.clone(), json!(if a.secret { "****".to_string() } else { a.value.to_string() })))
+                        .collect();
+                    self.out(json!({"event": "service", "service": service, "args": shown, "timeout_ms": timeout_ms}));
+                    self.answer(op, &service, &plain, "failed");
+                }
+                Action::Enqueue { op, queue, priority, max_wait_ms } => {
+                    self.out(json!({"event": "enqueue", "queue": queue, "priority": priority, "max_wait_ms": max_wait_ms}));
+                    self.answer(op, "enqueue", &[("queue".into(), queue)], "served");
+                }
+                Action::DialAgent { op, work_number, timeout_ms } => {
+                    self.out(json!({"event": "dial_agent", "work_number": work_number, "timeout_ms": timeout_ms}));
+                    self.answer(op, "dial_agent", &[("work_number".into(), work_number)], "served");
+                }
+                Action::Record { op, category, max_ms } => {
+                    self.out(json!({"event": "record", "category": category, "max_ms": max_ms}));
+                    self.answer(op, "record", &[("category".into(), category)], "saved");
+                }
+                Action::Cancel { op } => {
+                    self.pending.retain(|(_, e)| !matches!(e, Event::Completed { op: o, .. } if *o == op));
+                    let name = self.ops.get(&op.0).cloned().unwrap_or_default();
+                    self.out(json!({"event": "cancel", "op": name}));
+                }
+                Action::SetLanguage { lang: l } => {
+                    let l = self.lang(l);
+                    self.out(json!({"event": "language", "language": l}));
+                }
+                Action::Transfer { target } => self.out(json!({"event": "transfer", "target": target})),
+                Action::Fault { message, pc } => {
+                    let line = self.program.line_of(pc as usize).map(|(f, l)| format!("{f}:{l}"));
+                    self.out(json!({"event": "fault", "message": message, "at": line}));
+                }
+                Action::Hangup { reason } => self.out(json!({"event": "hangup", "reason": reason.name()})),
+            }
+        }
+    }
+
+    /// Schedules the stubbed answer to an operation.
+    fn answer(&mut self, op: OpId, service: &str, args: &[(String, String)], default: &str) {
+        self.ops.insert(op.0, service.to_string());
+        let rule = self.cfg.stubs.answer(service, args);
+        let outcome = rule.map_or(default, |r| r.outcome.as_str()).to_string();
+        // Type the stub's fields by what the flow declared for this outcome.
+        let spec = self.program.ops.iter().find(|o| match &o.kind {
+            OpKind::Request { service: s, .. } => s == service,
+            other => other.name() == service,
+        });
+        let mut fields = Vec::new();
+        if let (Some(rule), Some(spec)) = (rule, spec) {
+            if let Some(oc) = spec.outcomes.iter().find(|o| o.name == outcome) {
+                for (name, ty, _) in &oc.fields {
+                    if let Some(v) = rule.fields.get(name).and_then(|v| field_value(v, *ty)) {
+                        fields.push((name.clone(), v));
+                    }
+                }
+            }
+        }
+        let at = self.now + rule.map_or(0, |r| r.delay_ms);
+        self.pending.push((at, Event::Completed { op, outcome, fields }));
+    }
+
+    /// Delivers one event that is due; false when none is.
+    fn deliver_due(&mut self) -> bool {
+        self.pending.sort_by_key(|(t, _)| *t);
+        let Some(i) = self.pending.iter().position(|(t, _)| *t <= self.now) else { return false };
+        let (_, ev) = self.pending.remove(i);
+        if let Event::Completed { op, outcome, fields } = &ev {
+            let shown: Map<String, serde_json::Value> = fields.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
+            let name = self.ops.get(&op.0).cloned().unwrap_or_default();
+            self.out(json!({"event": "result", "op": name, "outcome": outcome, "fields": shown}));
+        }
+        self.session.handle_event(self.now, ev);
+        true
+    }
+
+    fn hang_up(&mut self) {
+        self.out(json!({"event": "hangup", "reason": "caller"}));
+        self.session.handle_event(self.now, Event::Hangup);
+        self.drain();
+    }
+}
+
+/// Runs one call to its end, passing each transcript line to `emit` as it happens.
+pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record)) -> Result<(), String> {
+    let info = CallInfo {
+        dialed: cfg.number.clone(),
+        caller: cfg.caller.clone(),
+        language: cfg.language.clone(),
+        wall_clock_ms: cfg.wall_clock_ms,
+    };
+    let session = Session::start(Arc::clone(&program), info, 0).map_err(|e| e.to_string())?;
+    let mut sim = Sim {
+        program,
+        cfg,
+        session,
+        now: 0,
+        pending: Vec::new(),
+        ops: BTreeMap::new(),
+        listening: String::new(),
+        secret: false,
+        emit,
+    };
+    let mut silences = 0;
+    loop {
+        sim.drain();
+        if sim.session.is_finished() {
+            return Ok(());
+        }
+        // Events already due (prompts finished, instant answers) go first.
+        if sim.deliver_due() {
+            continue;
+        }
+        if sim.session.is_collecting() {
+            match caller.next(&sim.listening) {
+                Some(Step::Keys(keys)) => {
+                    // Keys of one group come back to back: each may stop a prompt
+                    // (barge-in) or wait in the type-ahead buffer.
+                    for k in keys.chars() {
+                        let shown = if sim.secret && sim.session.is_collecting() { "*".to_string() } else { k.to_string() };
+                        sim.out(json!({"event": "key", "key": shown}));
+                        sim.session.handle_event(sim.now, Event::Digit(k));
+                        sim.drain();
+                    }
+                    continue;
+                }
+                Some(Step::Hangup) => {
+                    sim.hang_up();
+                    return Ok(());
+                }
+                Some(Step::Silence) => sim.out(json!({"event": "silence"})),
+                None => {
+                    silences += 1;
+                    if silences > cfg.max_silences {
+                        sim.hang_up();
+                        return Ok(());
+                    }
+                    sim.out(json!({"event": "silence"}));
+                }
+            }
+        }
+        let next_pending = sim.pending.iter().map(|(t, _)| *t).min();
+        let next = match (sim.session.poll_timeout(), next_pending) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(t) => {
+                sim.now = sim.now.max(t);
+                if sim.session.poll_timeout().is_some_and(|d| d <= sim.now) {
+                    sim.out(json!({"event": "timeout"}));
+                    let now = sim.now;
+                    sim.session.handle_timeout(now);
+                }
+            }
+            None => return Err("the flow is waiting for something the simulator cannot give it".into()),
+        }
+    }
+}
+
