@@ -1,1 +1,82 @@
-// end-to-end tests of the `ivr` binary live here
+//! `ivr check / compile / disasm` driven from outside, as a CI pipeline would.
+
+mod common;
+use common::*;
+
+#[test]
+fn shipped_flows_are_clean() {
+    let out = ivr(&["check", "flows/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("checked 2 flows: 0 errors, 0 warnings"), "{}", stderr(&out));
+    let strict = ivr(&["check", "--deny-warnings", "flows/"]);
+    assert_eq!(strict.status.code(), Some(0), "{}", stderr(&strict));
+}
+
+#[test]
+fn a_folder_with_mistakes_fails_with_every_diagnostic() {
+    let out = ivr(&["check", "--format", "json", "tests/ui"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let codes: std::collections::BTreeSet<&str> =
+        v["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    for (code, _) in ivr_compiler::CODES {
+        assert!(codes.contains(code), "{code} missing from a check of tests/ui");
+    }
+}
+
+#[test]
+fn json_and_github_formats() {
+    let json = ivr(&["check", "--format", "json", "tests/ui/E0107.ivr"]);
+    assert_eq!(json.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    insta::assert_json_snapshot!("check_json", v);
+    let gh = ivr(&["check", "--format", "github", "tests/ui/E0107.ivr", "tests/ui/W0402.ivr"]);
+    assert_eq!(gh.status.code(), Some(1));
+    insta::assert_snapshot!("check_github", stdout(&gh));
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    assert_eq!(ivr(&["check", "no/such/dir"]).status.code(), Some(2));
+    assert_eq!(ivr(&["check"]).status.code(), Some(2));
+    assert_eq!(ivr(&["check", "--format", "xml", "flows"]).status.code(), Some(2));
+    assert_eq!(ivr(&["disasm", "no-such-file.ivrc"]).status.code(), Some(2));
+}
+
+#[test]
+fn disassembly_of_the_shipped_flows() {
+    for flow in ["securities_hotline", "bank_hotline"] {
+        let out = ivr(&["disasm", &format!("flows/{flow}.ivr")]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        insta::assert_snapshot!(format!("disasm_{flow}"), stdout(&out));
+    }
+}
+
+#[test]
+fn compiled_programs_round_trip() {
+    let dir = std::env::temp_dir().join(format!("ivr-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for flow in ["securities_hotline", "bank_hotline"] {
+        let out_path = dir.join(format!("{flow}.ivrc"));
+        let out = out_path.to_str().unwrap();
+        let c = ivr(&["compile", &format!("flows/{flow}.ivr"), "-o", out]);
+        assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+        let from_file = ivr(&["disasm", out]);
+        let from_source = ivr(&["disasm", &format!("flows/{flow}.ivr")]);
+        assert_eq!(stdout(&from_file), stdout(&from_source));
+        // A stripped program has no line table but runs the same.
+        let c = ivr(&["compile", "--strip", &format!("flows/{flow}.ivr"), "-o", out]);
+        assert_eq!(c.status.code(), Some(0));
+        let stripped = stdout(&ivr(&["disasm", out]));
+        assert!(!stripped.contains(" L1"), "stripped program still has lines");
+    }
+    // A corrupted program is refused with a message, never a crash.
+    let bad = dir.join("bad.ivrc");
+    let mut bytes = std::fs::read(dir.join("bank_hotline.ivrc")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = ivr(&["disasm", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("truncated") || stderr(&out).contains("malformed"), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -137,6 +137,13 @@ pub fn say_text(kind: SayKind, value: &Value, lang: &str) -> String {
     }
 }
 
+/// How long a prompt takes to speak, estimated from its text: about 4.5 Chinese
+/// characters or 16 Latin letters a second, like a recorded announcer.
+pub fn speaking_ms(text: &str) -> Millis {
+    let ms: Millis = text.chars().map(|c| if c.is_ascii() { 60 } else { 220 }).sum();
+    ms.max(300)
+}
+
 /// One line of a transcript.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -215,6 +222,8 @@ struct Sim<'a> {
     ops: BTreeMap<u32, String>,
     listening: String,
     secret: bool,
+    /// When the prompts queued so far will have finished playing.
+    media_free: Millis,
     emit: &'a mut dyn FnMut(&Record),
 }
 
@@ -237,17 +246,22 @@ impl Sim<'_> {
                 Action::EnterNode { name, menu } => self.out(json!({"event": "node", "name": name, "menu": menu})),
                 Action::Play { id, prompt, lang: l, .. } => {
                     let p = &self.program.prompts[prompt as usize];
-                    let v = json!({"event": "play", "prompt": p.id, "text": p.text.get(l as usize).cloned().unwrap_or_default()});
-                    self.out(v);
-                    self.pending.push((now, Event::PlayDone(id)));
+                    let text = p.text.get(l as usize).cloned().unwrap_or_default();
+                    let done = self.media_free.max(now) + speaking_ms(&text);
+                    self.media_free = done;
+                    self.out(json!({"event": "play", "prompt": p.id, "text": text}));
+                    self.pending.push((done, Event::PlayDone(id)));
                 }
                 Action::Say { id, kind, value, lang: l } => {
                     let text = say_text(kind, &value, &self.lang(l));
+                    let done = self.media_free.max(now) + speaking_ms(&text);
+                    self.media_free = done;
                     self.out(json!({"event": "say", "as": kind.name(), "value": value.to_string(), "text": text}));
-                    self.pending.push((now, Event::PlayDone(id)));
+                    self.pending.push((done, Event::PlayDone(id)));
                 }
                 Action::StopPlayback => {
                     self.pending.retain(|(_, e)| !matches!(e, Event::PlayDone(_)));
+                    self.media_free = now;
                     self.out(json!({"event": "stop"}));
                 }
                 Action::Listen { var, max_digits, secret } => {
@@ -358,10 +372,11 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
         ops: BTreeMap::new(),
         listening: String::new(),
         secret: false,
+        media_free: 0,
         emit,
     };
     let mut silences = 0;
-    loop {
+    for _ in 0..1_000_000 {
         sim.drain();
         if sim.session.is_finished() {
             return Ok(());
@@ -370,7 +385,9 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
         if sim.deliver_due() {
             continue;
         }
-        if sim.session.is_collecting() {
+        // The caller listens to what is playing before typing the next group.
+        let playing = sim.pending.iter().any(|(_, e)| matches!(e, Event::PlayDone(_)));
+        if sim.session.is_collecting() && !playing {
             match caller.next(&sim.listening) {
                 Some(Step::Keys(keys)) => {
                     // Keys of one group come back to back: each may stop a prompt
@@ -415,5 +432,6 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
             None => return Err("the flow is waiting for something the simulator cannot give it".into()),
         }
     }
+    Err("the call did not end after a million steps".into())
 }
 

@@ -31,7 +31,6 @@ pub const CODES: &[(&str, &str)] = &[
     ("W0401", "unreachable step, menu or sub-flow"),
     ("W0402", "menu or collection with no way out when retries run out"),
     ("W0403", "operation outcome not handled"),
-    ("W0404", "unused declaration"),
 ];
 
 /// The title of a code.

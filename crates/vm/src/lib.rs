@@ -262,6 +262,13 @@ impl Session {
         self.executed
     }
 
+    /// The value of a flow variable, for hosts and tests. Secret variables (PINs,
+    /// passwords) are never returned.
+    pub fn value(&self, name: &str) -> Option<&Value> {
+        let i = self.program.slots.iter().position(|s| s.name == name)?;
+        (!self.program.slots[i].secret).then(|| &self.slots[i])
+    }
+
     /// The name of the step or menu the call is in.
     pub fn current_node(&self) -> Option<&str> {
         self.current_node.map(|n| self.program.nodes[n as usize].name.as_str())
