@@ -6,13 +6,39 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The `ivr` binary cargo built beside this test executable.
+/// The `ivr` binary cargo built beside this test executable. `cargo test` does
+/// not build another package's binary, so `.ci/run` builds it first; a missing
+/// or stale binary fails loudly rather than testing old code.
 pub fn ivr_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
     let bin = dir.join(format!("ivr{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p ivr-cli` (cargo test --workspace does)", bin.display());
+    let hint = "build it first: `cargo build -p ivr-cli` (bash .ci/run does)";
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap_or_else(|_| panic!("{} is missing: {hint}", bin.display()));
+    let newest = ["crates", "grammar"].iter().filter_map(|d| newest_source(&root().join(d))).max();
+    if let Some(newest) = newest {
+        assert!(newest <= built, "{} is older than the sources: {hint}", bin.display());
+    }
     bin
+}
+
+fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == "tests") {
+                continue;
+            }
+            newest_source(&path)
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "pest" || e == "toml") {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 pub fn root() -> PathBuf {

@@ -7,7 +7,7 @@ use ivr_bytecode::{
     SpanTable, SwitchTable, Value,
 };
 use ivr_syntax::ast::*;
-use ivr_syntax::{Diagnostic, Span};
+use ivr_syntax::{closest, Diagnostic, Span};
 use rust_decimal::Decimal;
 
 use crate::load::Loaded;
@@ -1282,26 +1282,4 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             self.diags.push(d);
         }
     }
-}
-
-/// The candidate closest to `name` by edit distance, if reasonably close.
-pub fn closest<'c>(name: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
-    candidates
-        .iter()
-        .map(|c| (dist(name, c), *c))
-        .filter(|(d, c)| *d <= (name.chars().count().max(c.chars().count()) / 3).max(1))
-        .min()
-        .map(|(_, c)| c)
 }

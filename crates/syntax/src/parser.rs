@@ -204,7 +204,11 @@ impl<'s> Builder<'s> {
             _ => format!("unexpected {found}"),
         };
         let mut d = Diagnostic::error("E0001", message, span, "unexpected here");
-        if expected.len() > 6 {
+        let words: Vec<&str> = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`')).collect();
+        let typed = found.trim_matches('`');
+        if let Some(best) = crate::closest(typed, &words).filter(|b| *b != typed && found.starts_with('`')) {
+            d = d.with_help(format!("did you mean `{best}`?"));
+        } else if expected.len() > 6 {
             d = d.with_help(format!("expected one of: {}", expected.join(", ")));
         }
         d
@@ -246,10 +250,12 @@ impl<'s> Builder<'s> {
         Item::Broken { kind, name, span }
     }
 
-    fn bad_stmt(&mut self, pair: Pair<Rule>) {
+    /// A line that did not parse where `context` (`strict_stmt`, `strict_option`
+    /// or `strict_outcome`) was expected: report why.
+    fn bad_stmt(&mut self, pair: Pair<Rule>, context: Rule) {
         let text = pair.as_str();
         let base = pair.as_span().start();
-        let diag = match IvrParser::parse(Rule::strict_stmt, text) {
+        let diag = match IvrParser::parse(context, text) {
             Err(e) => self.pest_error(e, base),
             Ok(pairs) => {
                 let end = pairs.last().map_or(0, |p| p.as_span().end());
@@ -442,7 +448,7 @@ impl<'s> Builder<'s> {
         for p in pair.into_inner() {
             if p.as_rule() == Rule::bad_stmt {
                 let span = self.span(&p);
-                self.bad_stmt(p);
+                self.bad_stmt(p, Rule::strict_stmt);
                 stmts.push(Stmt { kind: StmtKind::Broken, span });
             } else {
                 stmts.push(self.stmt(p));
@@ -455,7 +461,7 @@ impl<'s> Builder<'s> {
         let mut out = Vec::new();
         for p in pair.into_inner() {
             if p.as_rule() == Rule::bad_stmt {
-                self.bad_stmt(p);
+                self.bad_stmt(p, Rule::strict_outcome);
                 continue;
             }
             let span = self.span(&p);
@@ -472,7 +478,7 @@ impl<'s> Builder<'s> {
         let span = self.span(&pair);
         let rule = pair.as_rule();
         if rule == Rule::bad_stmt {
-            self.bad_stmt(pair);
+            self.bad_stmt(pair, Rule::strict_option);
             return Opt { kind: OptKind::Broken, span };
         }
         if rule == Rule::key_binding {

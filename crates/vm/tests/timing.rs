@@ -109,7 +109,7 @@ fn t1_first_key_timer_starts_when_the_prompt_ends() {
     c.tick(8_999);
     assert!(c.take_log().is_empty());
     c.tick(9_000);
-    assert_eq!(c.take_log(), ["play on_timeout", "hangup retries_exhausted"]);
+    assert_eq!(c.take_log(), ["play on_timeout", "hangup normal"]);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn t3_inter_key_timeout_with_too_few_digits_is_invalid() {
     c.take_log();
     c.keys(1_000, "12");
     c.tick(4_000);
-    assert_eq!(c.take_log(), ["play on_invalid", "hangup retries_exhausted"]);
+    assert_eq!(c.take_log(), ["play on_invalid", "hangup normal"]);
 }
 
 #[test]
