@@ -95,6 +95,16 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Show how a value is read aloud: the text, then the segment prompts.
+    Say {
+        /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
+        #[arg(allow_negative_numbers = true)]
+        value: String,
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        #[arg(long = "as", default_value = "number")]
+        kind: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,12 +116,32 @@ fn main() -> ExitCode {
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at } => {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at)
         }
+        Command::Say { value, lang, kind } => say(&value, &lang, &kind),
     };
     match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn say(value: &str, lang: &str, kind: &str) -> Result<ExitCode, String> {
+    let l = ivr_speech::Lang::parse(lang).ok_or_else(|| format!("--lang {lang}: use zh or en"))?;
+    let k = ivr_speech::Kind::parse(kind)
+        .ok_or_else(|| format!("--as {kind}: use number, digits, money, percent, date or time"))?;
+    match ivr_speech::read(k, value, l) {
+        Ok(r) => {
+            println!("{}", r.text());
+            for s in &r.segments {
+                println!("{s}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -118,23 +118,13 @@ fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
     }
 }
 
-/// How a value is spoken, as text. (Composed from segment prompts on a live call.)
+/// How a value is spoken: the text of its segment prompts (what a live call
+/// plays), or the value itself when it cannot be read in that language.
 pub fn say_text(kind: SayKind, value: &Value, lang: &str) -> String {
-    let s = value.to_string();
-    let zh = lang == "zh";
-    match kind {
-        SayKind::Number => s,
-        SayKind::Digits => s.chars().map(String::from).collect::<Vec<_>>().join(" "),
-        SayKind::Money => {
-            let v = match value {
-                Value::Num(n) => n.round_dp(2).to_string(),
-                _ => s,
-            };
-            if zh { format!("{v}元") } else { format!("{v} yuan") }
-        }
-        SayKind::Percent => format!("{s}%"),
-        SayKind::Date | SayKind::Time => s,
-    }
+    let reading = ivr_speech::Kind::parse(kind.name())
+        .zip(ivr_speech::Lang::parse(lang))
+        .and_then(|(k, l)| ivr_speech::read(k, &value.to_string(), l).ok());
+    reading.map_or_else(|| value.to_string(), |r| r.text())
 }
 
 /// How long a prompt takes to speak, estimated from its text: about 4.5 Chinese
