@@ -1,0 +1,119 @@
+use super::*;
+
+const DAY: i64 = 1_795_399_200_000; // 2026-11-23 10:00 Beijing
+
+struct Tmp(std::path::PathBuf);
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(name: &str) -> Tmp {
+    let d = std::env::temp_dir().join(format!("ivr-services-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    Tmp(d)
+}
+
+fn backend(dir: &Tmp) -> Embedded {
+    let csv = dir.0.join("quotes.csv");
+    std::fs::write(&csv, "code,name,last,prev_close,high,low,volume,time\n600000,浦发银行,10.52,10.39,10.60,10.35,100,t\n300750,宁德时代,250.10,245.00,251.00,244.50,100,t\n").unwrap();
+    Embedded::open(&dir.0, &csv).unwrap()
+}
+
+fn call(b: &Embedded, service: &str, args: &[(&str, &str)], key: &str) -> Reply {
+    let args: Vec<(String, Val)> = args.iter().map(|(k, v)| (k.to_string(), Val::Text(v.to_string()))).collect();
+    b.call(&Request { service, args: &args, key, now_ms: DAY }).unwrap()
+}
+
+fn order(b: &Embedded, side: &str, price: &str, shares: &str, key: &str) -> Reply {
+    call(b, "place_order", &[("account", "88001234"), ("code", "600000"), ("side", side), ("price", price), ("shares", shares)], key)
+}
+
+#[test]
+fn quotes_are_read_and_reloaded_when_the_file_changes() {
+    let d = tmp("quotes");
+    let b = backend(&d);
+    let r = call(&b, "quote", &[("code", "600000")], "k");
+    assert_eq!(r.outcome, "ok");
+    assert!(r.fields.contains(&("last".into(), Val::Num("10.52".parse().unwrap()))));
+    assert_eq!(call(&b, "quote", &[("code", "999999")], "k").outcome, "not_found");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(d.0.join("quotes.csv"), "code,name,last,prev_close,high,low,volume,time\n600000,浦发银行,11.00,10.39,11.00,10.35,100,t\n").unwrap();
+    let r = call(&b, "quote", &[("code", "600000")], "k");
+    assert!(r.fields.contains(&("last".into(), Val::Num("11.00".parse().unwrap()))), "{r:?}");
+}
+
+#[test]
+fn a_malformed_quotes_file_is_an_error_not_a_crash() {
+    assert!(quotes::parse_csv("h\n600000,x,abc,1,1,1,1,t\n").is_err());
+    assert!(quotes::parse_csv("h\n60000,x,1,1,1,1,1,t\n").is_err());
+}
+
+#[test]
+fn wrong_passwords_lock_the_account() {
+    let d = tmp("auth");
+    let b = backend(&d);
+    let try_pw = |pw: &str| call(&b, "authenticate", &[("account", "88001234"), ("password", pw)], "k").outcome;
+    assert_eq!(try_pw("135790"), "ok");
+    assert_eq!(try_pw("000000"), "denied");
+    assert_eq!(try_pw("111111"), "denied");
+    assert_eq!(try_pw("222222"), "locked");
+    assert_eq!(try_pw("135790"), "locked", "the right password does not unlock early");
+    assert_eq!(call(&b, "authenticate", &[("account", "99999999"), ("password", "1")], "k").outcome, "denied");
+}
+
+#[test]
+fn orders_are_checked_and_recorded_exactly_once() {
+    let d = tmp("orders");
+    let b = backend(&d);
+    let first = order(&b, "buy", "10.52", "200", "call-1:1");
+    assert_eq!(first.outcome, "ok");
+    let again = order(&b, "buy", "10.52", "200", "call-1:1");
+    assert_eq!(again, first, "a retried submission answers with the same order");
+    assert_eq!(b.with_store(|s| s.orders().unwrap().len()), 1);
+    for (price, shares, why) in [
+        ("11.50", "100", "price outside the daily limit"),
+        ("9.30", "100", "price outside the daily limit"),
+        ("10.555", "100", "price must be positive, in steps of 0.01"),
+        ("10.50", "150", "buy in lots of 100 shares"),
+        ("10.50", "100000000", "not enough cash"),
+    ] {
+        let r = order(&b, "buy", price, shares, &format!("k-{price}-{shares}"));
+        assert_eq!(r, Reply::new("rejected").with("reason", Val::Text(why.into())), "{price} × {shares}");
+    }
+    assert_eq!(order(&b, "sell", "10.60", "20000", "k-sell").fields[0].1, Val::Text("not enough shares".into()));
+    // 688/300 boards have a ±20% band.
+    let r = call(&b, "place_order", &[("account", "88001234"), ("code", "300750"), ("side", "buy"), ("price", "290.00"), ("shares", "100")], "k-cy");
+    assert_eq!(r.outcome, "ok");
+}
+
+#[test]
+fn pending_orders_can_be_cancelled_once() {
+    let d = tmp("cancel");
+    let b = backend(&d);
+    let r = order(&b, "buy", "10.00", "100", "k1"); // below the last price: stays pending
+    let Val::Text(no) = &r.fields[0].1 else { panic!() };
+    let status = call(&b, "order_status", &[("account", "88001234")], "k");
+    assert_eq!(status.fields[0].1, Val::Num(1.into()));
+    assert_eq!(status.fields[2].1, Val::Text("pending".into()));
+    assert_eq!(call(&b, "cancel_order", &[("account", "88001234"), ("order_no", no)], "k").outcome, "ok");
+    assert_eq!(call(&b, "cancel_order", &[("account", "88001234"), ("order_no", no)], "k").outcome, "not_found");
+    assert_eq!(call(&b, "cancel_order", &[("account", "88005678"), ("order_no", no)], "k").outcome, "not_found");
+}
+
+#[test]
+fn subscriptions_and_survey() {
+    let d = tmp("subs");
+    let b = backend(&d);
+    assert_eq!(call(&b, "subscribe", &[("caller", "138"), ("topic", "price_alert"), ("channel", "sms")], "k").outcome, "ok");
+    assert_eq!(call(&b, "subscribe", &[("caller", "138"), ("topic", "daily"), ("channel", "email")], "k").outcome, "ok");
+    assert_eq!(b.with_store(|s| s.subscriptions().unwrap().len()), 2);
+    let r = call(&b, "unsubscribe_all", &[("caller", "138")], "k");
+    assert_eq!(r.fields[0].1, Val::Num(2.into()));
+    assert_eq!(call(&b, "survey_score", &[("caller", "138"), ("score", "5")], "s1").outcome, "ok");
+    let args = vec![("caller".to_string(), Val::Text("138".into())), ("score".to_string(), Val::Text("9".into()))];
+    assert!(b.call(&Request { service: "survey_score", args: &args, key: "s2", now_ms: DAY }).is_err());
+}
