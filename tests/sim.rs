@@ -9,11 +9,23 @@ const OPEN: &str = "2026-11-23T10:00:00+08:00";
 const WEEKEND: &str = "2026-11-21T10:00:00+08:00";
 const LATE: &str = "2026-11-23T23:00:00+08:00";
 
+/// A fresh data directory for the embedded services of one test.
+fn data_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ivr-sim-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
 fn transcript(name: &str, flow: &str, keys: &str, at: &str, extra: &[&str]) {
     let flow_path = format!("flows/{flow}.ivr");
+    let data = data_dir(name);
+    let data_arg = data.to_str().unwrap().to_string();
     let mut args = vec!["sim", flow_path.as_str(), "--json", "--keys", keys, "--at", at];
     args.extend_from_slice(extra);
+    let shown = args.join(" ");
+    args.extend_from_slice(&["--data", &data_arg]);
     let out = ivr(&args);
+    let _ = std::fs::remove_dir_all(&data);
     assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
     let text = stdout(&out);
     for line in text.lines() {
@@ -25,7 +37,7 @@ fn transcript(name: &str, flow: &str, keys: &str, at: &str, extra: &[&str]) {
         matches!(last["event"].as_str(), Some("hangup" | "transfer")),
         "{name}: the call must end with a hang-up or transfer, got {last}"
     );
-    insta::assert_snapshot!(name, format!("ivr {}\n{text}", args.join(" ")));
+    insta::assert_snapshot!(name, format!("ivr {shown}\n{text}"));
 }
 
 macro_rules! sims {
@@ -44,13 +56,16 @@ sims! {
     sec_main_repeat_invalid_and_silence: "securities_hotline", "# 7 . . .", OPEN;
     sec_quote_read_again_next_and_back: "securities_hotline", "1 600000 2 1 000001 * h", OPEN;
     sec_quote_bad_code_and_not_found: "securities_hotline", "1 12345# 688001 h", OPEN;
-    sec_quote_slow_hold_and_timeout: "securities_hotline", "1 601398 1 300750 h", OPEN;
+    sec_quote_slow_hold_then_answer: "securities_hotline", "1 601398 * h", OPEN, "--stub", "quote=ok,delay_ms=2500,name=工商银行,last=7.21,prev_close=7.21,high=7.25,low=7.18";
+    sec_quote_too_slow_times_out: "securities_hotline", "1 601398 h", OPEN, "--stub", "quote=ok,delay_ms=9000";
+    sec_quote_service_down: "securities_hotline", "1 600000 h", OPEN, "--quotes", "no/such/quotes.csv";
     sec_quote_next_silence_goodbye: "securities_hotline", "1 600000", OPEN;
     sec_trade_buy_confirmed: "securities_hotline", "2 88001234# 135790 1 600000 10*52# 2# 1 h", OPEN;
     sec_trade_sell_rejected_price: "securities_hotline", "2 88001234# 135790 2 600000 99# 1# 1 h", OPEN;
     sec_trade_readback_again_and_cancel: "securities_hotline", "2 88001234# 135790 1 000001 11*8# 1# # 2 * h", OPEN;
-    sec_trade_wrong_password_then_locked: "securities_hotline", "2 88001111# 000000 88001111# 000000 88009999# 000000 5", OPEN;
-    sec_trade_query_and_cancel: "securities_hotline", "2 88001234# 135790 3 4 20261123000017# 1 4 1# 2 7# 1 * h", OPEN;
+    sec_trade_wrong_password_then_locked: "securities_hotline", "2 88001234# 000000 88001234# 111111 88001234# 222222 5", OPEN;
+    sec_trade_query_and_cancel: "securities_hotline", "2 88001234# 135790 1 600000 10# 1# 1 3 4 20261123000001# 1 4 1# 2 7# 1 * h", OPEN;
+    sec_trade_buy_fills_sell_pending: "securities_hotline", "2 88005678# 246810 1 601398 7*3# 10# 1 2 601398 7*9# 5# 1 3 * h", OPEN;
     sec_trade_market_closed: "securities_hotline", "2 88001234# 135790 1 2 h", WEEKEND;
     sec_subscriptions: "securities_hotline", "3 1 1 3 2 3 3 3 3 1 * * h", OPEN;
     sec_messages_each_kind: "securities_hotline", "4 1", OPEN;

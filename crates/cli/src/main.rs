@@ -85,15 +85,40 @@ enum Command {
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
-        /// Stub answers for services (TOML). Default: sim-stubs.toml beside the flow, if present.
+        /// Stub answers for services the embedded backend does not provide (TOML).
+        /// Default: sim-stubs.toml beside the flow, if present.
         #[arg(long)]
         stubs: Option<PathBuf>,
-        /// A stub answer: SERVICE=OUTCOME[,field=value…] (repeatable; wins over --stubs).
+        /// A stub answer that wins over everything: SERVICE=OUTCOME[,field=value…][,delay_ms=N]
+        /// (repeatable; also `enqueue`, `dial_agent`, `record`).
         #[arg(long = "stub")]
         stub: Vec<String>,
+        /// Where the embedded services keep their database (default: data/ beside the flow).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The quotes file (default: data/quotes.csv beside the flow).
+        #[arg(long)]
+        quotes: Option<PathBuf>,
+        /// Answer services only from stubs, without the embedded backend.
+        #[arg(long)]
+        no_embedded: bool,
         /// Wall-clock time of the call (RFC 3339, e.g. 2026-11-23T10:00:00+08:00); default now.
         #[arg(long)]
         at: Option<String>,
+    },
+    /// List the orders placed through the embedded trading service.
+    Orders {
+        /// The embedded services' data directory.
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List push-service subscriptions (服务定制) kept by the embedded services.
+    Subscriptions {
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
     },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
@@ -113,10 +138,19 @@ fn main() -> ExitCode {
         Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
-        Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at } => {
-            sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at)
+        Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded } => {
+            let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
+            let backend = if no_embedded {
+                None
+            } else {
+                let quotes = quotes.unwrap_or_else(|| beside.join("quotes.csv"));
+                Some(data.unwrap_or(beside)).map(|d| (d, quotes))
+            };
+            sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
+        Command::Orders { data, json } => orders(&data, json),
+        Command::Subscriptions { data } => subscriptions(&data),
     };
     match result {
         Ok(code) => code,
@@ -125,6 +159,42 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn open_store(data: &Path) -> Result<ivr_services::Store, String> {
+    let db = data.join("ivr.db");
+    if !db.is_file() {
+        return Err(format!("no database at `{}` (the embedded services create it on first use)", db.display()));
+    }
+    ivr_services::Store::open(&db).map_err(|e| format!("`{}`: {e}", db.display()))
+}
+
+fn orders(data: &Path, json: bool) -> Result<ExitCode, String> {
+    let store = open_store(data)?;
+    let rows = store.orders().map_err(|e| e.to_string())?;
+    for o in &rows {
+        if json {
+            let v = serde_json::json!({
+                "order_no": o.order_no, "key": o.key, "account": o.account, "code": o.code, "side": o.side,
+                "price": o.price, "shares": o.shares, "state": o.state, "placed_ms": o.placed_ms,
+            });
+            println!("{v}");
+        } else {
+            println!("{}  {}  {:<4} {}  {:>10} × {:<8} {}", o.order_no, o.account, o.side, o.code, o.price, o.shares, o.state);
+        }
+    }
+    if !json {
+        eprintln!("{} order{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn subscriptions(data: &Path) -> Result<ExitCode, String> {
+    let store = open_store(data)?;
+    for (caller, topic, channel) in store.subscriptions().map_err(|e| e.to_string())? {
+        println!("{caller}  {topic}  {channel}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn say(value: &str, lang: &str, kind: &str) -> Result<ExitCode, String> {
@@ -323,6 +393,7 @@ fn sim_cmd(
     stubs: Option<PathBuf>,
     stub_args: Vec<String>,
     at: Option<String>,
+    backend: Option<(PathBuf, PathBuf)>,
 ) -> Result<ExitCode, String> {
     let program = match load_program(flow)? {
         Ok(p) => Arc::new(p),
@@ -332,16 +403,23 @@ fn sim_cmd(
         let beside = flow.parent().unwrap_or(Path::new(".")).join("sim-stubs.toml");
         beside.is_file().then_some(beside)
     });
-    let mut stub_set = match &stub_file {
+    let stub_set = match &stub_file {
         Some(f) => {
             let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
             sim::Stubs::from_toml(&text).map_err(|e| format!("`{}`: {e}", f.display()))?
         }
         None => sim::Stubs::default(),
     };
+    let mut overrides = sim::Stubs::default();
     for a in &stub_args {
-        stub_set.add_arg(a).map_err(|e| format!("--stub {a}: {e}"))?;
+        overrides.add_arg(a).map_err(|e| format!("--stub {a}: {e}"))?;
     }
+    let backend: Option<Arc<dyn ivr_services::Backend>> = match backend {
+        Some((data, quotes)) => Some(Arc::new(
+            ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?,
+        )),
+        None => None,
+    };
     let wall_clock_ms = match at {
         Some(t) => t
             .parse::<jiff::Timestamp>()
@@ -353,7 +431,17 @@ fn sim_cmd(
         Some(n) => n,
         None => program.entries.first().map(|e| e.number.clone()).ok_or("the program has no entry")?,
     };
-    let cfg = sim::SimConfig { number, caller, language: lang, wall_clock_ms, stubs: stub_set, max_silences: 20 };
+    let cfg = sim::SimConfig {
+        number,
+        caller,
+        language: lang,
+        wall_clock_ms,
+        overrides,
+        backend,
+        stubs: stub_set,
+        call_id: format!("sim-{wall_clock_ms}"),
+        max_silences: 20,
+    };
     let mut scripted;
     let mut terminal;
     let caller: &mut dyn sim::Caller = match keys {

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ivr_bytecode::{OpKind, Program, SayKind, Type, Value};
+use ivr_services::{Backend, Request, Val};
 use ivr_vm::{Action, CallInfo, Event, Millis, OpId, Session};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -74,18 +75,22 @@ impl Stubs {
         Ok(Stubs { rules })
     }
 
-    /// Adds `SERVICE=OUTCOME[,field=value…]` from the command line; it takes
-    /// precedence over rules from files.
+    /// Adds `SERVICE=OUTCOME[,field=value…][,delay_ms=N]` from the command line.
     pub fn add_arg(&mut self, arg: &str) -> Result<(), String> {
         let (service, rest) = arg.split_once('=').ok_or("expected SERVICE=OUTCOME[,field=value…]")?;
         let mut parts = rest.split(',');
         let outcome = parts.next().unwrap_or_default().trim().to_string();
         let mut fields = BTreeMap::new();
+        let mut delay_ms = 0;
         for p in parts {
             let (k, v) = p.split_once('=').ok_or_else(|| format!("expected field=value, found `{p}`"))?;
+            if k.trim() == "delay_ms" {
+                delay_ms = v.trim().parse().map_err(|_| format!("delay_ms must be a whole number, found `{v}`"))?;
+                continue;
+            }
             fields.insert(k.trim().to_string(), toml::Value::String(v.trim().to_string()));
         }
-        let rule = StubRule { when: BTreeMap::new(), outcome, fields, delay_ms: 0 };
+        let rule = StubRule { when: BTreeMap::new(), outcome, fields, delay_ms };
         self.rules.entry(service.trim().to_string()).or_default().insert(0, rule);
         Ok(())
     }
@@ -100,6 +105,33 @@ impl Stubs {
                 args.iter().any(|(n, a)| n == k && *a == want)
             })
         })
+    }
+}
+
+fn stub_fields(rule: &StubRule, declared: Option<&ivr_bytecode::OutcomeSpec>) -> Vec<(String, Value)> {
+    let Some(oc) = declared else { return Vec::new() };
+    oc.fields
+        .iter()
+        .filter_map(|(name, ty, _)| Some((name.clone(), field_value(rule.fields.get(name)?, *ty)?)))
+        .collect()
+}
+
+fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Text(s) => Val::Text(s.to_string()),
+        Value::Num(n) => Val::Num(*n),
+        Value::Bool(b) => Val::Bool(*b),
+    }
+}
+
+fn from_val(v: &Val, ty: Type) -> Option<Value> {
+    match (v, ty) {
+        (Val::Text(s), Type::Text) => Some(Value::text(s)),
+        (Val::Num(n), Type::Number) => Some(Value::Num(*n)),
+        (Val::Text(s), Type::Number) => s.parse().ok().map(Value::Num),
+        (Val::Num(n), Type::Text) => Some(Value::text(&n.to_string())),
+        (Val::Bool(b), Type::Bool) => Some(Value::Bool(*b)),
+        _ => None,
     }
 }
 
@@ -167,6 +199,7 @@ impl Record {
             "service" => format!("→ request {}({})", s("service"), d.get("args").map(|a| a.to_string()).unwrap_or_default()),
             "result" => format!("← {} {}{}", s("op"), s("outcome"), d.get("fields").filter(|f| f.as_object().is_some_and(|o| !o.is_empty())).map(|f| format!(" {f}")).unwrap_or_default()),
             "cancel" => format!("✕ gave up waiting for {}", s("op")),
+            "error" => format!("! {} failed: {}", s("op"), s("message")),
             "enqueue" => format!("→ enqueue {} (priority {})", s("queue"), s("priority")),
             "dial_agent" => format!("→ dial agent {}", s("work_number")),
             "record" => format!("→ record {} (max {} ms)", s("category"), s("max_ms")),
@@ -185,7 +218,15 @@ pub struct SimConfig {
     pub caller: String,
     pub language: Option<String>,
     pub wall_clock_ms: i64,
+    /// Answers from `--stub`: they win over everything.
+    pub overrides: Stubs,
+    /// The embedded services (quotes, trading, subscriptions, survey).
+    pub backend: Option<Arc<dyn Backend>>,
+    /// Answers from the stub file, for services the backend does not provide.
     pub stubs: Stubs,
+    /// Identifies the call: with the operation number it makes each request's
+    /// idempotency key, so re-running a simulated call never doubles an order.
+    pub call_id: String,
     /// Timeouts the caller sits through after the script ends before hanging up.
     pub max_silences: u32,
 }
@@ -260,7 +301,7 @@ impl Sim<'_> {
                     self.secret = secret;
                 }
                 Action::Request { op, service, args, timeout_ms } => {
-                    let plain: Vec<(String, String)> = args.iter().map(|a| (a.name.clone(), a.value.to_string())).collect();
+                    let plain: Vec<(String, Value)> = args.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
                     let shown: Map<String, serde_json::Value> = args
                         .iter()
                         .map(|a| (a.name.clone(), json!(if a.secret { "****".to_string() } else { a.value.to_string() })))
@@ -270,15 +311,15 @@ impl Sim<'_> {
                 }
                 Action::Enqueue { op, queue, priority, max_wait_ms } => {
                     self.out(json!({"event": "enqueue", "queue": queue, "priority": priority, "max_wait_ms": max_wait_ms}));
-                    self.answer(op, "enqueue", &[("queue".into(), queue)], "served");
+                    self.answer(op, "enqueue", &[("queue".into(), Value::text(&queue))], "served");
                 }
                 Action::DialAgent { op, work_number, timeout_ms } => {
                     self.out(json!({"event": "dial_agent", "work_number": work_number, "timeout_ms": timeout_ms}));
-                    self.answer(op, "dial_agent", &[("work_number".into(), work_number)], "served");
+                    self.answer(op, "dial_agent", &[("work_number".into(), Value::text(&work_number))], "served");
                 }
                 Action::Record { op, category, max_ms } => {
                     self.out(json!({"event": "record", "category": category, "max_ms": max_ms}));
-                    self.answer(op, "record", &[("category".into(), category)], "saved");
+                    self.answer(op, "record", &[("category".into(), Value::text(&category))], "saved");
                 }
                 Action::Cancel { op } => {
                     self.pending.retain(|(_, e)| !matches!(e, Event::Completed { op: o, .. } if *o == op));
@@ -299,28 +340,46 @@ impl Sim<'_> {
         }
     }
 
-    /// Schedules the stubbed answer to an operation.
-    fn answer(&mut self, op: OpId, service: &str, args: &[(String, String)], default: &str) {
+    /// Schedules the answer to an operation: a `--stub`, else the embedded
+    /// service, else the stub file, else `default`.
+    fn answer(&mut self, op: OpId, service: &str, args: &[(String, Value)], default: &str) {
         self.ops.insert(op.0, service.to_string());
-        let rule = self.cfg.stubs.answer(service, args);
-        let outcome = rule.map_or(default, |r| r.outcome.as_str()).to_string();
-        // Type the stub's fields by what the flow declared for this outcome.
+        let plain: Vec<(String, String)> = args.iter().map(|(n, v)| (n.clone(), v.to_string())).collect();
+        // The flow's declaration of this operation types the answer's fields.
         let spec = self.program.ops.iter().find(|o| match &o.kind {
             OpKind::Request { service: s, .. } => s == service,
             other => other.name() == service,
         });
-        let mut fields = Vec::new();
-        if let (Some(rule), Some(spec)) = (rule, spec) {
-            if let Some(oc) = spec.outcomes.iter().find(|o| o.name == outcome) {
-                for (name, ty, _) in &oc.fields {
-                    if let Some(v) = rule.fields.get(name).and_then(|v| field_value(v, *ty)) {
-                        fields.push((name.clone(), v));
+        let declared = |outcome: &str| spec.and_then(|s| s.outcomes.iter().find(|o| o.name == outcome));
+        let (outcome, fields, delay) = if let Some(rule) = self.cfg.overrides.answer(service, &plain) {
+            (rule.outcome.clone(), stub_fields(rule, declared(&rule.outcome)), rule.delay_ms)
+        } else if let Some(backend) = self.cfg.backend.as_ref().filter(|b| b.provides(service)) {
+            let vals: Vec<(String, Val)> = args.iter().map(|(n, v)| (n.clone(), to_val(v))).collect();
+            let key = format!("{}:{}", self.cfg.call_id, op.0);
+            let req = Request { service, args: &vals, key: &key, now_ms: self.cfg.wall_clock_ms + self.now as i64 };
+            match backend.call(&req) {
+                Ok(reply) => {
+                    let mut fields = Vec::new();
+                    if let Some(oc) = declared(&reply.outcome) {
+                        for (name, ty, _) in &oc.fields {
+                            if let Some(v) = reply.fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| from_val(v, *ty)) {
+                                fields.push((name.clone(), v));
+                            }
+                        }
                     }
+                    (reply.outcome, fields, 0)
+                }
+                Err(e) => {
+                    self.out(json!({"event": "error", "op": service, "message": e.to_string()}));
+                    ("failed".to_string(), Vec::new(), 0)
                 }
             }
-        }
-        let at = self.now + rule.map_or(0, |r| r.delay_ms);
-        self.pending.push((at, Event::Completed { op, outcome, fields }));
+        } else if let Some(rule) = self.cfg.stubs.answer(service, &plain) {
+            (rule.outcome.clone(), stub_fields(rule, declared(&rule.outcome)), rule.delay_ms)
+        } else {
+            (default.to_string(), Vec::new(), 0)
+        };
+        self.pending.push((self.now + delay, Event::Completed { op, outcome, fields }));
     }
 
     /// Delivers one event that is due; false when none is.

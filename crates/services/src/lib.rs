@@ -137,9 +137,9 @@ impl Embedded {
     pub fn open(data_dir: &Path, quotes_csv: &Path) -> Result<Embedded, ServiceError> {
         std::fs::create_dir_all(data_dir).map_err(|e| ServiceError::BadArgs(format!("{}: {e}", data_dir.display())))?;
         let store = Store::open(&data_dir.join("ivr.db"))?;
-        let quotes = QuoteBook::new(quotes_csv);
-        quotes.get("000000")?; // fail early on a missing or malformed file
-        Ok(Embedded { quotes, store: Mutex::new(store) })
+        // The quotes file is read on first use (and again whenever it changes): a
+        // missing or broken file makes quote requests fail, not the host.
+        Ok(Embedded { quotes: QuoteBook::new(quotes_csv), store: Mutex::new(store) })
     }
 
     pub fn quotes(&self) -> &QuoteBook {
