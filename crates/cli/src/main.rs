@@ -15,6 +15,14 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use ivr_compiler::{Compiled, Severity, World};
 
+/// `ivr.toml`: the parts the CLI reads today.
+#[derive(serde::Deserialize, Default)]
+struct Config {
+    /// Services answered over HTTP, by name (the rest: embedded, then stubs).
+    #[serde(default)]
+    services: std::collections::BTreeMap<String, ivr_services::HttpService>,
+}
+
 /// Reads project files relative to a root directory.
 struct FsWorld {
     root: PathBuf,
@@ -102,6 +110,9 @@ enum Command {
         /// Answer services only from stubs, without the embedded backend.
         #[arg(long)]
         no_embedded: bool,
+        /// Configuration (services answered over HTTP). Default: ivr.toml beside the flow, if present.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Wall-clock time of the call (RFC 3339, e.g. 2026-11-23T10:00:00+08:00); default now.
         #[arg(long)]
         at: Option<String>,
@@ -138,7 +149,7 @@ fn main() -> ExitCode {
         Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
-        Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded } => {
+        Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
             let backend = if no_embedded {
                 None
@@ -146,7 +157,7 @@ fn main() -> ExitCode {
                 let quotes = quotes.unwrap_or_else(|| beside.join("quotes.csv"));
                 Some(data.unwrap_or(beside)).map(|d| (d, quotes))
             };
-            sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend)
+            sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
         Command::Orders { data, json } => orders(&data, json),
@@ -394,7 +405,20 @@ fn sim_cmd(
     stub_args: Vec<String>,
     at: Option<String>,
     backend: Option<(PathBuf, PathBuf)>,
+    config: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
+    let config = config.or_else(|| {
+        let beside = flow.parent().unwrap_or(Path::new(".")).join("ivr.toml");
+        beside.is_file().then_some(beside)
+    });
+    let http: Option<Arc<dyn ivr_services::Backend>> = match &config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            let cfg: Config = toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            Some(Arc::new(ivr_services::Http::new(cfg.services)))
+        }
+        None => None,
+    };
     let program = match load_program(flow)? {
         Ok(p) => Arc::new(p),
         Err(code) => return Ok(code),
@@ -437,6 +461,7 @@ fn sim_cmd(
         language: lang,
         wall_clock_ms,
         overrides,
+        http,
         backend,
         stubs: stub_set,
         call_id: format!("sim-{wall_clock_ms}"),

@@ -220,6 +220,8 @@ pub struct SimConfig {
     pub wall_clock_ms: i64,
     /// Answers from `--stub`: they win over everything.
     pub overrides: Stubs,
+    /// Services configured to an HTTP backend (ivr.toml `[services.NAME]`).
+    pub http: Option<Arc<dyn Backend>>,
     /// The embedded services (quotes, trading, subscriptions, survey).
     pub backend: Option<Arc<dyn Backend>>,
     /// Answers from the stub file, for services the backend does not provide.
@@ -353,11 +355,19 @@ impl Sim<'_> {
         let declared = |outcome: &str| spec.and_then(|s| s.outcomes.iter().find(|o| o.name == outcome));
         let (outcome, fields, delay) = if let Some(rule) = self.cfg.overrides.answer(service, &plain) {
             (rule.outcome.clone(), stub_fields(rule, declared(&rule.outcome)), rule.delay_ms)
-        } else if let Some(backend) = self.cfg.backend.as_ref().filter(|b| b.provides(service)) {
+        } else if let Some((backend, remote)) = (self.cfg.http.as_ref().map(|b| (b, true)).into_iter())
+            .chain(self.cfg.backend.as_ref().map(|b| (b, false)))
+            .find(|(b, _)| b.provides(service))
+        {
             let vals: Vec<(String, Val)> = args.iter().map(|(n, v)| (n.clone(), to_val(v))).collect();
             let key = format!("{}:{}", self.cfg.call_id, op.0);
             let req = Request { service, args: &vals, key: &key, now_ms: self.cfg.wall_clock_ms + self.now as i64 };
-            match backend.call(&req) {
+            // A remote service's real latency becomes simulated time, so a slow
+            // backend meets the flow's hold prompt and timeout as on a live call.
+            let started = std::time::Instant::now();
+            let result = backend.call(&req);
+            let latency = if remote { started.elapsed().as_millis() as Millis } else { 0 };
+            match result {
                 Ok(reply) => {
                     let mut fields = Vec::new();
                     if let Some(oc) = declared(&reply.outcome) {
@@ -367,11 +377,11 @@ impl Sim<'_> {
                             }
                         }
                     }
-                    (reply.outcome, fields, 0)
+                    (reply.outcome, fields, latency)
                 }
                 Err(e) => {
                     self.out(json!({"event": "error", "op": service, "message": e.to_string()}));
-                    ("failed".to_string(), Vec::new(), 0)
+                    ("failed".to_string(), Vec::new(), latency)
                 }
             }
         } else if let Some(rule) = self.cfg.stubs.answer(service, &plain) {

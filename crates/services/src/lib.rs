@@ -9,12 +9,14 @@
 //! (WAL, synchronous commits). Every order carries an idempotency key, so a
 //! retried or replayed submission is recorded exactly once.
 
+mod http;
 mod quotes;
 mod store;
 
 use std::path::Path;
 use std::sync::Mutex;
 
+pub use http::{Http, HttpService};
 pub use quotes::{Quote, QuoteBook};
 pub use rust_decimal::Decimal;
 pub use store::{OrderRow, Store};
@@ -104,6 +106,8 @@ pub enum ServiceError {
     Storage(#[from] rusqlite::Error),
     #[error("quotes file: {0}")]
     Quotes(String),
+    #[error("HTTP backend: {0}")]
+    Http(String),
 }
 
 /// Something that answers service requests.
@@ -111,6 +115,32 @@ pub trait Backend: Send + Sync {
     /// Whether this backend provides `service`.
     fn provides(&self, service: &str) -> bool;
     fn call(&self, req: &Request) -> Result<Reply, ServiceError>;
+}
+
+/// Several backends in order of preference: each request goes to the first
+/// that provides its service (HTTP backends configured per service, then the
+/// embedded one).
+pub struct Router {
+    backends: Vec<std::sync::Arc<dyn Backend>>,
+}
+
+impl Router {
+    pub fn new(backends: Vec<std::sync::Arc<dyn Backend>>) -> Router {
+        Router { backends }
+    }
+}
+
+impl Backend for Router {
+    fn provides(&self, service: &str) -> bool {
+        self.backends.iter().any(|b| b.provides(service))
+    }
+
+    fn call(&self, req: &Request) -> Result<Reply, ServiceError> {
+        match self.backends.iter().find(|b| b.provides(req.service)) {
+            Some(b) => b.call(req),
+            None => Err(ServiceError::Unknown(req.service.to_string())),
+        }
+    }
 }
 
 /// The embedded backend: quotes from a CSV file, everything else in SQLite.

@@ -117,3 +117,85 @@ fn subscriptions_and_survey() {
     let args = vec![("caller".to_string(), Val::Text("138".into())), ("score".to_string(), Val::Text("9".into()))];
     assert!(b.call(&Request { service: "survey_score", args: &args, key: "s2", now_ms: DAY }).is_err());
 }
+
+/// A one-thread HTTP server on loopback answering by path, for the HTTP backend.
+fn serve(answers: fn(&str) -> (u16, String, u64)) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for _ in 0..4 {
+            let Ok((mut conn, _)) = listener.accept() else { return };
+            let mut buf = vec![0u8; 8192];
+            let mut got = 0;
+            // Read the head and the JSON body (Content-Length).
+            loop {
+                let n = conn.read(&mut buf[got..]).unwrap_or(0);
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if got >= head_end + 4 + len || n == 0 {
+                        break;
+                    }
+                } else if n == 0 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&buf[..got]).to_string();
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            assert!(text.contains("\"service\":\"quote\""), "{text}");
+            let (status, body, delay) = answers(&path);
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            let _ = write!(conn, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (base, handle)
+}
+
+#[test]
+fn http_backend_success_slow_error_and_garbage() {
+    let (base, server) = serve(|path| match path {
+        "/ok" => (200, r#"{"outcome":"ok","fields":{"name":"浦发银行","last":"10.52","volume":100}}"#.into(), 0),
+        "/slow" => (200, r#"{"outcome":"ok"}"#.into(), 1_500),
+        "/error" => (503, "busy".into(), 0),
+        _ => (200, "{not json".into(), 0),
+    });
+    let svc = |path: &str, timeout_ms| {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("quote".to_string(), HttpService { http: format!("{base}{path}"), timeout_ms });
+        Http::new(m)
+    };
+    let args = vec![("code".to_string(), Val::Text("600000".into()))];
+    let req = Request { service: "quote", args: &args, key: "c:1", now_ms: DAY };
+    let ok = svc("/ok", 2_000).call(&req).unwrap();
+    assert_eq!(ok.outcome, "ok");
+    assert!(ok.fields.contains(&("last".into(), Val::Text("10.52".into()))));
+    assert!(ok.fields.contains(&("volume".into(), Val::Num(100.into()))));
+    let slow = svc("/slow", 300).call(&req).unwrap_err().to_string();
+    assert!(slow.contains("HTTP backend"), "{slow}");
+    let err = svc("/error", 2_000).call(&req).unwrap_err().to_string();
+    assert!(err.contains("503"), "{err}");
+    let garbage = svc("/garbage", 2_000).call(&req).unwrap_err().to_string();
+    assert!(garbage.contains("malformed"), "{garbage}");
+    server.join().unwrap();
+}
+
+#[test]
+fn a_router_prefers_the_configured_http_backend() {
+    let d = tmp("router");
+    let embedded: std::sync::Arc<dyn Backend> = std::sync::Arc::new(backend(&d));
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("balance".to_string(), HttpService { http: "http://127.0.0.1:9/".into(), timeout_ms: 100 });
+    let router = Router::new(vec![std::sync::Arc::new(Http::new(m)), embedded]);
+    assert!(router.provides("balance") && router.provides("quote") && !router.provides("nope"));
+    assert_eq!(call_router(&router, "quote").outcome, "ok");
+}
+
+fn call_router(r: &Router, service: &str) -> Reply {
+    let args = vec![("code".to_string(), Val::Text("600000".into()))];
+    r.call(&Request { service, args: &args, key: "k", now_ms: DAY }).unwrap()
+}
