@@ -126,6 +126,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Callers' recorded messages (留言): list them, or export them with an index.
+    Messages {
+        #[command(subcommand)]
+        action: MessagesCmd,
+    },
     /// List push-service subscriptions (服务定制) kept by the embedded services.
     Subscriptions {
         #[arg(long, default_value = "flows/data")]
@@ -140,6 +145,23 @@ enum Command {
         lang: String,
         #[arg(long = "as", default_value = "number")]
         kind: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessagesCmd {
+    /// One line per message: id, time, caller, category, duration, file.
+    List {
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy every message's WAV into DIR with an index.csv.
+    Export {
+        dir: PathBuf,
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
     },
 }
 
@@ -162,6 +184,7 @@ fn main() -> ExitCode {
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
         Command::Orders { data, json } => orders(&data, json),
         Command::Subscriptions { data } => subscriptions(&data),
+        Command::Messages { action } => messages(action),
     };
     match result {
         Ok(code) => code,
@@ -196,6 +219,37 @@ fn orders(data: &Path, json: bool) -> Result<ExitCode, String> {
     }
     if !json {
         eprintln!("{} order{}", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn messages(action: MessagesCmd) -> Result<ExitCode, String> {
+    match action {
+        MessagesCmd::List { data, json } => {
+            let store = open_store(&data)?;
+            for m in store.messages().map_err(|e| e.to_string())? {
+                if json {
+                    let v = serde_json::json!({"id": m.id, "at_ms": m.at_ms, "caller": m.caller, "category": m.category,
+                        "duration_ms": m.duration_ms, "file": m.file});
+                    println!("{v}");
+                } else {
+                    println!("{}  {}  {}  {}  {:.1}s  {}", m.id, m.at_ms, m.caller, m.category, m.duration_ms as f64 / 1000.0, m.file);
+                }
+            }
+        }
+        MessagesCmd::Export { dir, data } => {
+            let store = open_store(&data)?;
+            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+            let mut index = String::from("id,at_ms,caller,category,duration_ms,file\n");
+            let list = store.messages().map_err(|e| e.to_string())?;
+            for m in &list {
+                let name = format!("{}.wav", m.id);
+                std::fs::copy(data.join(&m.file), dir.join(&name)).map_err(|e| format!("cannot copy `{}`: {e}", m.file))?;
+                index.push_str(&format!("{},{},{},{},{},{name}\n", m.id, m.at_ms, m.caller, m.category, m.duration_ms));
+            }
+            std::fs::write(dir.join("index.csv"), index).map_err(|e| format!("cannot write the index: {e}"))?;
+            eprintln!("exported {} message{} to {}", list.len(), if list.len() == 1 { "" } else { "s" }, dir.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

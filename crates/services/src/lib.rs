@@ -10,6 +10,7 @@
 //! retried or replayed submission is recorded exactly once.
 
 mod http;
+mod messages;
 mod quotes;
 mod store;
 
@@ -17,6 +18,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 pub use http::{Http, HttpService};
+pub use messages::{wav_bytes, Message, RecordEnd, Recorder};
 pub use quotes::{Quote, QuoteBook};
 pub use rust_decimal::Decimal;
 pub use store::{OrderRow, Store};
@@ -108,6 +110,8 @@ pub enum ServiceError {
     Quotes(String),
     #[error("HTTP backend: {0}")]
     Http(String),
+    #[error("cannot write the recording: {0}")]
+    Write(#[from] std::io::Error),
 }
 
 /// Something that answers service requests.

@@ -61,7 +61,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The trading day (Beijing time) of a timestamp, as yyyymmdd.
-fn trading_day(now_ms: i64) -> i64 {
+pub(crate) fn trading_day(now_ms: i64) -> i64 {
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
     let z = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_zoned(tz);
     z.year() as i64 * 10_000 + z.month() as i64 * 100 + z.day() as i64
@@ -90,11 +90,17 @@ impl Store {
                  placed_ms INTEGER NOT NULL, day INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS subscriptions (caller TEXT NOT NULL, topic TEXT NOT NULL, channel TEXT NOT NULL,
                  since_ms INTEGER NOT NULL, PRIMARY KEY (caller, topic));
-             CREATE TABLE IF NOT EXISTS survey (idem_key TEXT PRIMARY KEY, caller TEXT NOT NULL, score INTEGER NOT NULL, at_ms INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS survey (idem_key TEXT PRIMARY KEY, caller TEXT NOT NULL, score INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, caller TEXT NOT NULL, category TEXT NOT NULL,
+                 at_ms INTEGER NOT NULL, duration_ms INTEGER NOT NULL, file TEXT NOT NULL);",
         )?;
         let mut store = Store { db };
         store.seed()?;
         Ok(store)
+    }
+
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
     }
 
     fn seed(&mut self) -> Result<(), ServiceError> {

@@ -199,3 +199,49 @@ fn call_router(r: &Router, service: &str) -> Reply {
     let args = vec![("code".to_string(), Val::Text("600000".into()))];
     r.call(&Request { service, args: &args, key: "k", now_ms: DAY }).unwrap()
 }
+
+#[test]
+fn a_recording_ends_on_hash_silence_or_max_length() {
+    let voice = vec![3000i16; 800]; // 100 ms of speech at 8 kHz
+    let quiet = vec![10i16; 8000]; // 1 s of silence
+    let mut r = Recorder::new(8000, 60_000, 2_000, 500);
+    assert_eq!(r.push_audio(&quiet), None, "silence before speech does not end it");
+    assert_eq!(r.push_audio(&voice), None);
+    assert_eq!(r.push_audio(&quiet), None);
+    assert_eq!(r.push_audio(&quiet), Some(RecordEnd::Silence));
+    let (pcm, rate) = r.finish(RecordEnd::Silence);
+    assert_eq!((pcm.len(), rate), (8800, 8000), "trailing silence is trimmed");
+    let mut r = Recorder::new(8000, 60_000, 2_000, 500);
+    r.push_audio(&voice);
+    assert_eq!(r.digit('5'), None);
+    assert_eq!(r.digit('#'), Some(RecordEnd::Terminator));
+    let mut r = Recorder::new(8000, 1_000, 2_000, 500);
+    assert_eq!(r.push_audio(&vec![3000i16; 9000]), Some(RecordEnd::MaxLength));
+    assert_eq!(r.finish(RecordEnd::MaxLength).0.len(), 8000);
+}
+
+#[test]
+fn messages_are_written_then_indexed_once() {
+    let d = tmp("messages");
+    let b = backend(&d);
+    let pcm = vec![1000i16; 16_000];
+    let m = b.with_store(|s| s.save_message(&d.0, "13800138000", "complaint", &pcm, 8000, DAY, "call-9:2")).unwrap();
+    assert_eq!(m.duration_ms, 2000);
+    let bytes = std::fs::read(d.0.join(&m.file)).unwrap();
+    assert_eq!(bytes.len(), 44 + 32_000);
+    assert_eq!(&bytes[..4], b"RIFF");
+    let again = b.with_store(|s| s.save_message(&d.0, "13800138000", "complaint", &pcm, 8000, DAY, "call-9:2")).unwrap();
+    assert_eq!(again, m);
+    assert_eq!(b.with_store(|s| s.messages().unwrap().len()), 1);
+}
+
+#[test]
+fn a_failed_write_indexes_nothing() {
+    let d = tmp("messages-fail");
+    let b = backend(&d);
+    // The messages folder cannot be created: a file is in its place.
+    std::fs::write(d.0.join("messages"), "not a folder").unwrap();
+    let err = b.with_store(|s| s.save_message(&d.0, "1", "message", &[0; 80], 8000, DAY, "k")).unwrap_err();
+    assert!(err.to_string().contains("cannot write the recording"), "{err}");
+    assert!(b.with_store(|s| s.messages().unwrap()).is_empty());
+}
