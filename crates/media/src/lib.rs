@@ -1,0 +1,12 @@
+//! Telephone audio for the runtime: G.711 codecs, prompt decoding and
+//! resampling (symphonia), RTP packetisation and parsing, RFC 4733 DTMF, and
+//! SDP offer/answer for one audio stream.
+//!
+//! Pure functions and small state machines: no sockets, no clocks. The server
+//! owns the sockets and the 20 ms media tick and calls in here.
+
+pub mod audio;
+pub mod dtmf;
+pub mod g711;
+pub mod rtp;
+pub mod sdp;
