@@ -1,0 +1,96 @@
+use super::*;
+
+const INVITE: &str = "INVITE sip:962588@127.0.0.1:5060 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n\
+Max-Forwards: 70\r\n\
+From: \"Caller\" <sip:13800138000@127.0.0.1:5061>;tag=abc\r\n\
+To: <sip:962588@127.0.0.1:5060>\r\n\
+Call-ID: call-1@127.0.0.1\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:13800138000@127.0.0.1:5061>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+#[test]
+fn parses_an_invite() {
+    let m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    assert_eq!(m.method(), Some("INVITE"));
+    assert_eq!(m.branch(), Some("z9hG4bK-1"));
+    assert_eq!(m.from_tag(), Some("abc"));
+    assert_eq!(m.to_tag(), None);
+    assert_eq!(m.cseq(), Some((1, "INVITE".into())));
+    assert_eq!(m.body, b"v=0\n");
+    let StartLine::Request { uri, .. } = &m.start else { panic!() };
+    assert_eq!(uri_user(uri).as_deref(), Some("962588"));
+    // Round trip.
+    assert_eq!(Message::parse(&m.to_bytes(), true).unwrap(), m);
+}
+
+#[test]
+fn tolerates_what_rfc_4475_says_is_valid() {
+    // Whitespace and line folding (wsinv), compact forms, mixed case, LF only,
+    // an unknown method, escaped URI user part.
+    let m = "NEWMETHOD sip:%39%36%32588@example.com SIP/2.0\n\
+v:  SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-x ,\n  SIP/2.0/TCP 192.0.2.2;branch=z9hG4bK-y\n\
+i : folded-\n  call-id\n\
+f: <sip:a@example.com>;tag=1\n\
+t:sip:b@example.com\n\
+cSeQ:   8   NEWMETHOD\n\
+l: 0\n\n";
+    let m = Message::parse(m.as_bytes(), true).unwrap();
+    assert_eq!(m.method(), Some("NEWMETHOD"));
+    assert_eq!(m.headers_named("Via").count(), 2);
+    assert_eq!(m.call_id(), Some("folded- call-id"));
+    assert_eq!(m.cseq(), Some((8, "NEWMETHOD".into())));
+    let StartLine::Request { uri, .. } = &m.start else { panic!() };
+    assert_eq!(uri_user(uri).as_deref(), Some("962588"));
+    assert_eq!(uri_user("tel:+8621962588;phone-context=x").as_deref(), Some("+8621962588"));
+}
+
+#[test]
+fn malformed_messages_keep_what_can_address_a_400() {
+    let no_cseq = INVITE.replace("CSeq: 1 INVITE\r\n", "");
+    let e = Message::parse(no_cseq.as_bytes(), true).unwrap_err();
+    let partial = e.partial.unwrap();
+    assert_eq!(partial.call_id(), Some("call-1@127.0.0.1"));
+    assert!(partial.header("Via").is_some());
+    let short = INVITE.replace("Content-Length: 4", "Content-Length: 400");
+    assert!(Message::parse(short.as_bytes(), true).unwrap_err().reason.contains("shorter"));
+    let mismatch = INVITE.replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    assert!(Message::parse(mismatch.as_bytes(), true).is_err());
+    for garbage in ["", "hello", "INVITE sip:x SIP/3.0\r\n\r\n", "SIP/2.0 99 X\r\n\r\n", "\u{0}\u{1}\u{2}"] {
+        assert!(Message::parse(garbage.as_bytes(), true).is_err(), "{garbage:?}");
+    }
+}
+
+#[test]
+fn responses_copy_the_transaction_headers_and_add_a_tag() {
+    let m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    let r = response(&m, 200, "OK", Some("srv"));
+    let text = String::from_utf8(r.to_bytes()).unwrap();
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"));
+    assert!(text.contains("To: <sip:962588@127.0.0.1:5060>;tag=srv\r\n"));
+    assert!(text.contains("Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport\r\n"));
+    assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+    let trying = String::from_utf8(response(&m, 100, "Trying", Some("srv")).to_bytes()).unwrap();
+    assert!(!trying.contains("tag=srv"), "100 Trying carries no To tag");
+}
+
+proptest::proptest! {
+    #[test]
+    fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        let _ = Message::parse(&bytes, true);
+        let _ = Message::parse(&bytes, false);
+    }
+
+    #[test]
+    fn mutated_invites_never_panic(at in 0usize..400, byte in proptest::prelude::any::<u8>(), cut in 0usize..420) {
+        let mut b = INVITE.as_bytes().to_vec();
+        let i = at % b.len();
+        b[i] = byte;
+        let _ = Message::parse(&b, true);
+        let _ = Message::parse(&b[..cut.min(b.len())], true);
+    }
+}
