@@ -1,1 +1,489 @@
-pub struct Endpoint;
+//! The user agent server, sans-IO: transactions (RFC 3261 §17), dialogs (§12)
+//! and their timers, driven by datagrams and a clock the host passes in.
+//!
+//! The host feeds [`Endpoint::handle`] with each datagram and calls
+//! [`Endpoint::handle_timeout`] at [`Endpoint::poll_timeout`]; it drains
+//! [`Endpoint::poll_transmit`] (datagrams to send) and [`Endpoint::poll_event`]
+//! (calls arriving, answered, cancelled, ended, DTMF by INFO), and answers calls
+//! with [`Endpoint::accept`], [`Endpoint::reject`] and [`Endpoint::hangup`].
+//! Retransmitted requests are absorbed by their transaction and never reported
+//! twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+
+use crate::message::{addr_uri, response, uri_user, Message, StartLine};
+
+pub type Millis = u64;
+
+/// RFC 3261 timer T1 (RTT estimate) and T2 (maximum retransmit interval).
+pub const T1_MS: Millis = 500;
+pub const T2_MS: Millis = 4_000;
+/// Largest message accepted; larger ones get 513.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO";
+/// Methods defined by SIP extensions we know of but do not serve (405, not 501).
+const KNOWN: &[&str] = &["REGISTER", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE", "PRACK"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A new call. Answer with `accept` or `reject`.
+    Invite { call: CallKey, dialed: String, caller: String, sdp: Vec<u8>, peer: SocketAddr, call_id: String },
+    /// A re-INVITE (hold, unhold, codec change): answer with `accept` again.
+    Reinvite { call: CallKey, sdp: Vec<u8> },
+    /// The caller acknowledged our answer: media may flow.
+    Confirmed { call: CallKey },
+    /// The caller gave up before we answered.
+    Cancelled { call: CallKey },
+    /// The caller hung up.
+    Bye { call: CallKey },
+    /// Our answer was never acknowledged: we sent BYE and the call is over.
+    AckTimeout { call: CallKey },
+    /// A key sent by SIP INFO.
+    Dtmf { call: CallKey, key: char },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// INVITE received, no final answer yet.
+    Early,
+    /// 200 OK sent, waiting for ACK.
+    Answered,
+    Confirmed,
+    Ended,
+}
+
+#[derive(Debug)]
+struct Call {
+    call_id: String,
+    local_tag: String,
+    peer: SocketAddr,
+    invite: Message,
+    state: State,
+    /// The 2xx being retransmitted until ACK, with its schedule.
+    ok: Option<(Vec<u8>, Millis, Millis, Millis)>,
+    remote_target: String,
+    route_set: Vec<String>,
+    from_header: String,
+    to_header: String,
+    local_cseq: u32,
+}
+
+/// A server transaction's last response, resent for retransmitted requests.
+#[derive(Debug)]
+struct ServerTx {
+    response: Option<Vec<u8>>,
+    peer: SocketAddr,
+    expires: Millis,
+}
+
+/// A request we sent (BYE), retransmitted until answered.
+#[derive(Debug)]
+struct ClientTx {
+    data: Vec<u8>,
+    peer: SocketAddr,
+    next: Millis,
+    interval: Millis,
+    give_up: Millis,
+}
+
+pub struct Endpoint {
+    local: SocketAddr,
+    user_agent: String,
+    rng: u64,
+    next_call: u64,
+    calls: HashMap<CallKey, Call>,
+    by_dialog: HashMap<(String, String), CallKey>,
+    server_txs: HashMap<(String, String), ServerTx>,
+    invite_txs: HashMap<String, CallKey>,
+    client_txs: HashMap<String, ClientTx>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// `local`: the address in our Contact; `seed`: randomness for tags and branches.
+    pub fn new(local: SocketAddr, user_agent: &str, seed: u64) -> Endpoint {
+        Endpoint {
+            local,
+            user_agent: user_agent.to_string(),
+            rng: seed | 1,
+            next_call: 1,
+            calls: HashMap::new(),
+            by_dialog: HashMap::new(),
+            server_txs: HashMap::new(),
+            invite_txs: HashMap::new(),
+            client_txs: HashMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    fn token(&mut self) -> String {
+        // xorshift64*: unpredictable enough for tags and branches, no I/O.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        format!("{:016x}", self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D))
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Calls not yet ended.
+    pub fn active_calls(&self) -> usize {
+        self.calls.values().filter(|c| c.state != State::Ended).count()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.1.min(o.3)));
+        let byes = self.client_txs.values().map(|t| t.next.min(t.give_up));
+        let txs = self.server_txs.values().map(|t| t.expires);
+        oks.chain(byes).chain(txs).min()
+    }
+
+    fn send(&mut self, to: SocketAddr, msg: &Message) -> Vec<u8> {
+        let bytes = msg.to_bytes();
+        self.transmits.push_back((to, bytes.clone()));
+        bytes
+    }
+
+    fn respond(&mut self, now: Millis, req: &Message, from: SocketAddr, code: u16, reason: &str, tag: Option<&str>, extra: &[(&str, &str)]) {
+        let mut r = response(req, code, reason, tag);
+        r.headers.push(("Server".into(), self.user_agent.clone()));
+        for (n, v) in extra {
+            r.headers.push((n.to_string(), v.to_string()));
+        }
+        let bytes = self.send(from, &r);
+        if let (Some(branch), Some(method)) = (req.branch(), req.method()) {
+            if code >= 200 || method == "INVITE" {
+                self.server_txs.insert(
+                    (branch.to_string(), method.to_string()),
+                    ServerTx { response: Some(bytes), peer: from, expires: now + 64 * T1_MS },
+                );
+            }
+        }
+    }
+
+    /// One datagram from the network.
+    pub fn handle(&mut self, now: Millis, from: SocketAddr, data: &[u8]) {
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return; // keep-alive
+        }
+        if data.len() > MAX_MESSAGE_BYTES {
+            let head = match Message::parse(&data[..MAX_MESSAGE_BYTES], true) {
+                Ok(m) => Some(m),
+                Err(e) => e.partial,
+            };
+            if let Some(p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+                self.respond(now, &p, from, 513, "Message Too Large", None, &[]);
+            }
+            return;
+        }
+        let msg = match Message::parse(data, true) {
+            Ok(m) => m,
+            Err(e) => {
+                // Answer 400 when we can tell where to; drop responses and noise.
+                if let Some(p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
+                    let reason = format!("Bad Request ({})", e.reason.chars().filter(|c| !c.is_control()).take(60).collect::<String>());
+                    self.respond(now, &p, from, 400, &reason, None, &[]);
+                }
+                return;
+            }
+        };
+        match &msg.start {
+            StartLine::Response { code, .. } => {
+                if *code >= 200 {
+                    if let Some(b) = msg.branch() {
+                        self.client_txs.remove(b);
+                    }
+                }
+            }
+            StartLine::Request { method, .. } => {
+                let method = method.clone();
+                self.request(now, from, msg, &method);
+            }
+        }
+    }
+
+    fn request(&mut self, now: Millis, from: SocketAddr, msg: Message, method: &str) {
+        // A retransmission: resend the answer, report nothing.
+        if method != "ACK" {
+            if let Some(tx) = msg.branch().and_then(|b| self.server_txs.get(&(b.to_string(), method.to_string()))) {
+                if let Some(r) = tx.response.clone() {
+                    self.transmits.push_back((tx.peer, r));
+                }
+                return;
+            }
+        }
+        if msg.header("Max-Forwards").and_then(|m| m.trim().parse::<u32>().ok()) == Some(0) && method != "ACK" {
+            return self.respond(now, &msg, from, 483, "Too Many Hops", None, &[]);
+        }
+        if let Some(req) = msg.header("Require").filter(|_| method != "ACK" && method != "CANCEL") {
+            let unsupported = req.trim().to_string();
+            return self.respond(now, &msg, from, 420, "Bad Extension", None, &[("Unsupported", &unsupported)]);
+        }
+        match method {
+            "INVITE" => self.invite(now, from, msg),
+            "ACK" => self.ack(msg),
+            "BYE" => self.in_dialog(now, from, msg, |ep, call, _| {
+                ep.events.push_back(Event::Bye { call });
+                ep.end(call);
+                Ok(())
+            }),
+            "INFO" => self.in_dialog(now, from, msg, |ep, call, m| match dtmf_from_info(m) {
+                Some(Ok(key)) => {
+                    ep.events.push_back(Event::Dtmf { call, key });
+                    Ok(())
+                }
+                Some(Err(())) => Err((400, "Bad DTMF")),
+                None => Err((415, "Unsupported Media Type")),
+            }),
+            "CANCEL" => self.cancel(now, from, msg),
+            "OPTIONS" => self.respond(now, &msg, from, 200, "OK", None, &[("Allow", ALLOW), ("Accept", "application/sdp")]),
+            m if KNOWN.contains(&m) => self.respond(now, &msg, from, 405, "Method Not Allowed", None, &[("Allow", ALLOW)]),
+            _ => self.respond(now, &msg, from, 501, "Not Implemented", None, &[("Allow", ALLOW)]),
+        }
+    }
+
+    fn dialog_key(msg: &Message) -> Option<(String, String)> {
+        Some((msg.call_id()?.to_string(), msg.to_tag()?.to_string()))
+    }
+
+    fn invite(&mut self, now: Millis, from: SocketAddr, msg: Message) {
+        if let Some(key) = Self::dialog_key(&msg) {
+            // re-INVITE
+            let Some(&call) = self.by_dialog.get(&key) else {
+                return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
+            };
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.invite = msg.clone();
+                c.peer = from;
+            }
+            self.events.push_back(Event::Reinvite { call, sdp: msg.body.clone() });
+            return;
+        }
+        let ctype = msg.header("Content-Type").unwrap_or("application/sdp").to_ascii_lowercase();
+        if !msg.body.is_empty() && !ctype.starts_with("application/sdp") {
+            return self.respond(now, &msg, from, 415, "Unsupported Media Type", None, &[("Accept", "application/sdp")]);
+        }
+        let StartLine::Request { uri, .. } = &msg.start else { return };
+        // The dialed number: the Request-URI user, falling back to To.
+        let dialed = uri_user(uri).or_else(|| uri_user(addr_uri(msg.header("To").unwrap_or("")))).unwrap_or_default();
+        let caller = uri_user(addr_uri(msg.header("From").unwrap_or(""))).unwrap_or_default();
+        let call = CallKey(self.next_call);
+        self.next_call += 1;
+        let local_tag = self.token();
+        let call_id = msg.call_id().unwrap_or_default().to_string();
+        let remote_target = msg.header("Contact").map(addr_uri).unwrap_or("").to_string();
+        let route_set: Vec<String> = msg.headers_named("Record-Route").map(str::to_string).collect();
+        let from_header = msg.header("From").unwrap_or("").to_string();
+        let to_header = format!("{};tag={local_tag}", msg.header("To").unwrap_or(""));
+        self.respond(now, &msg, from, 100, "Trying", None, &[]);
+        if let Some(b) = msg.branch() {
+            self.invite_txs.insert(b.to_string(), call);
+        }
+        self.by_dialog.insert((call_id.clone(), local_tag.clone()), call);
+        self.events.push_back(Event::Invite { call, dialed, caller, sdp: msg.body.clone(), peer: from, call_id: call_id.clone() });
+        self.calls.insert(
+            call,
+            Call {
+                call_id,
+                local_tag,
+                peer: from,
+                invite: msg,
+                state: State::Early,
+                ok: None,
+                remote_target,
+                route_set,
+                from_header,
+                to_header,
+                local_cseq: 0,
+            },
+        );
+    }
+
+    /// Answers the call (or a re-INVITE) with 200 OK carrying `sdp`; the answer is
+    /// retransmitted until the ACK comes.
+    pub fn accept(&mut self, now: Millis, call: CallKey, sdp: &str) {
+        let Some(c) = self.calls.get(&call) else { return };
+        if c.state == State::Ended {
+            return;
+        }
+        let contact = format!("<sip:ivr@{}>", self.local);
+        let mut r = response(&c.invite, 200, "OK", Some(&c.local_tag));
+        r.headers.push(("Contact".into(), contact));
+        r.headers.push(("Server".into(), self.user_agent.clone()));
+        r.headers.push(("Allow".into(), ALLOW.into()));
+        r.headers.push(("Content-Type".into(), "application/sdp".into()));
+        r.body = sdp.as_bytes().to_vec();
+        let peer = c.peer;
+        let branch = c.invite.branch().map(str::to_string);
+        let bytes = self.send(peer, &r);
+        if let Some(b) = branch {
+            self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer, expires: now + 64 * T1_MS });
+        }
+        let c = self.calls.get_mut(&call).unwrap();
+        c.state = State::Answered;
+        c.ok = Some((bytes, now + T1_MS, T1_MS, now + 64 * T1_MS));
+    }
+
+    /// Refuses the call with a final response (e.g. 404, 486, 488, 503).
+    pub fn reject(&mut self, now: Millis, call: CallKey, code: u16, reason: &str, extra: &[(&str, &str)]) {
+        let Some(c) = self.calls.get(&call) else { return };
+        if c.state != State::Early {
+            return;
+        }
+        let (invite, peer, tag) = (c.invite.clone(), c.peer, c.local_tag.clone());
+        self.respond(now, &invite, peer, code, reason, Some(&tag), extra);
+        self.end(call);
+    }
+
+    /// Hangs up an established call with BYE (retransmitted until answered).
+    pub fn hangup(&mut self, now: Millis, call: CallKey) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        if !matches!(c.state, State::Answered | State::Confirmed) {
+            return;
+        }
+        c.local_cseq += 1;
+        let cseq = c.local_cseq + 1_000;
+        let target = if c.remote_target.is_empty() { format!("sip:{}", c.peer) } else { c.remote_target.clone() };
+        let mut headers = Vec::new();
+        let (call_id, from_h, to_h, peer, routes) = (c.call_id.clone(), c.to_header.clone(), c.from_header.clone(), c.peer, c.route_set.clone());
+        let branch = format!("z9hG4bK{}", self.token());
+        headers.push(("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local)));
+        headers.push(("Max-Forwards".into(), "70".into()));
+        // Our From is the caller's To (with our tag) and vice versa.
+        headers.push(("From".into(), from_h));
+        headers.push(("To".into(), to_h));
+        headers.push(("Call-ID".into(), call_id));
+        headers.push(("CSeq".into(), format!("{cseq} BYE")));
+        for r in routes {
+            headers.push(("Route".into(), r));
+        }
+        headers.push(("User-Agent".into(), self.user_agent.clone()));
+        let bye = Message { start: StartLine::Request { method: "BYE".into(), uri: target }, headers, body: Vec::new() };
+        let data = self.send(peer, &bye);
+        self.client_txs.insert(branch, ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
+        self.end(call);
+    }
+
+    fn end(&mut self, call: CallKey) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = State::Ended;
+            c.ok = None;
+            let key = (c.call_id.clone(), c.local_tag.clone());
+            self.by_dialog.remove(&key);
+        }
+        self.calls.remove(&call);
+    }
+
+    fn ack(&mut self, msg: Message) {
+        let Some(key) = Self::dialog_key(&msg) else { return };
+        let Some(&call) = self.by_dialog.get(&key) else { return };
+        if let Some(c) = self.calls.get_mut(&call) {
+            if c.ok.take().is_some() {
+                let first = c.state == State::Answered;
+                c.state = State::Confirmed;
+                if first {
+                    self.events.push_back(Event::Confirmed { call });
+                }
+            }
+        }
+    }
+
+    fn in_dialog(&mut self, now: Millis, from: SocketAddr, msg: Message, f: impl FnOnce(&mut Self, CallKey, &Message) -> Result<(), (u16, &'static str)>) {
+        let call = Self::dialog_key(&msg).and_then(|k| self.by_dialog.get(&k).copied());
+        let Some(call) = call else {
+            return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
+        };
+        match f(self, call, &msg) {
+            Ok(()) => self.respond(now, &msg, from, 200, "OK", None, &[]),
+            Err((code, reason)) => self.respond(now, &msg, from, code, reason, None, &[]),
+        }
+    }
+
+    fn cancel(&mut self, now: Millis, from: SocketAddr, msg: Message) {
+        let call = msg.branch().and_then(|b| self.invite_txs.get(b).copied());
+        let Some(call) = call.filter(|c| self.calls.contains_key(c)) else {
+            return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
+        };
+        self.respond(now, &msg, from, 200, "OK", None, &[]);
+        let c = &self.calls[&call];
+        if c.state == State::Early {
+            let (invite, peer, tag) = (c.invite.clone(), c.peer, c.local_tag.clone());
+            self.respond(now, &invite, peer, 487, "Request Terminated", Some(&tag), &[]);
+            self.events.push_back(Event::Cancelled { call });
+            self.end(call);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let mut give_up = Vec::new();
+        for (&call, c) in self.calls.iter_mut() {
+            if let Some((bytes, next, interval, deadline)) = c.ok.as_mut() {
+                if *deadline <= now {
+                    give_up.push(call);
+                } else if *next <= now {
+                    self.transmits.push_back((c.peer, bytes.clone()));
+                    *interval = (*interval * 2).min(T2_MS);
+                    *next = now + *interval;
+                }
+            }
+        }
+        for call in give_up {
+            if let Some(c) = self.calls.get_mut(&call) {
+                c.ok = None;
+            }
+            self.events.push_back(Event::AckTimeout { call });
+            self.hangup(now, call);
+        }
+        self.client_txs.retain(|_, t| t.give_up > now);
+        for t in self.client_txs.values_mut() {
+            if t.next <= now {
+                self.transmits.push_back((t.peer, t.data.clone()));
+                t.interval = (t.interval * 2).min(T2_MS);
+                t.next = now + t.interval;
+            }
+        }
+        self.server_txs.retain(|_, t| t.expires > now);
+        let calls = &self.calls;
+        self.invite_txs.retain(|_, c| calls.contains_key(c));
+    }
+}
+
+/// A key from an INFO body: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (`5`). `None` for other content types.
+fn dtmf_from_info(m: &Message) -> Option<Result<char, ()>> {
+    let ctype = m.header("Content-Type")?.to_ascii_lowercase();
+    let body = String::from_utf8_lossy(&m.body);
+    let signal = if ctype.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim().to_string())
+        })
+    } else if ctype.starts_with("application/dtmf") {
+        Some(body.trim().to_string())
+    } else {
+        return None;
+    };
+    let key = match signal.as_deref() {
+        Some(s) if s.len() == 1 => s.chars().next().filter(|c| c.is_ascii_digit() || "*#ABCDabcd".contains(*c)).map(|c| c.to_ascii_uppercase()),
+        Some("10") => Some('*'),
+        Some("11") => Some('#'),
+        _ => None,
+    };
+    Some(key.ok_or(()))
+}
+
+#[cfg(test)]
+mod tests;

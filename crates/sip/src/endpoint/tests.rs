@@ -1,0 +1,167 @@
+use super::*;
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:5061".parse().unwrap()
+}
+
+fn invite(branch: &str, call_id: &str) -> String {
+    let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:962588@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\nMax-Forwards: 70\r\n\
+From: <sip:13800138000@127.0.0.1>;tag=caller\r\nTo: <sip:962588@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\n\
+Contact: <sip:13800138000@127.0.0.1:5061>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn in_dialog(method: &str, branch: &str, call_id: &str, to_tag: &str, cseq: u32, extra: &str, body: &str) -> String {
+    format!(
+        "{method} sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\n\
+From: <sip:13800138000@127.0.0.1>;tag=caller\r\nTo: <sip:962588@127.0.0.1>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn sent(ep: &mut Endpoint) -> Vec<String> {
+    std::iter::from_fn(|| ep.poll_transmit()).map(|(_, d)| String::from_utf8(d).unwrap()).collect()
+}
+
+fn status(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|m| m.lines().next().unwrap().to_string()).collect()
+}
+
+fn new_call(ep: &mut Endpoint, call_id: &str) -> (CallKey, String) {
+    ep.handle(0, peer(), invite("z9hG4bK-1", call_id).as_bytes());
+    let Some(Event::Invite { call, dialed, .. }) = ep.poll_event() else { panic!("no invite") };
+    assert_eq!(dialed, "962588");
+    ep.accept(10, call, "v=0\r\n");
+    let out = sent(ep);
+    let ok = out.iter().find(|m| m.starts_with("SIP/2.0 200")).unwrap();
+    let tag = ok.lines().find(|l| l.starts_with("To:")).unwrap().split("tag=").nth(1).unwrap().trim().to_string();
+    (call, tag)
+}
+
+#[test]
+fn answers_and_absorbs_retransmitted_invites() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    ep.handle(0, peer(), invite("z9hG4bK-1", "c1").as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 100 Trying"]);
+    let Some(Event::Invite { call, caller, .. }) = ep.poll_event() else { panic!() };
+    assert_eq!(caller, "13800138000");
+    ep.accept(5, call, "v=0\r\n");
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+    ep.handle(100, peer(), invite("z9hG4bK-1", "c1").as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"], "the retransmitted INVITE gets the 200 again");
+    assert_eq!(ep.poll_event(), None, "and is not a new call");
+}
+
+#[test]
+fn retransmits_200_until_ack_then_confirms() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let (call, tag) = new_call(&mut ep, "c2");
+    assert_eq!(ep.poll_timeout(), Some(510));
+    ep.handle_timeout(510);
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+    assert_eq!(ep.poll_timeout(), Some(1510), "T1 doubles");
+    ep.handle(600, peer(), in_dialog("ACK", "z9hG4bK-ack", "c2", &tag, 1, "", "").as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Confirmed { call }));
+    ep.handle_timeout(2000);
+    assert!(sent(&mut ep).is_empty(), "no retransmission after the ACK");
+    // The caller hangs up.
+    ep.handle(5000, peer(), in_dialog("BYE", "z9hG4bK-bye", "c2", &tag, 2, "", "").as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+    assert_eq!(ep.poll_event(), Some(Event::Bye { call }));
+    ep.handle(5100, peer(), in_dialog("BYE", "z9hG4bK-bye", "c2", &tag, 2, "", "").as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"], "a retransmitted BYE is answered again");
+    assert_eq!(ep.poll_event(), None);
+    ep.handle(5200, peer(), in_dialog("BYE", "z9hG4bK-bye2", "c2", &tag, 3, "", "").as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 481 Call/Transaction Does Not Exist"]);
+}
+
+#[test]
+fn no_ack_means_bye() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let (call, _) = new_call(&mut ep, "c3");
+    let mut t = 0;
+    while let Some(next) = ep.poll_timeout() {
+        if next > 40_000 {
+            break;
+        }
+        t = next;
+        ep.handle_timeout(t);
+        if let Some(ev) = ep.poll_event() {
+            assert_eq!(ev, Event::AckTimeout { call });
+            assert!(sent(&mut ep).iter().any(|m| m.starts_with("BYE ")));
+            assert_eq!(t, 32_010);
+            return;
+        }
+        sent(&mut ep);
+    }
+    panic!("no ACK timeout by {t}");
+}
+
+#[test]
+fn cancel_before_answer() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    ep.handle(0, peer(), invite("z9hG4bK-9", "c4").as_bytes());
+    let Some(Event::Invite { call, .. }) = ep.poll_event() else { panic!() };
+    sent(&mut ep);
+    let cancel = invite("z9hG4bK-9", "c4").replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    ep.handle(50, peer(), cancel.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]);
+    assert_eq!(ep.poll_event(), Some(Event::Cancelled { call }));
+    ep.accept(60, call, "v=0\r\n");
+    assert!(sent(&mut ep).is_empty(), "a cancelled call cannot be answered");
+}
+
+#[test]
+fn info_dtmf_options_and_unsupported_methods() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let (call, tag) = new_call(&mut ep, "c5");
+    let relay = in_dialog("INFO", "z9hG4bK-i1", "c5", &tag, 2, "Content-Type: application/dtmf-relay\r\n", "Signal=5\r\nDuration=160\r\n");
+    ep.handle(100, peer(), relay.as_bytes());
+    let plain = in_dialog("INFO", "z9hG4bK-i2", "c5", &tag, 3, "Content-Type: application/dtmf\r\n", "#");
+    ep.handle(200, peer(), plain.as_bytes());
+    let other = in_dialog("INFO", "z9hG4bK-i3", "c5", &tag, 4, "Content-Type: text/plain\r\n", "hi");
+    ep.handle(300, peer(), other.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 415 Unsupported Media Type"]);
+    assert_eq!(ep.poll_event(), Some(Event::Dtmf { call, key: '5' }));
+    assert_eq!(ep.poll_event(), Some(Event::Dtmf { call, key: '#' }));
+    let options = in_dialog("OPTIONS", "z9hG4bK-o", "x", "t", 1, "", "").replace(";tag=t", "");
+    ep.handle(400, peer(), options.as_bytes());
+    let register = options.replace("OPTIONS", "REGISTER").replace("z9hG4bK-o", "z9hG4bK-r");
+    ep.handle(400, peer(), register.as_bytes());
+    let unknown = options.replace("OPTIONS", "FOO").replace("z9hG4bK-o", "z9hG4bK-f");
+    ep.handle(400, peer(), unknown.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK", "SIP/2.0 405 Method Not Allowed", "SIP/2.0 501 Not Implemented"]);
+}
+
+#[test]
+fn malformed_and_oversized_messages_get_4xx_or_are_dropped() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    ep.handle(0, peer(), b"\x00\x01garbage");
+    ep.handle(0, peer(), b"SIP/2.0 200 OK\r\n\r\n");
+    assert!(sent(&mut ep).is_empty());
+    let no_cseq = invite("z9hG4bK-m", "c6").replace("CSeq: 1 INVITE\r\n", "");
+    ep.handle(0, peer(), no_cseq.as_bytes());
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 400 Bad Request"), "{out:?}");
+    assert!(out[0].contains("Call-ID: c6"));
+    let mut big = invite("z9hG4bK-b", "c7").into_bytes();
+    big.extend(std::iter::repeat_n(b'x', MAX_MESSAGE_BYTES));
+    ep.handle(0, peer(), &big);
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 513"));
+    assert_eq!(ep.poll_event(), None);
+    let ext = invite("z9hG4bK-e", "c8").replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRequire: 100rel\r\n");
+    ep.handle(0, peer(), ext.as_bytes());
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 420"));
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_endpoint_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+        let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+        ep.handle(0, peer(), &data);
+        ep.handle_timeout(100_000);
+    }
+}
