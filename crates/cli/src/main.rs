@@ -15,12 +15,32 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use ivr_compiler::{Compiled, Severity, World};
 
-/// `ivr.toml`: the parts the CLI reads today.
+/// `ivr.toml`, documented in `ivr.example.toml`.
 #[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct Config {
+    /// SIP listen address (UDP).
+    listen: Option<std::net::SocketAddr>,
+    /// RTP port range, inclusive, e.g. [20000, 29999].
+    rtp_ports: Option<(u16, u16)>,
+    /// Flow files to serve (default: every flow in `flows/` not imported by another).
+    flows: Option<Vec<PathBuf>>,
+    /// Data directory of the embedded services and call records.
+    data: Option<PathBuf>,
+    /// The quotes file (default: `<data>/quotes.csv`).
+    quotes: Option<PathBuf>,
+    /// Calls at once; more get 503 with Retry-After.
+    max_calls: Option<usize>,
+    /// Ring this long before answering, in milliseconds (default 0).
+    ring_ms: Option<u64>,
     /// Services answered over HTTP, by name (the rest: embedded, then stubs).
     #[serde(default)]
     services: std::collections::BTreeMap<String, ivr_services::HttpService>,
+}
+
+fn read_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))
 }
 
 /// Reads project files relative to a root directory.
@@ -136,6 +156,15 @@ enum Command {
         #[arg(long, default_value = "flows/data")]
         data: PathBuf,
     },
+    /// Answer SIP calls: play the flows' prompts over RTP, take DTMF, run the flows.
+    Serve {
+        /// Configuration file (default: ivr.toml in the current directory, if present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// SIP address to listen on (UDP); default 127.0.0.1:5060.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
         /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
@@ -182,6 +211,7 @@ fn main() -> ExitCode {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
+        Command::Serve { config, listen } => serve(config, listen),
         Command::Orders { data, json } => orders(&data, json),
         Command::Subscriptions { data } => subscriptions(&data),
         Command::Messages { action } => messages(action),
@@ -193,6 +223,68 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The flows under `dir` that are not imported by another (each is a project).
+fn root_flows(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = BTreeSet::new();
+    collect_flows(dir, &mut files).map_err(|e| format!("cannot read `{}`: {e}", dir.display()))?;
+    let mut imported = BTreeSet::new();
+    for f in &files {
+        let (c, root) = compile_flow(f)?;
+        for (id, src) in c.sources.files() {
+            if id.0 != 0 && src.name.ends_with(".ivr") {
+                imported.insert(Path::new(&root).join(&src.name));
+            }
+        }
+    }
+    Ok(files.into_iter().filter(|f| !imported.contains(f)).collect())
+}
+
+fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Result<ExitCode, String> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).init();
+    let cfg = match config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file())) {
+        Some(p) => read_config(&p)?,
+        None => Config::default(),
+    };
+    let flows = match cfg.flows {
+        Some(f) => f,
+        None => root_flows(Path::new("flows"))?,
+    };
+    if flows.is_empty() {
+        return Err("no flows to serve: put them in flows/ or list them in ivr.toml".into());
+    }
+    let mut programs = Vec::new();
+    let mut flows_dir = PathBuf::from("flows");
+    for f in &flows {
+        let (c, root) = compile_flow(f)?;
+        print_human(&c, &root);
+        let Some(p) = c.program else {
+            return Err(format!("{} does not compile; not serving", f.display()));
+        };
+        flows_dir = PathBuf::from(&root);
+        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        programs.push((name, Arc::new(p)));
+    }
+    let data = cfg.data.unwrap_or_else(|| flows_dir.join("data"));
+    let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
+    let embedded: Arc<dyn ivr_services::Backend> =
+        Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
+    let http: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Http::new(cfg.services));
+    let backend: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Router::new(vec![http, embedded]));
+    let server_cfg = ivr_server::ServerConfig {
+        sip: listen.or(cfg.listen).unwrap_or_else(|| "127.0.0.1:5060".parse().unwrap()),
+        rtp_ports: cfg.rtp_ports.unwrap_or((20000, 29999)),
+        programs,
+        flows_dir,
+        backend: Some(backend),
+        data_dir: data,
+        max_calls: cfg.max_calls.unwrap_or(5000),
+        ring_ms: cfg.ring_ms.unwrap_or(0),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_store(data: &Path) -> Result<ivr_services::Store, String> {
@@ -467,8 +559,7 @@ fn sim_cmd(
     });
     let http: Option<Arc<dyn ivr_services::Backend>> = match &config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-            let cfg: Config = toml::from_str(&text).map_err(|e| format!("`{}`: {e}", path.display()))?;
+            let cfg = read_config(path)?;
             Some(Arc::new(ivr_services::Http::new(cfg.services)))
         }
         None => None,

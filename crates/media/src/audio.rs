@@ -76,38 +76,64 @@ pub fn decode_file(path: &Path) -> Result<(Vec<f32>, u32), AudioError> {
     Ok((out, rate))
 }
 
-/// Band-limited resampling (windowed sinc, Blackman window) to `to_hz`.
+/// Band-limited resampling (windowed sinc, Blackman window) to `to_hz`. The
+/// kernel is tabulated once per phase (rates with a common divisor have few
+/// phases: 22.05 kHz → 8 kHz has 160), so a prompt resamples in milliseconds.
 pub fn resample(input: &[f32], from_hz: u32, to_hz: u32) -> Vec<f32> {
-    if from_hz == to_hz {
+    if from_hz == to_hz || input.is_empty() {
         return input.to_vec();
     }
-    let ratio = from_hz as f64 / to_hz as f64;
-    let cutoff = (1.0 / ratio).min(1.0) * 0.95;
+    fn gcd(a: u32, b: u32) -> u32 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let g = gcd(from_hz, to_hz);
+    let (up, down) = ((to_hz / g) as usize, (from_hz / g) as usize);
+    let cutoff = (to_hz as f64 / from_hz as f64).min(1.0) * 0.95;
     let half = (16.0 / cutoff).ceil() as i64;
-    let n_out = ((input.len() as f64) / ratio).floor() as usize;
+    let taps = (2 * half) as usize;
+    let weight = |x: f64| {
+        let r = (x / half as f64 + 1.0) / 2.0;
+        if !(0.0..=1.0).contains(&r) {
+            return 0.0;
+        }
+        let w = 0.42 - 0.5 * (2.0 * std::f64::consts::PI * r).cos() + 0.08 * (4.0 * std::f64::consts::PI * r).cos();
+        let arg = std::f64::consts::PI * cutoff * x;
+        let sinc = if x.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
+        (cutoff * sinc * w) as f32
+    };
+    // table[phase][j]: weight of input sample (floor(t) - half + 1 + j) when the
+    // output falls `phase / up` of the way past floor(t).
+    let phases = up.min(4096);
+    let table: Vec<f32> = (0..phases)
+        .flat_map(|p| {
+            let frac = p as f64 / phases as f64;
+            (0..taps).map(move |j| (frac, j))
+        })
+        .map(|(frac, j)| weight(frac - (j as f64 - half as f64 + 1.0)))
+        .collect();
+    let n_out = (input.len() as u64 * up as u64 / down as u64) as usize;
     let mut out = Vec::with_capacity(n_out);
     for i in 0..n_out {
-        let t = i as f64 * ratio;
-        let center = t.floor() as i64;
-        let mut acc = 0.0;
-        for k in (center - half + 1)..=(center + half) {
-            if k < 0 || k as usize >= input.len() {
-                continue;
+        let pos = i as u64 * down as u64;
+        let center = (pos / up as u64) as i64;
+        let phase = ((pos % up as u64) as usize * phases) / up;
+        let row = &table[phase * taps..(phase + 1) * taps];
+        let first = center - half + 1;
+        let mut acc = 0.0f32;
+        if first >= 0 && (first as usize + taps) <= input.len() {
+            let window = &input[first as usize..first as usize + taps];
+            for (w, x) in row.iter().zip(window) {
+                acc += w * x;
             }
-            let x = t - k as f64;
-            let w = {
-                let r = (x / half as f64 + 1.0) / 2.0;
-                if !(0.0..=1.0).contains(&r) {
-                    0.0
-                } else {
-                    0.42 - 0.5 * (2.0 * std::f64::consts::PI * r).cos() + 0.08 * (4.0 * std::f64::consts::PI * r).cos()
+        } else {
+            for (j, w) in row.iter().enumerate() {
+                let k = first + j as i64;
+                if k >= 0 && (k as usize) < input.len() {
+                    acc += w * input[k as usize];
                 }
-            };
-            let arg = std::f64::consts::PI * cutoff * x;
-            let sinc = if x.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
-            acc += input[k as usize] as f64 * cutoff * sinc * w;
+            }
         }
-        out.push(acc as f32);
+        out.push(acc);
     }
     out
 }

@@ -337,6 +337,13 @@ impl Endpoint {
         c.ok = Some((bytes, now + T1_MS, T1_MS, now + 64 * T1_MS));
     }
 
+    /// Tells the caller it is ringing (180), before `accept`.
+    pub fn ringing(&mut self, now: Millis, call: CallKey) {
+        let Some(c) = self.calls.get(&call).filter(|c| c.state == State::Early) else { return };
+        let (invite, peer, tag) = (c.invite.clone(), c.peer, c.local_tag.clone());
+        self.respond(now, &invite, peer, 180, "Ringing", Some(&tag), &[]);
+    }
+
     /// Refuses the call with a final response (e.g. 404, 486, 488, 503).
     pub fn reject(&mut self, now: Millis, call: CallKey, code: u16, reason: &str, extra: &[(&str, &str)]) {
         let Some(c) = self.calls.get(&call) else { return };

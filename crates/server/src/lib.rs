@@ -1,0 +1,393 @@
+//! `ivr serve`: the thin tokio shell around the sans-IO cores.
+//!
+//! One task owns the SIP socket, the [`ivr_sip::endpoint::Endpoint`], every
+//! call's [`ivr_vm::Session`] and a single 20 ms media tick that sends the next
+//! RTP packet of every call (pre-encoded G.711, no per-call transcoding). Each
+//! call's RTP socket has a small receive task that turns RFC 4733 packets into
+//! keys. Service requests run on the blocking pool, so a slow backend never holds
+//! up other calls. A call's fault ends that call, never the server.
+
+mod media;
+mod records;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ivr_bytecode::Program;
+use ivr_media::sdp;
+use ivr_services::{Backend, Request, Val};
+use ivr_sip::endpoint::{CallKey, Endpoint, Event as SipEvent};
+use ivr_vm::{Action, CallInfo, Event, OpId, Session, Value};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+pub use media::PromptAudio;
+pub use records::CallRecord;
+
+/// Everything `ivr serve` needs, resolved by the CLI.
+pub struct ServerConfig {
+    pub sip: SocketAddr,
+    /// RTP ports to use, inclusive.
+    pub rtp_ports: (u16, u16),
+    /// The flows served (each answers the numbers of its entries).
+    pub programs: Vec<(String, Arc<Program>)>,
+    /// Directory the prompt audio paths are relative to.
+    pub flows_dir: PathBuf,
+    pub backend: Option<Arc<dyn Backend>>,
+    /// Where call records are appended (`calls.jsonl`).
+    pub data_dir: PathBuf,
+    pub max_calls: usize,
+    /// Let the phone ring this long before answering (0: answer at once).
+    pub ring_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Internal {
+    Digit(CallKey, char),
+    Completed(CallKey, OpId, String, Vec<(String, Value)>),
+}
+
+struct Call {
+    session: Session,
+    program: Arc<Program>,
+    prompts: Arc<PromptAudio>,
+    rtp: Arc<UdpSocket>,
+    port: u16,
+    stream: media::Stream,
+    remote: Option<sdp::Negotiated>,
+    confirmed: bool,
+    hangup_when_quiet: bool,
+    /// When to answer (after ringing); `None` once answered.
+    answer_at: Option<(u64, String)>,
+    record: CallRecord,
+    secret_listen: bool,
+    receiver: tokio::task::JoinHandle<()>,
+}
+
+/// Runs the server until Ctrl-C / SIGTERM.
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+    let sip = UdpSocket::bind(cfg.sip).await.map_err(|source| ServerError::Bind { addr: cfg.sip, source })?;
+    let local = sip.local_addr()?;
+    let started = Instant::now();
+    let seed = jiff::Timestamp::now().as_nanosecond() as u64 ^ std::process::id() as u64;
+    let mut endpoint = Endpoint::new(local, "ivr/0.1", seed);
+    let prompts: Vec<Arc<PromptAudio>> = cfg.programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+    let mut calls: HashMap<CallKey, Call> = HashMap::new();
+    let mut free_ports: VecDeque<u16> = (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    let mut records = records::Writer::open(&cfg.data_dir)?;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut buf = vec![0u8; 65_536];
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut draining: Option<Instant> = None;
+    info!(%local, flows = cfg.programs.len(), "listening for SIP over UDP");
+    println!("ivr serving on sip:{local} (UDP); Ctrl-C to stop");
+    loop {
+        let now_ms = || started.elapsed().as_millis() as u64;
+        let sip_deadline = endpoint.poll_timeout();
+        let vm_deadline = calls.values().filter_map(|c| c.session.poll_timeout()).min();
+        let ring_deadline = calls.values().filter_map(|c| c.answer_at.as_ref().map(|a| a.0)).min();
+        let next = [sip_deadline, vm_deadline, ring_deadline].into_iter().flatten().min();
+        let sleep = tokio::time::sleep(Duration::from_millis(next.map_or(1_000, |t| t.saturating_sub(now_ms()).max(1))));
+        tokio::select! {
+            r = sip.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    endpoint.handle(now_ms(), from, &buf[..n]);
+                }
+            }
+            _ = tick.tick() => {
+                for (key, call) in calls.iter_mut() {
+                    if let Some(done) = call.stream.tick(&call.rtp, call.confirmed) {
+                        call.session.handle_event(now_ms(), Event::PlayDone(done));
+                    }
+                    if call.hangup_when_quiet && call.stream.is_idle() {
+                        call.hangup_when_quiet = false;
+                        endpoint.hangup(now_ms(), *key);
+                        call.session.handle_event(now_ms(), Event::Hangup);
+                        call.record.outcome.get_or_insert_with(|| "flow_ended".into());
+                    }
+                }
+            }
+            Some(msg) = rx.recv() => match msg {
+                Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
+                    c.record.key(d, c.secret_listen);
+                    c.session.handle_event(now_ms(), Event::Digit(d));
+                },
+                Internal::Completed(key, op, outcome, fields) => if let Some(c) = calls.get_mut(&key) {
+                    c.session.handle_event(now_ms(), Event::Completed { op, outcome, fields });
+                },
+            },
+            _ = sleep => {
+                let t = now_ms();
+                endpoint.handle_timeout(t);
+                for (key, c) in calls.iter_mut() {
+                    c.session.handle_timeout(t);
+                    if c.answer_at.as_ref().is_some_and(|a| a.0 <= t) {
+                        let (_, answer) = c.answer_at.take().unwrap();
+                        endpoint.accept(t, *key, &answer);
+                    }
+                }
+            }
+            _ = &mut shutdown, if draining.is_none() => {
+                info!(calls = calls.len(), "stopping: new calls get 503, calls in progress may finish");
+                draining = Some(Instant::now());
+            }
+        }
+        // SIP events.
+        while let Some(ev) = endpoint.poll_event() {
+            let t = now_ms();
+            match ev {
+                SipEvent::Invite { call, dialed, caller, sdp, peer, call_id } => {
+                    let target = cfg.programs.iter().position(|(_, p)| p.entries.iter().any(|e| e.number == dialed));
+                    let offer = sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate());
+                    match (target, offer) {
+                        _ if draining.is_some() || calls.len() >= cfg.max_calls => {
+                            endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                        }
+                        (None, _) => endpoint.reject(t, call, 404, "Not Found", &[]),
+                        (_, Err(e)) => {
+                            info!(%call_id, "refused: {e}");
+                            endpoint.reject(t, call, 488, "Not Acceptable Here", &[]);
+                        }
+                        (Some(i), Ok(neg)) => {
+                            let Some(port) = free_ports.pop_front() else {
+                                endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                                continue;
+                            };
+                            let bind = SocketAddr::new(local.ip(), port);
+                            let rtp = match UdpSocket::bind(bind).await {
+                                Ok(s) => Arc::new(s),
+                                Err(e) => {
+                                    warn!(%call_id, "cannot bind RTP port {port}: {e}");
+                                    endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
+                                    continue;
+                                }
+                            };
+                            let (name, program) = cfg.programs[i].clone();
+                            let info = CallInfo { dialed: dialed.clone(), caller: caller.clone(), language: None, wall_clock_ms: jiff::Timestamp::now().as_millisecond() };
+                            let session = match Session::start(program.clone(), info, t) {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    warn!(%call_id, "{e}");
+                                    endpoint.reject(t, call, 404, "Not Found", &[]);
+                                    free_ports.push_back(port);
+                                    continue;
+                                }
+                            };
+                            let answer = sdp::answer(&neg, bind, call.0, 1);
+                            let answer_at = if cfg.ring_ms > 0 {
+                                endpoint.ringing(t, call);
+                                Some((t + cfg.ring_ms, answer))
+                            } else {
+                                endpoint.accept(t, call, &answer);
+                                None
+                            };
+                            info!(%call_id, %peer, dialed = %dialed, flow = %name, codec = neg.codec.name(), rtp = port, "call answered");
+                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, neg.dtmf_payload_type, call, tx.clone());
+                            let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
+                            calls.insert(call, Call {
+                                session, program, prompts: prompts[i].clone(), rtp, port,
+                                stream: media::Stream::new(neg.codec, neg.remote, neg.send, seed ^ call.0),
+                                remote: Some(neg), confirmed: false, hangup_when_quiet: false, answer_at, record, secret_listen: false, receiver,
+                            });
+                        }
+                    }
+                }
+                SipEvent::Confirmed { call } => {
+                    if let Some(c) = calls.get_mut(&call) {
+                        c.confirmed = true;
+                    }
+                }
+                SipEvent::Reinvite { call, sdp } => {
+                    if let Some(c) = calls.get_mut(&call) {
+                        match sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate()) {
+                            Ok(neg) => {
+                                c.stream.renegotiate(neg.codec, neg.remote, neg.send);
+                                let local_rtp = SocketAddr::new(local.ip(), c.port);
+                                endpoint.accept(t, call, &sdp::answer(&neg, local_rtp, call.0, 2));
+                                c.remote = Some(neg);
+                            }
+                            Err(_) => endpoint.reject(t, call, 488, "Not Acceptable Here", &[]),
+                        }
+                    }
+                }
+                SipEvent::Dtmf { call, key } => {
+                    if let Some(c) = calls.get_mut(&call) {
+                        c.record.key(key, c.secret_listen);
+                        c.session.handle_event(t, Event::Digit(key));
+                    }
+                }
+                SipEvent::Cancelled { call } | SipEvent::Bye { call } | SipEvent::AckTimeout { call } => {
+                    if let Some(mut c) = calls.remove(&call) {
+                        c.session.handle_event(t, Event::Hangup);
+                        let why = match ev {
+                            SipEvent::Cancelled { .. } => "caller_cancelled",
+                            SipEvent::Bye { .. } => "caller_hung_up",
+                            _ => "no_ack",
+                        };
+                        c.record.outcome.get_or_insert_with(|| why.into());
+                        finish(c, &mut records, &mut free_ports);
+                    }
+                }
+            }
+        }
+        // VM actions.
+        let keys: Vec<CallKey> = calls.keys().copied().collect();
+        for key in keys {
+            let c = calls.get_mut(&key).unwrap();
+            while let Some(a) = c.session.poll_action() {
+                perform(key, c, a, &cfg, &tx, now_ms());
+            }
+            if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() {
+                let c = calls.remove(&key).unwrap();
+                finish(c, &mut records, &mut free_ports);
+            }
+        }
+        while let Some((to, data)) = endpoint.poll_transmit() {
+            let _ = sip.send_to(&data, to).await;
+        }
+        if let Some(since) = draining {
+            if calls.is_empty() || since.elapsed() > Duration::from_secs(30) {
+                info!("stopped");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn finish(c: Call, records: &mut records::Writer, free_ports: &mut VecDeque<u16>) {
+    c.receiver.abort();
+    let mut rec = c.record;
+    rec.end();
+    if let Err(e) = records.append(&rec) {
+        warn!(call_id = %rec.call_id, "cannot write the call record: {e}");
+    }
+    info!(call_id = %rec.call_id, outcome = rec.outcome.as_deref().unwrap_or(""), "call ended");
+    free_ports.push_back(c.port);
+}
+
+fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, now: u64) {
+    match action {
+        Action::EnterNode { name, .. } => c.record.nodes.push(name),
+        Action::Play { id, prompt, lang, .. } => {
+            let audio = c.prompts.prompt(prompt as usize, lang as usize);
+            c.stream.queue(id, vec![audio]);
+        }
+        Action::Say { id, kind, value, lang } => {
+            let lang_name = c.program.languages.get(lang as usize).map(String::as_str).unwrap_or("zh");
+            let segments = media::say_segments(kind, &value, lang_name);
+            let audio = segments.iter().map(|s| c.prompts.segment(lang_name, s)).collect();
+            c.stream.queue(id, audio);
+        }
+        Action::StopPlayback => c.stream.stop(),
+        Action::Listen { secret, .. } => c.secret_listen = secret,
+        Action::Request { op, service, args, timeout_ms: _ } => {
+            let backend = cfg.backend.clone();
+            let tx = tx.clone();
+            let req_key = format!("{}:{}", c.record.call_id, op.0);
+            let declared: Vec<(String, Vec<(String, ivr_bytecode::Type)>)> = c
+                .program
+                .ops
+                .iter()
+                .find(|o| matches!(&o.kind, ivr_bytecode::OpKind::Request { service: s, .. } if *s == service))
+                .map(|o| o.outcomes.iter().map(|oc| (oc.name.clone(), oc.fields.iter().map(|f| (f.0.clone(), f.1)).collect())).collect())
+                .unwrap_or_default();
+            tokio::task::spawn_blocking(move || {
+                let vals: Vec<(String, Val)> = args.iter().map(|a| (a.name.clone(), to_val(&a.value))).collect();
+                let now_ms = jiff::Timestamp::now().as_millisecond();
+                let result = match backend.filter(|b| b.provides(&service)) {
+                    Some(b) => b.call(&Request { service: &service, args: &vals, key: &req_key, now_ms }),
+                    None => Err(ivr_services::ServiceError::Unknown(service.clone())),
+                };
+                let (outcome, fields) = match result {
+                    Ok(reply) => {
+                        let types = declared.iter().find(|(n, _)| *n == reply.outcome).map(|(_, f)| f.clone()).unwrap_or_default();
+                        let fields = types
+                            .iter()
+                            .filter_map(|(n, ty)| reply.fields.iter().find(|(k, _)| k == n).and_then(|(_, v)| from_val(v, *ty)).map(|v| (n.clone(), v)))
+                            .collect();
+                        (reply.outcome, fields)
+                    }
+                    Err(e) => {
+                        warn!(service = %service, "service failed: {e}");
+                        ("failed".to_string(), Vec::new())
+                    }
+                };
+                let _ = tx.send(Internal::Completed(key, op, outcome, fields));
+            });
+        }
+        // Until the agent queues land, hand-offs report that nobody can take the
+        // call, and the flow plays the path it defines for that.
+        Action::Enqueue { op, .. } => {
+            c.session.handle_event(now, Event::Completed { op, outcome: "no_agents".into(), fields: vec![] });
+        }
+        Action::DialAgent { op, .. } => {
+            c.session.handle_event(now, Event::Completed { op, outcome: "absent".into(), fields: vec![] });
+        }
+        Action::Record { op, .. } => {
+            c.session.handle_event(now, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
+        }
+        Action::Cancel { .. } => {}
+        Action::SetLanguage { .. } => {}
+        Action::Transfer { target } => {
+            warn!(call_id = %c.record.call_id, %target, "transfer is not supported yet; ending the call");
+            c.record.outcome = Some(format!("transfer:{target}"));
+            c.hangup_when_quiet = true;
+        }
+        Action::Fault { message, pc } => {
+            let at = c.program.line_of(pc as usize).map(|(f, l)| format!("{f}:{l}")).unwrap_or_default();
+            warn!(call_id = %c.record.call_id, %at, "flow fault: {message}");
+            c.record.outcome = Some("fault".into());
+        }
+        Action::Hangup { reason } => {
+            c.record.outcome.get_or_insert_with(|| format!("hangup:{}", reason.name()));
+            c.hangup_when_quiet = true;
+        }
+    }
+}
+
+fn to_val(v: &Value) -> Val {
+    match v {
+        Value::Text(s) => Val::Text(s.to_string()),
+        Value::Num(n) => Val::Num(*n),
+        Value::Bool(b) => Val::Bool(*b),
+    }
+}
+
+fn from_val(v: &Val, ty: ivr_bytecode::Type) -> Option<Value> {
+    use ivr_bytecode::Type;
+    match (v, ty) {
+        (Val::Text(s), Type::Text) => Some(Value::text(s)),
+        (Val::Num(n), Type::Number) => Some(Value::Num(*n)),
+        (Val::Text(s), Type::Number) => s.parse().ok().map(Value::Num),
+        (Val::Num(n), Type::Text) => Some(Value::text(&n.to_string())),
+        (Val::Bool(b), Type::Bool) => Some(Value::Bool(*b)),
+        _ => None,
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,200 @@
+//! Per-call media: the play queue and RTP sender driven by the shared 20 ms
+//! tick, the DTMF receive task, and the prompt audio loaded once per flow.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use ivr_bytecode::{Program, SayKind, Value};
+use ivr_media::audio::{EncodedPrompt, SAMPLES_PER_20MS};
+use ivr_media::dtmf::DtmfReceiver;
+use ivr_media::rtp::{self, Packetizer};
+use ivr_media::sdp::Codec;
+use ivr_sip::endpoint::CallKey;
+use ivr_vm::PlayId;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+use crate::Internal;
+
+/// Every prompt of a flow, per language, decoded and G.711-encoded once, plus the
+/// speech segments.
+pub struct PromptAudio {
+    prompts: Vec<Vec<Arc<EncodedPrompt>>>,
+    segments: Vec<(String, Arc<EncodedPrompt>)>,
+    silence: Arc<EncodedPrompt>,
+}
+
+impl PromptAudio {
+    pub fn load(program: &Program, flows_dir: &Path) -> PromptAudio {
+        let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
+        let load = |rel: &str| match EncodedPrompt::load(&flows_dir.join(rel)) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                warn!("{e}; playing 200 ms of silence instead (render prompts with scripts/render-prompts.sh)");
+                silence.clone()
+            }
+        };
+        let prompts = program
+            .prompts
+            .iter()
+            .map(|p| p.audio.iter().map(|a| a.as_deref().map_or_else(|| silence.clone(), load)).collect())
+            .collect();
+        let mut segments = Vec::new();
+        for lang in &program.languages {
+            for (id, _) in ivr_speech::SEGMENTS.iter().filter(|(id, _)| id.starts_with(&format!("{lang}_"))) {
+                segments.push((id.to_string(), load(&format!("audio/{lang}/seg/{id}.wav"))));
+            }
+        }
+        PromptAudio { prompts, segments, silence }
+    }
+
+    pub fn prompt(&self, index: usize, lang: usize) -> Arc<EncodedPrompt> {
+        self.prompts.get(index).and_then(|p| p.get(lang)).cloned().unwrap_or_else(|| self.silence.clone())
+    }
+
+    pub fn segment(&self, _lang: &str, id: &str) -> Arc<EncodedPrompt> {
+        self.segments.iter().find(|(s, _)| s == id).map_or_else(|| self.silence.clone(), |(_, p)| p.clone())
+    }
+
+    /// The encoded audio of a prompt in one language (for tests and tools).
+    pub fn prompt_bytes(&self, index: usize, lang: usize, codec: Codec) -> Arc<[u8]> {
+        self.prompt(index, lang).bytes(codec).clone()
+    }
+}
+
+/// The segment prompts that speak a value.
+pub fn say_segments(kind: SayKind, value: &Value, lang: &str) -> Vec<&'static str> {
+    let reading = ivr_speech::Kind::parse(kind.name())
+        .zip(ivr_speech::Lang::parse(lang))
+        .and_then(|(k, l)| ivr_speech::read(k, &value.to_string(), l).ok());
+    reading.map(|r| r.segments).unwrap_or_default()
+}
+
+/// One call's outgoing audio.
+pub struct Stream {
+    codec: Codec,
+    remote: SocketAddr,
+    send: bool,
+    pk: Packetizer,
+    queue: VecDeque<(PlayId, Vec<Arc<EncodedPrompt>>)>,
+    seg: usize,
+    pos: usize,
+    packet: [u8; 12 + SAMPLES_PER_20MS],
+}
+
+impl Stream {
+    pub fn new(codec: Codec, remote: SocketAddr, send: bool, seed: u64) -> Stream {
+        let ssrc = (seed as u32) ^ (seed >> 32) as u32;
+        Stream {
+            codec,
+            remote,
+            send,
+            pk: Packetizer::new(ssrc, codec.payload_type(), (seed >> 16) as u16, (seed >> 24) as u32),
+            queue: VecDeque::new(),
+            seg: 0,
+            pos: 0,
+            packet: [0; 12 + SAMPLES_PER_20MS],
+        }
+    }
+
+    pub fn renegotiate(&mut self, codec: Codec, remote: SocketAddr, send: bool) {
+        self.codec = codec;
+        self.remote = remote;
+        self.send = send;
+        self.pk.payload_type = codec.payload_type();
+        self.pk.talkspurt();
+    }
+
+    pub fn queue(&mut self, id: PlayId, audio: Vec<Arc<EncodedPrompt>>) {
+        if self.queue.is_empty() {
+            self.pk.talkspurt();
+        }
+        self.queue.push_back((id, audio));
+    }
+
+    pub fn stop(&mut self) {
+        self.queue.clear();
+        self.seg = 0;
+        self.pos = 0;
+        self.pk.talkspurt();
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Sends the next 20 ms (prompt audio, or silence); returns the play that
+    /// just finished, if one did.
+    pub fn tick(&mut self, socket: &UdpSocket, confirmed: bool) -> Option<PlayId> {
+        if !confirmed {
+            return None;
+        }
+        let silence = match self.codec {
+            Codec::Pcmu => 0xff,
+            Codec::Pcma => 0xd5,
+        };
+        let mut payload = [silence; SAMPLES_PER_20MS];
+        let mut finished = None;
+        // Skip empty segments, then copy one frame.
+        while let Some((id, segs)) = self.queue.front() {
+            match segs.get(self.seg) {
+                Some(seg) => {
+                    let bytes = seg.bytes(self.codec);
+                    if self.pos + SAMPLES_PER_20MS <= bytes.len() {
+                        payload.copy_from_slice(&bytes[self.pos..self.pos + SAMPLES_PER_20MS]);
+                        self.pos += SAMPLES_PER_20MS;
+                        if self.pos >= bytes.len() {
+                            self.seg += 1;
+                            self.pos = 0;
+                            if self.seg >= segs.len() {
+                                finished = Some(*id);
+                                self.queue.pop_front();
+                                self.seg = 0;
+                            }
+                        }
+                        break;
+                    }
+                    self.seg += 1;
+                    self.pos = 0;
+                }
+                None => {
+                    finished = Some(*id);
+                    self.queue.pop_front();
+                    self.seg = 0;
+                    self.pos = 0;
+                }
+            }
+        }
+        let n = self.pk.write(&payload, SAMPLES_PER_20MS as u32, &mut self.packet);
+        if self.send {
+            let _ = socket.try_send_to(&self.packet[..n], self.remote);
+        }
+        finished
+    }
+}
+
+/// Receives the caller's RTP: only from the negotiated address (strict RTP),
+/// RFC 4733 events become keys.
+pub fn spawn_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, dtmf_pt: Option<u8>, call: CallKey, tx: UnboundedSender<Internal>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        let mut dtmf = DtmfReceiver::default();
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
+            if from.ip() != remote.ip() {
+                continue; // strict RTP: not from the caller's media address
+            }
+            let Some(p) = rtp::parse(&buf[..n]) else { continue };
+            if Some(p.payload_type) == dtmf_pt {
+                if let Some(key) = dtmf.packet(p.timestamp, p.payload) {
+                    if tx.send(Internal::Digit(call, key)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
