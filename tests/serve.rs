@@ -1,0 +1,279 @@
+//! `ivr serve` driven from outside by real SIP clients on loopback: sipp
+//! (Debian's sip-tester, with its RFC 2833 DTMF pcaps) and a small Rust user
+//! agent that checks the RTP it receives.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `ivr serve` on its own port, data directory and RTP range.
+struct Server {
+    child: Child,
+    sip: SocketAddr,
+    data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn serve(name: &str, extra_config: &str) -> Server {
+    let data = std::env::temp_dir().join(format!("ivr-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(root().join("flows/data/quotes.csv"), data.join("quotes.csv")).unwrap();
+    let port = free_port();
+    // Each test gets its own RTP range, derived from its SIP port.
+    let rtp = 30_000 + (port as u32 % 300) * 100;
+    let config = data.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            rtp + 99,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(ivr_path())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("ivr serving on"), "server did not start: {line}");
+    Server { child, sip: format!("127.0.0.1:{port}").parse().unwrap(), data }
+}
+
+fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> std::process::Output {
+    let sf = root().join("tests/sipp").join(scenario);
+    let mut args = vec![
+        server.sip.to_string(),
+        "-sf".into(),
+        sf.to_str().unwrap().to_string(),
+        "-s".into(),
+        service.into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        free_port().to_string(),
+        "-mp".into(),
+        (free_port() & !1).to_string(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "40s".into(),
+        "-key".into(),
+        "dtmf_pcap".into(),
+        "/usr/share/sip-tester/dtmf_2833_1.pcap".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new("sipp").args(&args).stdin(Stdio::null()).output().expect("sipp (apt-get install sip-tester)")
+}
+
+fn records(server: &Server, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(server.data.join("calls.jsonl")).unwrap_or_default();
+        let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if recs.len() >= want || Instant::now() > deadline {
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_call_is_answered_and_the_caller_hangs_up() {
+    let s = serve("hangup", "");
+    let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "1"]);
+    assert!(out.status.success(), "sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["outcome"], "caller_hung_up");
+    assert_eq!(recs[0]["dialed"], "962588");
+    assert_eq!(recs[0]["nodes"][0], "welcome");
+}
+
+#[test]
+fn rfc_4733_dtmf_walks_the_menu() {
+    let s = serve("dtmf", "");
+    let out = sipp(&s, "uac_dtmf.xml", "962588", &["-m", "1"]);
+    assert!(out.status.success(), "sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["keys"], "1", "{:?}", recs[0]);
+    let nodes: Vec<&str> = recs[0]["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(nodes, ["welcome", "main_menu", "quotes"], "key 1 in the main menu leads to quotes");
+}
+
+#[test]
+fn cancel_before_answer() {
+    let s = serve("cancel", "ring_ms = 3000\n");
+    let out = sipp(&s, "uac_cancel.xml", "962588", &["-m", "1"]);
+    assert!(out.status.success(), "sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["outcome"], "caller_cancelled");
+}
+
+#[test]
+fn the_flow_hangs_up_with_bye() {
+    let s = serve("server-bye", "flows = [\"tests/e2e/short.ivr\"]\n");
+    let out = sipp(&s, "uac_server_bye.xml", "1000", &["-m", "1"]);
+    assert!(out.status.success(), "sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["outcome"], "hangup:normal");
+}
+
+#[test]
+fn twenty_concurrent_calls() {
+    let s = serve("twenty", "");
+    let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "20", "-l", "20", "-r", "20"]);
+    assert!(out.status.success(), "sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let recs = records(&s, 20);
+    assert_eq!(recs.len(), 20);
+    assert!(recs.iter().all(|r| r["outcome"] == "caller_hung_up"));
+}
+
+#[test]
+fn unknown_numbers_get_404_and_the_server_keeps_serving_after_garbage() {
+    let s = serve("garbage", "");
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 4096];
+    // Garbage and a truncated request: dropped or 400.
+    sock.send_to(b"\x00\x01\x02 not sip at all", s.sip).unwrap();
+    sock.send_to(b"INVITE sip:962588@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-t\r\nCall-ID: t1\r\n\r\n", s.sip).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400"), "{}", String::from_utf8_lossy(&buf[..n]));
+    // Oversized: 513.
+    let mut big = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-big\r\nCall-ID: b\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nX-Pad: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 20_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    sock.send_to(&big, s.sip).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 513"));
+    // Bad SDP: 488.
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n", "bad-sdp");
+    assert!(reply.starts_with("SIP/2.0 488"), "{reply}");
+    // An unknown number: 404.
+    let reply = ua.invite("12345", &ua.sdp(), "unknown-number");
+    assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
+    // And a normal call still works.
+    let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "1"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn rtp_carries_the_welcome_prompt_bit_exact_and_info_dtmf_works() {
+    let s = serve("rtp", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "rtp-1");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("rtp-1", &to_tag);
+    // The welcome prompt, as the server encodes it (PCMU), is what arrives.
+    let expected = ivr_media::audio::EncodedPrompt::load(&root().join("flows/audio/zh/welcome.wav")).expect("prompt audio (scripts/render-prompts.sh)");
+    let mut got = Vec::new();
+    let mut stamps = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < 50 * 160 {
+        let (n, _) = ua.rtp.recv_from(&mut buf).expect("RTP arrives");
+        let p = ivr_media::rtp::parse(&buf[..n]).unwrap();
+        assert_eq!(p.payload_type, 0);
+        assert_eq!(p.payload.len(), 160, "20 ms per packet");
+        stamps.push(p.timestamp);
+        got.extend_from_slice(p.payload);
+    }
+    assert_eq!(&got[..], &expected.pcmu[..got.len()], "the first second of audio is the welcome prompt, bit-exact");
+    assert!(stamps.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160), "timestamps advance by 160");
+    // Key 1 by SIP INFO reaches the quotes step.
+    ua.info("rtp-1", &to_tag, "Signal=1\r\nDuration=160\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    ua.bye("rtp-1", &to_tag);
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["nodes"][2], "quotes", "{:?}", recs[0]);
+}
+
+/// A minimal SIP caller with its own RTP socket.
+struct TestUa {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    server: SocketAddr,
+}
+
+impl TestUa {
+    fn new(server: SocketAddr) -> TestUa {
+        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        TestUa { sip, rtp, server }
+    }
+
+    fn sdp(&self) -> String {
+        format!(
+            "v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            self.rtp.local_addr().unwrap().port()
+        )
+    }
+
+    fn request(&self, method: &str, user: &str, call_id: &str, to_tag: Option<&str>, cseq: u32, ctype: Option<&str>, body: &str) {
+        let me = self.sip.local_addr().unwrap();
+        let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        let ct = ctype.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+        let msg = format!(
+            "{method} sip:{user}@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{cseq}\r\nMax-Forwards: 70\r\n\
+From: <sip:13800138000@127.0.0.1>;tag=ua\r\nTo: <sip:{user}@127.0.0.1>{tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            self.server,
+            body.len()
+        );
+        self.sip.send_to(msg.as_bytes(), self.server).unwrap();
+    }
+
+    /// Sends an INVITE and returns the final response.
+    fn invite(&self, user: &str, sdp: &str, call_id: &str) -> String {
+        self.request("INVITE", user, call_id, None, 1, Some("application/sdp"), sdp);
+        self.final_response()
+    }
+
+    fn final_response(&self) -> String {
+        let mut buf = [0u8; 8192];
+        loop {
+            let (n, _) = self.sip.recv_from(&mut buf).expect("a SIP response");
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    }
+
+    fn ack(&self, call_id: &str, to_tag: &str) {
+        self.request("ACK", "962588", call_id, Some(to_tag), 1, None, "");
+    }
+
+    fn info(&self, call_id: &str, to_tag: &str, body: &str) {
+        self.request("INFO", "962588", call_id, Some(to_tag), 2, Some("application/dtmf-relay"), body);
+        assert!(self.final_response().starts_with("SIP/2.0 200"));
+    }
+
+    fn bye(&self, call_id: &str, to_tag: &str) {
+        self.request("BYE", "962588", call_id, Some(to_tag), 3, None, "");
+        assert!(self.final_response().starts_with("SIP/2.0 200"));
+    }
+}
