@@ -52,7 +52,7 @@ fn serve(name: &str, extra_config: &str) -> Server {
         .args(["serve", "--config", config.to_str().unwrap()])
         .current_dir(root())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("IVR_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -209,11 +209,65 @@ fn rtp_carries_the_welcome_prompt_bit_exact_and_info_dtmf_works() {
     assert_eq!(recs[0]["nodes"][2], "quotes", "{:?}", recs[0]);
 }
 
+#[test]
+fn a_caller_leaves_a_message_after_the_beep() {
+    let s = serve("message", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "msg-1");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("msg-1", &to_tag);
+    // 4 (messages), then 1 (leave a message), typed over the prompts.
+    ua.info("msg-1", &to_tag, "Signal=4\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("msg-1", &to_tag, "Signal=1\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // Two seconds of "speech" (a 400 Hz tone, PCMU), then # to finish.
+    let server_rtp = {
+        let mut buf = [0u8; 2048];
+        let (_, from) = ua.rtp.recv_from(&mut buf).unwrap();
+        from
+    };
+    let mut pk = ivr_media::rtp::Packetizer::new(42, 0, 1, 1000);
+    let mut packet = [0u8; 200];
+    for f in 0..100 {
+        let frame: Vec<u8> = (0..160)
+            .map(|i| ivr_media::g711::ulaw_encode(((f * 160 + i) as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin().mul_add(9000.0, 0.0) as i16))
+            .collect();
+        let n = pk.write(&frame, 160, &mut packet);
+        ua.rtp.send_to(&packet[..n], server_rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ua.info("msg-1", &to_tag, "Signal=#\r\n");
+    // The flow thanks the caller and hangs up.
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no BYE from the flow");
+        let Ok((n, _)) = ua.sip.recv_from(&mut buf) else { continue };
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.starts_with("BYE ") {
+            break;
+        }
+    }
+    let out = ivr(&["messages", "list", "--json", "--data", s.data.to_str().unwrap()]);
+    let list: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(list.len(), 1, "{}", stderr(&out));
+    assert_eq!(list[0]["category"], "message");
+    assert_eq!(list[0]["caller"], "13800138000");
+    let ms = list[0]["duration_ms"].as_i64().unwrap();
+    assert!((1_500..=3_500).contains(&ms), "about two seconds recorded, got {ms} ms");
+    assert!(s.data.join(list[0]["file"].as_str().unwrap()).is_file());
+    let recs = records(&s, 1);
+    assert!(recs[0]["nodes"].as_array().unwrap().iter().any(|n| n == "message_saved"), "{:?}", recs[0]);
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,
     rtp: UdpSocket,
     server: SocketAddr,
+    cseq: std::cell::Cell<u32>,
 }
 
 impl TestUa {
@@ -222,7 +276,7 @@ impl TestUa {
         sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
         rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        TestUa { sip, rtp, server }
+        TestUa { sip, rtp, server, cseq: std::cell::Cell::new(1) }
     }
 
     fn sdp(&self) -> String {
@@ -267,13 +321,21 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         self.request("ACK", "962588", call_id, Some(to_tag), 1, None, "");
     }
 
+    /// The next CSeq of this caller's dialog (each new request has its own).
+    fn next_cseq(&self) -> u32 {
+        self.cseq.set(self.cseq.get() + 1);
+        self.cseq.get()
+    }
+
     fn info(&self, call_id: &str, to_tag: &str, body: &str) {
-        self.request("INFO", "962588", call_id, Some(to_tag), 2, Some("application/dtmf-relay"), body);
+        let cseq = self.next_cseq();
+        self.request("INFO", "962588", call_id, Some(to_tag), cseq, Some("application/dtmf-relay"), body);
         assert!(self.final_response().starts_with("SIP/2.0 200"));
     }
 
     fn bye(&self, call_id: &str, to_tag: &str) {
-        self.request("BYE", "962588", call_id, Some(to_tag), 3, None, "");
+        let cseq = self.next_cseq();
+        self.request("BYE", "962588", call_id, Some(to_tag), cseq, None, "");
         assert!(self.final_response().starts_with("SIP/2.0 200"));
     }
 }

@@ -242,7 +242,8 @@ fn root_flows(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Result<ExitCode, String> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).init();
+    let level = if std::env::var_os("IVR_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).with_max_level(level).init();
     let cfg = match config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file())) {
         Some(p) => read_config(&p)?,
         None => Config::default(),
@@ -268,8 +269,8 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
     }
     let data = cfg.data.unwrap_or_else(|| flows_dir.join("data"));
     let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
-    let embedded: Arc<dyn ivr_services::Backend> =
-        Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
+    let store = Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
+    let embedded: Arc<dyn ivr_services::Backend> = store.clone();
     let http: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Http::new(cfg.services));
     let backend: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Router::new(vec![http, embedded]));
     let server_cfg = ivr_server::ServerConfig {
@@ -278,6 +279,7 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
         programs,
         flows_dir,
         backend: Some(backend),
+        messages: Some(store),
         data_dir: data,
         max_calls: cfg.max_calls.unwrap_or(5000),
         ring_ms: cfg.ring_ms.unwrap_or(0),

@@ -38,6 +38,8 @@ pub struct ServerConfig {
     /// Directory the prompt audio paths are relative to.
     pub flows_dir: PathBuf,
     pub backend: Option<Arc<dyn Backend>>,
+    /// Where recorded messages go (the embedded store); `record` fails without it.
+    pub messages: Option<Arc<ivr_services::Embedded>>,
     /// Where call records are appended (`calls.jsonl`).
     pub data_dir: PathBuf,
     pub max_calls: usize,
@@ -55,6 +57,8 @@ pub enum ServerError {
 
 enum Internal {
     Digit(CallKey, char),
+    /// Caller audio while a message is being recorded.
+    Audio(CallKey, Vec<i16>),
     Completed(CallKey, OpId, String, Vec<(String, Value)>),
 }
 
@@ -73,7 +77,21 @@ struct Call {
     record: CallRecord,
     secret_listen: bool,
     receiver: tokio::task::JoinHandle<()>,
+    /// Tells the receive task to forward the caller's audio.
+    capture: Arc<std::sync::atomic::AtomicBool>,
+    recording: Option<Recording>,
 }
+
+struct Recording {
+    op: OpId,
+    category: String,
+    recorder: ivr_services::Recorder,
+}
+
+/// Silence after speech that ends a message.
+const RECORD_SILENCE_MS: u64 = 5_000;
+/// Sample level (of 32767) that counts as speech.
+const RECORD_VOICE_LEVEL: i16 = 600;
 
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
@@ -123,8 +141,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             }
             Some(msg) = rx.recv() => match msg {
                 Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
-                    c.record.key(d, c.secret_listen);
-                    c.session.handle_event(now_ms(), Event::Digit(d));
+                    key_pressed(key, c, d, &cfg, &tx, now_ms());
+                },
+                Internal::Audio(key, pcm) => if let Some(c) = calls.get_mut(&key) {
+                    let end = c.recording.as_mut().and_then(|r| r.recorder.push_audio(&pcm));
+                    if let Some(end) = end {
+                        finish_recording(key, c, end, &cfg, &tx);
+                    }
                 },
                 Internal::Completed(key, op, outcome, fields) => if let Some(c) = calls.get_mut(&key) {
                     c.session.handle_event(now_ms(), Event::Completed { op, outcome, fields });
@@ -196,12 +219,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                                 None
                             };
                             info!(%call_id, %peer, dialed = %dialed, flow = %name, codec = neg.codec.name(), rtp = port, "call answered");
-                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, neg.dtmf_payload_type, call, tx.clone());
+                            let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, neg.dtmf_payload_type, neg.codec, capture.clone(), call, tx.clone());
                             let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
                             calls.insert(call, Call {
                                 session, program, prompts: prompts[i].clone(), rtp, port,
                                 stream: media::Stream::new(neg.codec, neg.remote, neg.send, seed ^ call.0),
-                                remote: Some(neg), confirmed: false, hangup_when_quiet: false, answer_at, record, secret_listen: false, receiver,
+                                remote: Some(neg), confirmed: false, hangup_when_quiet: false, answer_at, record, secret_listen: false, receiver, capture, recording: None,
                             });
                         }
                     }
@@ -226,12 +250,15 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                 }
                 SipEvent::Dtmf { call, key } => {
                     if let Some(c) = calls.get_mut(&call) {
-                        c.record.key(key, c.secret_listen);
-                        c.session.handle_event(t, Event::Digit(key));
+                        key_pressed(call, c, key, &cfg, &tx, t);
                     }
                 }
                 SipEvent::Cancelled { call } | SipEvent::Bye { call } | SipEvent::AckTimeout { call } => {
                     if let Some(mut c) = calls.remove(&call) {
+                        // Hanging up ends a message being recorded: it is kept.
+                        if c.recording.is_some() {
+                            finish_recording(call, &mut c, ivr_services::RecordEnd::Terminator, &cfg, &tx);
+                        }
                         c.session.handle_event(t, Event::Hangup);
                         let why = match ev {
                             SipEvent::Cancelled { .. } => "caller_cancelled",
@@ -337,8 +364,17 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
         Action::DialAgent { op, .. } => {
             c.session.handle_event(now, Event::Completed { op, outcome: "absent".into(), fields: vec![] });
         }
-        Action::Record { op, .. } => {
-            c.session.handle_event(now, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
+        Action::Record { op, category, max_ms } => {
+            if cfg.messages.is_none() {
+                c.session.handle_event(now, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
+                return;
+            }
+            // A beep, then the caller's audio until #, silence or the maximum.
+            c.stream.queue(ivr_vm::PlayId(0), vec![c.prompts.beep()]);
+            let recorder = ivr_services::Recorder::new(8_000, max_ms, RECORD_SILENCE_MS, RECORD_VOICE_LEVEL);
+            info!(call_id = %c.record.call_id, %category, max_ms, "recording a message");
+            c.recording = Some(Recording { op, category, recorder });
+            c.capture.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Action::Cancel { .. } => {}
         Action::SetLanguage { .. } => {}
@@ -357,6 +393,48 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
             c.hangup_when_quiet = true;
         }
     }
+}
+
+/// A key from the caller: it ends a recording on `#`, else goes to the flow.
+fn key_pressed(key: CallKey, c: &mut Call, d: char, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, now: u64) {
+    tracing::debug!(call_id = %c.record.call_id, node = c.session.current_node().unwrap_or(""), recording = c.recording.is_some(), "key");
+    if c.recording.is_some() {
+        if let Some(end) = c.recording.as_mut().and_then(|r| r.recorder.digit(d)) {
+            finish_recording(key, c, end, cfg, tx);
+        }
+        return;
+    }
+    c.record.key(d, c.secret_listen);
+    c.session.handle_event(now, Event::Digit(d));
+}
+
+/// Stops capturing and stores the message on the blocking pool; the flow hears
+/// `saved` only once the recording is safely on disk.
+fn finish_recording(key: CallKey, c: &mut Call, end: ivr_services::RecordEnd, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>) {
+    let Some(rec) = c.recording.take() else { return };
+    c.capture.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (pcm, rate) = rec.recorder.finish(end);
+    let store = cfg.messages.clone();
+    let dir = cfg.data_dir.clone();
+    let caller = c.record.caller.clone();
+    let id_key = format!("{}:{}", c.record.call_id, rec.op.0);
+    let (tx, op, category) = (tx.clone(), rec.op, rec.category);
+    tokio::task::spawn_blocking(move || {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let saved = store.map(|s| s.with_store(|st| st.save_message(&dir, &caller, &category, &pcm, rate, now_ms, &id_key)));
+        let (outcome, fields) = match saved {
+            Some(Ok(m)) => {
+                info!(id = %m.id, category = %m.category, duration_ms = m.duration_ms, "message recorded");
+                ("saved", vec![("duration_ms".to_string(), Value::Num(m.duration_ms.into()))])
+            }
+            Some(Err(e)) => {
+                warn!("cannot store the message: {e}");
+                ("failed", Vec::new())
+            }
+            None => ("failed", Vec::new()),
+        };
+        let _ = tx.send(Internal::Completed(key, op, outcome.to_string(), fields));
+    });
 }
 
 fn to_val(v: &Value) -> Val {

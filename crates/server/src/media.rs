@@ -25,15 +25,17 @@ pub struct PromptAudio {
     prompts: Vec<Vec<Arc<EncodedPrompt>>>,
     segments: Vec<(String, Arc<EncodedPrompt>)>,
     silence: Arc<EncodedPrompt>,
+    beep: Arc<EncodedPrompt>,
 }
 
 impl PromptAudio {
     pub fn load(program: &Program, flows_dir: &Path) -> PromptAudio {
         let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
+        let missing = std::cell::RefCell::new(Vec::new());
         let load = |rel: &str| match EncodedPrompt::load(&flows_dir.join(rel)) {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                warn!("{e}; playing 200 ms of silence instead (render prompts with scripts/render-prompts.sh)");
+                missing.borrow_mut().push(e.to_string());
                 silence.clone()
             }
         };
@@ -48,11 +50,21 @@ impl PromptAudio {
                 segments.push((id.to_string(), load(&format!("audio/{lang}/seg/{id}.wav"))));
             }
         }
-        PromptAudio { prompts, segments, silence }
+        let missing = missing.into_inner();
+        if let Some(first) = missing.first() {
+            warn!(count = missing.len(), "{first}; these play 200 ms of silence (render prompts with scripts/render-prompts.sh)");
+        }
+        // The record tone: 400 ms of 1 kHz.
+        let tone: Vec<i16> = (0..3200).map(|i| ((i as f64 * 2.0 * std::f64::consts::PI / 8.0).sin() * 8000.0) as i16).collect();
+        PromptAudio { prompts, segments, silence, beep: Arc::new(EncodedPrompt::from_pcm(&tone)) }
     }
 
     pub fn prompt(&self, index: usize, lang: usize) -> Arc<EncodedPrompt> {
         self.prompts.get(index).and_then(|p| p.get(lang)).cloned().unwrap_or_else(|| self.silence.clone())
+    }
+
+    pub fn beep(&self) -> Arc<EncodedPrompt> {
+        self.beep.clone()
     }
 
     pub fn segment(&self, _lang: &str, id: &str) -> Arc<EncodedPrompt> {
@@ -178,7 +190,15 @@ impl Stream {
 
 /// Receives the caller's RTP: only from the negotiated address (strict RTP),
 /// RFC 4733 events become keys.
-pub fn spawn_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, dtmf_pt: Option<u8>, call: CallKey, tx: UnboundedSender<Internal>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_receiver(
+    socket: Arc<UdpSocket>,
+    remote: SocketAddr,
+    dtmf_pt: Option<u8>,
+    codec: Codec,
+    capture: Arc<std::sync::atomic::AtomicBool>,
+    call: CallKey,
+    tx: UnboundedSender<Internal>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         let mut dtmf = DtmfReceiver::default();
@@ -193,6 +213,14 @@ pub fn spawn_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, dtmf_pt: Optio
                     if tx.send(Internal::Digit(call, key)).is_err() {
                         return;
                     }
+                }
+            } else if p.payload_type == codec.payload_type() && capture.load(std::sync::atomic::Ordering::Relaxed) {
+                let pcm: Vec<i16> = match codec {
+                    Codec::Pcmu => p.payload.iter().map(|&b| ivr_media::g711::ulaw_decode(b)).collect(),
+                    Codec::Pcma => p.payload.iter().map(|&b| ivr_media::g711::alaw_decode(b)).collect(),
+                };
+                if tx.send(Internal::Audio(call, pcm)).is_err() {
+                    return;
                 }
             }
         }
