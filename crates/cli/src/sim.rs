@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ivr_bytecode::{OpKind, Program, SayKind, Type, Value};
+use ivr_server::{from_val, to_val};
 use ivr_services::{Backend, Request, Val};
 use ivr_vm::{Action, CallInfo, Event, Millis, OpId, Session};
 use rust_decimal::Decimal;
@@ -114,25 +115,6 @@ fn stub_fields(rule: &StubRule, declared: Option<&ivr_bytecode::OutcomeSpec>) ->
         .iter()
         .filter_map(|(name, ty, _)| Some((name.clone(), field_value(rule.fields.get(name)?, *ty)?)))
         .collect()
-}
-
-fn to_val(v: &Value) -> Val {
-    match v {
-        Value::Text(s) => Val::Text(s.to_string()),
-        Value::Num(n) => Val::Num(*n),
-        Value::Bool(b) => Val::Bool(*b),
-    }
-}
-
-fn from_val(v: &Val, ty: Type) -> Option<Value> {
-    match (v, ty) {
-        (Val::Text(s), Type::Text) => Some(Value::text(s)),
-        (Val::Num(n), Type::Number) => Some(Value::Num(*n)),
-        (Val::Text(s), Type::Number) => s.parse().ok().map(Value::Num),
-        (Val::Num(n), Type::Text) => Some(Value::text(&n.to_string())),
-        (Val::Bool(b), Type::Bool) => Some(Value::Bool(*b)),
-        _ => None,
-    }
 }
 
 fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {

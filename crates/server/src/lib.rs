@@ -437,7 +437,8 @@ fn finish_recording(key: CallKey, c: &mut Call, end: ivr_services::RecordEnd, cf
     });
 }
 
-fn to_val(v: &Value) -> Val {
+/// A flow value as a service argument.
+pub fn to_val(v: &Value) -> Val {
     match v {
         Value::Text(s) => Val::Text(s.to_string()),
         Value::Num(n) => Val::Num(*n),
@@ -445,7 +446,8 @@ fn to_val(v: &Value) -> Val {
     }
 }
 
-fn from_val(v: &Val, ty: ivr_bytecode::Type) -> Option<Value> {
+/// A service's answer field as the type the flow declared, if it converts.
+pub fn from_val(v: &Val, ty: ivr_bytecode::Type) -> Option<Value> {
     use ivr_bytecode::Type;
     match (v, ty) {
         (Val::Text(s), Type::Text) => Some(Value::text(s)),
