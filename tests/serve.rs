@@ -262,6 +262,32 @@ fn a_caller_leaves_a_message_after_the_beep() {
     assert!(recs[0]["nodes"].as_array().unwrap().iter().any(|n| n == "message_saved"), "{:?}", recs[0]);
 }
 
+#[test]
+fn reload_swaps_flows_for_new_calls_and_refuses_broken_ones() {
+    let dir = std::env::temp_dir().join(format!("ivr-reload-flows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flow = dir.join("short.ivr");
+    std::fs::copy(root().join("tests/e2e/prompts.toml"), dir.join("prompts.toml")).unwrap();
+    std::fs::copy(root().join("tests/e2e/short.ivr"), &flow).unwrap();
+    let s = serve("reload", &format!("flows = [\"{}\"]\n", flow.display()));
+    let data = s.data.to_str().unwrap().to_string();
+    let call = |n: usize| {
+        let out = sipp(&s, "uac_server_bye.xml", "1000", &["-m", "1"]);
+        assert!(out.status.success());
+        records(&s, n)[n - 1]["nodes"][0].as_str().unwrap().to_string()
+    };
+    assert_eq!(call(1), "hello");
+    std::fs::write(&flow, std::fs::read_to_string(&flow).unwrap().replace("hello {", "hello_again {").replace("-> hello", "-> hello_again")).unwrap();
+    assert_eq!(ivr(&["reload", "--data", &data]).status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call(2), "hello_again", "new calls run the reloaded flow");
+    std::fs::write(&flow, "step broken {").unwrap();
+    assert_eq!(ivr(&["reload", "--data", &data]).status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(call(3), "hello_again", "a flow that does not compile is refused; the old one stays");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,

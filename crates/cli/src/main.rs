@@ -33,6 +33,8 @@ struct Config {
     max_calls: Option<usize>,
     /// Ring this long before answering, in milliseconds (default 0).
     ring_ms: Option<u64>,
+    /// SIP requests a second allowed from one address (default 10000).
+    rate_per_source: Option<u32>,
     /// Services answered over HTTP, by name (the rest: embedded, then stubs).
     #[serde(default)]
     services: std::collections::BTreeMap<String, ivr_services::HttpService>,
@@ -165,6 +167,12 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Make a running `ivr serve` recompile its flows for new calls (like SIGHUP).
+    Reload {
+        /// The server's data directory (where it keeps ivr.pid).
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
+    },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
         /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
@@ -212,6 +220,7 @@ fn main() -> ExitCode {
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
         Command::Serve { config, listen } => serve(config, listen),
+        Command::Reload { data } => reload(&data),
         Command::Orders { data, json } => orders(&data, json),
         Command::Subscriptions { data } => subscriptions(&data),
         Command::Messages { action } => messages(action),
@@ -255,18 +264,8 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
     if flows.is_empty() {
         return Err("no flows to serve: put them in flows/ or list them in ivr.toml".into());
     }
-    let mut programs = Vec::new();
-    let mut flows_dir = PathBuf::from("flows");
-    for f in &flows {
-        let (c, root) = compile_flow(f)?;
-        print_human(&c, &root);
-        let Some(p) = c.program else {
-            return Err(format!("{} does not compile; not serving", f.display()));
-        };
-        flows_dir = PathBuf::from(&root);
-        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        programs.push((name, Arc::new(p)));
-    }
+    let flows_dir = flows.first().and_then(|f| f.parent()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let programs = compile_all(&flows)?;
     let data = cfg.data.unwrap_or_else(|| flows_dir.join("data"));
     let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
     let store = Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
@@ -283,9 +282,42 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
         data_dir: data,
         max_calls: cfg.max_calls.unwrap_or(5000),
         ring_ms: cfg.ring_ms.unwrap_or(0),
+        rate_per_source: cfg.rate_per_source.unwrap_or(10_000),
+        reload: Some(Box::new(move || compile_all(&flows))),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Compiles every flow to serve; any error refuses the whole set.
+fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Program>)>, String> {
+    let mut programs = Vec::new();
+    for f in flows {
+        let (c, root) = compile_flow(f)?;
+        print_human(&c, &root);
+        let Some(p) = c.program else {
+            return Err(format!("{} does not compile", f.display()));
+        };
+        let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        programs.push((name, Arc::new(p)));
+    }
+    Ok(programs)
+}
+
+/// `ivr reload`: asks the running server (by its pid file) to recompile its flows.
+fn reload(data: &Path) -> Result<ExitCode, String> {
+    let pid_file = data.join("ivr.pid");
+    let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("no running server found ({}: {e})", pid_file.display()))?;
+    let pid = pid.trim();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{} does not hold a process id", pid_file.display()));
+    }
+    let status = std::process::Command::new("kill").args(["-HUP", pid]).status().map_err(|e| format!("cannot signal {pid}: {e}"))?;
+    if !status.success() {
+        return Err(format!("the server (pid {pid}) is not running"));
+    }
+    eprintln!("asked the server (pid {pid}) to reload its flows; see its log for the result");
     Ok(ExitCode::SUCCESS)
 }
 

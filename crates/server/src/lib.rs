@@ -45,7 +45,14 @@ pub struct ServerConfig {
     pub max_calls: usize,
     /// Let the phone ring this long before answering (0: answer at once).
     pub ring_ms: u64,
+    /// SIP requests a second allowed from one source address (bursts of twice that).
+    pub rate_per_source: u32,
+    /// Recompiles the flows (on SIGHUP / `ivr reload`); a failure keeps the old ones.
+    pub reload: Option<Reloader>,
 }
+
+/// Produces a fresh set of compiled flows, or says why not.
+pub type Reloader = Box<dyn Fn() -> Result<Vec<(String, Arc<Program>)>, String>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -94,13 +101,17 @@ const RECORD_SILENCE_MS: u64 = 5_000;
 const RECORD_VOICE_LEVEL: i16 = 600;
 
 /// Runs the server until Ctrl-C / SIGTERM.
-pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
+pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let sip = UdpSocket::bind(cfg.sip).await.map_err(|source| ServerError::Bind { addr: cfg.sip, source })?;
     let local = sip.local_addr()?;
     let started = Instant::now();
     let seed = jiff::Timestamp::now().as_nanosecond() as u64 ^ std::process::id() as u64;
     let mut endpoint = Endpoint::new(local, "ivr/0.1", seed);
-    let prompts: Vec<Arc<PromptAudio>> = cfg.programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+    let mut prompts: Vec<Arc<PromptAudio>> = cfg.programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+    let mut limiter = ivr_sip::limit::RateLimiter::new(cfg.rate_per_source, cfg.rate_per_source.saturating_mul(2));
+    let pid_file = cfg.data_dir.join("ivr.pid");
+    let _ = std::fs::write(&pid_file, std::process::id().to_string());
+    let mut hangups = reload_signal();
     let mut calls: HashMap<CallKey, Call> = HashMap::new();
     let mut free_ports: VecDeque<u16> = (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
@@ -123,7 +134,9 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         tokio::select! {
             r = sip.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
-                    endpoint.handle(now_ms(), from, &buf[..n]);
+                    if limiter.allow(now_ms(), from.ip()) {
+                        endpoint.handle(now_ms(), from, &buf[..n]);
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -162,6 +175,18 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
                         let (_, answer) = c.answer_at.take().unwrap();
                         endpoint.accept(t, *key, &answer);
                     }
+                }
+            }
+            _ = hangups.recv() => {
+                // New calls get the new flows; calls in progress keep theirs.
+                match cfg.reload.as_ref().map(|r| r()) {
+                    Some(Ok(programs)) => {
+                        prompts = programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+                        info!(flows = programs.len(), "reloaded the flows for new calls");
+                        cfg.programs = programs;
+                    }
+                    Some(Err(e)) => warn!("reload refused, keeping the current flows: {e}"),
+                    None => {}
                 }
             }
             _ = &mut shutdown, if draining.is_none() => {
@@ -288,6 +313,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
         }
         if let Some(since) = draining {
             if calls.is_empty() || since.elapsed() > Duration::from_secs(30) {
+                let _ = std::fs::remove_file(&pid_file);
                 info!("stopped");
                 return Ok(());
             }
@@ -457,6 +483,23 @@ pub fn from_val(v: &Val, ty: ivr_bytecode::Type) -> Option<Value> {
         (Val::Bool(b), Type::Bool) => Some(Value::Bool(*b)),
         _ => None,
     }
+}
+
+/// SIGHUP, as a stream (never fires where there is no such signal).
+fn reload_signal() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 async fn shutdown_signal() {

@@ -8,4 +8,5 @@
 //! what it could read of a broken message is smaller than a compatibility layer.
 
 pub mod endpoint;
+pub mod limit;
 pub mod message;
