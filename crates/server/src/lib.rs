@@ -10,7 +10,8 @@
 mod media;
 mod records;
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,12 +125,16 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut draining: Option<Instant> = None;
     info!(%local, flows = cfg.programs.len(), "listening for SIP over UDP");
     println!("ivr serving on sip:{local} (UDP); Ctrl-C to stop");
+    // Calls' wake-ups (flow timers, answering after ringing), earliest first; an
+    // entry may be stale (the call moved on), which costs one harmless check.
+    let mut timers: BinaryHeap<Reverse<(u64, CallKey)>> = BinaryHeap::new();
+    // Calls that had an event since their actions were last drained.
+    let mut dirty: Vec<CallKey> = Vec::new();
     loop {
         let now_ms = || started.elapsed().as_millis() as u64;
         let sip_deadline = endpoint.poll_timeout();
-        let vm_deadline = calls.values().filter_map(|c| c.session.poll_timeout()).min();
-        let ring_deadline = calls.values().filter_map(|c| c.answer_at.as_ref().map(|a| a.0)).min();
-        let next = [sip_deadline, vm_deadline, ring_deadline].into_iter().flatten().min();
+        let vm_deadline = timers.peek().map(|Reverse((t, _))| *t);
+        let next = [sip_deadline, vm_deadline].into_iter().flatten().min();
         let sleep = tokio::time::sleep(Duration::from_millis(next.map_or(1_000, |t| t.saturating_sub(now_ms()).max(1))));
         tokio::select! {
             r = sip.recv_from(&mut buf) => {
@@ -143,8 +148,10 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 for (key, call) in calls.iter_mut() {
                     if let Some(done) = call.stream.tick(&call.rtp, call.confirmed) {
                         call.session.handle_event(now_ms(), Event::PlayDone(done));
+                        dirty.push(*key);
                     }
                     if call.hangup_when_quiet && call.stream.is_idle() {
+                        dirty.push(*key);
                         call.hangup_when_quiet = false;
                         endpoint.hangup(now_ms(), *key);
                         call.session.handle_event(now_ms(), Event::Hangup);
@@ -155,6 +162,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             Some(msg) = rx.recv() => match msg {
                 Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
                     key_pressed(key, c, d, &cfg, &tx, now_ms());
+                    dirty.push(key);
                 },
                 Internal::Audio(key, pcm) => if let Some(c) = calls.get_mut(&key) {
                     let end = c.recording.as_mut().and_then(|r| r.recorder.push_audio(&pcm));
@@ -164,17 +172,24 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 },
                 Internal::Completed(key, op, outcome, fields) => if let Some(c) = calls.get_mut(&key) {
                     c.session.handle_event(now_ms(), Event::Completed { op, outcome, fields });
+                    dirty.push(key);
                 },
             },
             _ = sleep => {
                 let t = now_ms();
                 endpoint.handle_timeout(t);
-                for (key, c) in calls.iter_mut() {
+                while let Some(Reverse((when, key))) = timers.peek().copied() {
+                    if when > t {
+                        break;
+                    }
+                    timers.pop();
+                    let Some(c) = calls.get_mut(&key) else { continue };
                     c.session.handle_timeout(t);
                     if c.answer_at.as_ref().is_some_and(|a| a.0 <= t) {
                         let (_, answer) = c.answer_at.take().unwrap();
-                        endpoint.accept(t, *key, &answer);
+                        endpoint.accept(t, key, &answer);
                     }
+                    dirty.push(key);
                 }
             }
             _ = hangups.recv() => {
@@ -247,6 +262,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                             let receiver = media::spawn_receiver(rtp.clone(), neg.remote, neg.dtmf_payload_type, neg.codec, capture.clone(), call, tx.clone());
                             let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
+                            dirty.push(call);
                             calls.insert(call, Call {
                                 session, program, prompts: prompts[i].clone(), rtp, port,
                                 stream: media::Stream::new(neg.codec, neg.remote, neg.send, seed ^ call.0),
@@ -276,6 +292,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 SipEvent::Dtmf { call, key } => {
                     if let Some(c) = calls.get_mut(&call) {
                         key_pressed(call, c, key, &cfg, &tx, t);
+                        dirty.push(call);
                     }
                 }
                 SipEvent::Cancelled { call } | SipEvent::Bye { call } | SipEvent::AckTimeout { call } => {
@@ -296,16 +313,21 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
             }
         }
-        // VM actions.
-        let keys: Vec<CallKey> = calls.keys().copied().collect();
-        for key in keys {
-            let c = calls.get_mut(&key).unwrap();
+        // VM actions of the calls that had events; then their next wake-up.
+        dirty.sort_unstable();
+        dirty.dedup();
+        for key in dirty.drain(..) {
+            let Some(c) = calls.get_mut(&key) else { continue };
             while let Some(a) = c.session.poll_action() {
                 perform(key, c, a, &cfg, &tx, now_ms());
             }
             if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() {
                 let c = calls.remove(&key).unwrap();
                 finish(c, &mut records, &mut free_ports);
+                continue;
+            }
+            for when in [c.session.poll_timeout(), c.answer_at.as_ref().map(|a| a.0)].into_iter().flatten() {
+                timers.push(Reverse((when, key)));
             }
         }
         while let Some((to, data)) = endpoint.poll_transmit() {
