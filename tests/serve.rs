@@ -288,6 +288,29 @@ fn reload_swaps_flows_for_new_calls_and_refuses_broken_ones() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn sip_over_tcp() {
+    use std::io::{Read, Write};
+    let s = serve("tcp", "");
+    let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "1", "-t", "t1"]);
+    assert!(out.status.success(), "sipp over TCP failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(records(&s, 1)[0]["outcome"], "caller_hung_up");
+    // A message announcing a body past the limit: 513, and the connection closes.
+    let mut c = std::net::TcpStream::connect(s.sip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-big\r\nCall-ID: big\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 100000\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = c.read_to_string(&mut reply);
+    assert!(reply.starts_with("SIP/2.0 513"), "{reply}");
+    // OPTIONS over TCP, for health checks.
+    let mut c = std::net::TcpStream::connect(s.sip).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-o\r\nCall-ID: o\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut buf = [0u8; 2048];
+    let n = c.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,

@@ -9,6 +9,7 @@
 
 mod media;
 mod records;
+mod tcp;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -64,6 +65,12 @@ pub enum ServerError {
 }
 
 enum Internal {
+    /// A SIP message that arrived over TCP.
+    Sip(SocketAddr, Vec<u8>),
+    TcpOpen(SocketAddr, mpsc::UnboundedSender<Vec<u8>>),
+    TcpClosed(SocketAddr),
+    /// The head of a message too large to take, over TCP.
+    TooLarge(SocketAddr, Vec<u8>),
     Digit(CallKey, char),
     /// Caller audio while a message is being recorded.
     Audio(CallKey, Vec<i16>),
@@ -105,6 +112,7 @@ const RECORD_VOICE_LEVEL: i16 = 600;
 pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let sip = UdpSocket::bind(cfg.sip).await.map_err(|source| ServerError::Bind { addr: cfg.sip, source })?;
     let local = sip.local_addr()?;
+    let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
     let started = Instant::now();
     let seed = jiff::Timestamp::now().as_nanosecond() as u64 ^ std::process::id() as u64;
     let mut endpoint = Endpoint::new(local, "ivr/0.1", seed);
@@ -116,6 +124,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut calls: HashMap<CallKey, Call> = HashMap::new();
     let mut free_ports: VecDeque<u16> = (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    tokio::spawn(tcp::accept(tcp, tx.clone()));
+    let mut tcp_peers: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     let mut records = records::Writer::open(&cfg.data_dir)?;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -123,8 +133,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut draining: Option<Instant> = None;
-    info!(%local, flows = cfg.programs.len(), "listening for SIP over UDP");
-    println!("ivr serving on sip:{local} (UDP); Ctrl-C to stop");
+    info!(%local, flows = cfg.programs.len(), "listening for SIP over UDP and TCP");
+    println!("ivr serving on sip:{local} (UDP and TCP); Ctrl-C to stop");
     // Calls' wake-ups (flow timers, answering after ringing), earliest first; an
     // entry may be stale (the call moved on), which costs one harmless check.
     let mut timers: BinaryHeap<Reverse<(u64, CallKey)>> = BinaryHeap::new();
@@ -160,6 +170,18 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
             }
             Some(msg) = rx.recv() => match msg {
+                Internal::Sip(from, data) => {
+                    if limiter.allow(now_ms(), from.ip()) {
+                        endpoint.handle(now_ms(), from, &data);
+                    }
+                }
+                Internal::TcpOpen(peer, writer) => {
+                    tcp_peers.insert(peer, writer);
+                }
+                Internal::TcpClosed(peer) => {
+                    tcp_peers.remove(&peer);
+                }
+                Internal::TooLarge(peer, head) => endpoint.too_large(now_ms(), peer, &head),
                 Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
                     key_pressed(key, c, d, &cfg, &tx, now_ms());
                     dirty.push(key);
@@ -331,7 +353,14 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             }
         }
         while let Some((to, data)) = endpoint.poll_transmit() {
-            let _ = sip.send_to(&data, to).await;
+            match tcp_peers.get(&to) {
+                Some(conn) => {
+                    let _ = conn.send(data);
+                }
+                None => {
+                    let _ = sip.send_to(&data, to).await;
+                }
+            }
         }
         if let Some(since) = draining {
             if calls.is_empty() || since.elapsed() > Duration::from_secs(30) {

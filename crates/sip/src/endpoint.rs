@@ -180,14 +180,7 @@ impl Endpoint {
             return; // keep-alive
         }
         if data.len() > MAX_MESSAGE_BYTES {
-            let head = match Message::parse(&data[..MAX_MESSAGE_BYTES], true) {
-                Ok(m) => Some(m),
-                Err(e) => e.partial,
-            };
-            if let Some(p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
-                self.respond(now, &p, from, 513, "Message Too Large", None, &[]);
-            }
-            return;
+            return self.too_large(now, from, &data[..MAX_MESSAGE_BYTES]);
         }
         let msg = match Message::parse(data, true) {
             Ok(m) => m,
@@ -212,6 +205,18 @@ impl Endpoint {
                 let method = method.clone();
                 self.request(now, from, msg, &method);
             }
+        }
+    }
+
+    /// A request too large to accept, of which `head` could be read: 513 when
+    /// it says where to answer.
+    pub fn too_large(&mut self, now: Millis, from: SocketAddr, head: &[u8]) {
+        let head = match Message::parse(head, true) {
+            Ok(m) => Some(m),
+            Err(e) => e.partial,
+        };
+        if let Some(p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+            self.respond(now, &p, from, 513, "Message Too Large", None, &[]);
         }
     }
 

@@ -8,5 +8,6 @@
 //! what it could read of a broken message is smaller than a compatibility layer.
 
 pub mod endpoint;
+pub mod framing;
 pub mod limit;
 pub mod message;
