@@ -31,18 +31,27 @@ fn free_port() -> u16 {
 }
 
 fn serve(name: &str, extra_config: &str) -> Server {
+    serve_on("127.0.0.1", name, extra_config)
+}
+
+fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     let data = std::env::temp_dir().join(format!("ivr-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     std::fs::copy(root().join("flows/data/quotes.csv"), data.join("quotes.csv")).unwrap();
-    let port = free_port();
+    let port = UdpSocket::bind(format!("{}:0", if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() }))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
     // Each test gets its own RTP range, derived from its SIP port.
     let rtp = 30_000 + (port as u32 % 300) * 100;
     let config = data.join("ivr.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            "listen = \"{host}:{port}\"\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
             rtp + 99,
             data.display()
         ),
@@ -58,7 +67,7 @@ fn serve(name: &str, extra_config: &str) -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("ivr serving on"), "server did not start: {line}");
-    Server { child, sip: format!("127.0.0.1:{port}").parse().unwrap(), data }
+    Server { child, sip: format!("{host}:{port}").parse().unwrap(), data }
 }
 
 fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> std::process::Output {
@@ -311,6 +320,23 @@ fn sip_over_tcp() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
 }
 
+#[test]
+fn ipv6_calls() {
+    let s = serve_on("::1", "ipv6", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("95588", &ua.sdp(), "v6-1");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    assert!(reply.contains("c=IN IP6 ::1"), "{reply}");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("v6-1", &to_tag);
+    let mut buf = [0u8; 2048];
+    let (n, from) = ua.rtp.recv_from(&mut buf).expect("RTP over IPv6");
+    assert!(from.is_ipv6());
+    assert_eq!(ivr_media::rtp::parse(&buf[..n]).unwrap().payload.len(), 160);
+    ua.bye("v6-1", &to_tag);
+    assert_eq!(records(&s, 1)[0]["dialed"], "95588");
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,
@@ -321,16 +347,18 @@ struct TestUa {
 
 impl TestUa {
     fn new(server: SocketAddr) -> TestUa {
-        let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let any = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+        let sip = UdpSocket::bind(any).unwrap();
         sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp = UdpSocket::bind(any).unwrap();
         rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         TestUa { sip, rtp, server, cseq: std::cell::Cell::new(1) }
     }
 
     fn sdp(&self) -> String {
+        let (ip, addr) = if self.server.is_ipv6() { ("IP6", "::1") } else { ("IP4", "127.0.0.1") };
         format!(
-            "v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            "v=0\r\no=ua 1 1 IN {ip} {addr}\r\ns=-\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
             self.rtp.local_addr().unwrap().port()
         )
     }
