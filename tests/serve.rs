@@ -337,6 +337,43 @@ fn ipv6_calls() {
     assert_eq!(records(&s, 1)[0]["dialed"], "95588");
 }
 
+#[test]
+fn in_band_dtmf_and_symmetric_rtp_latching() {
+    let s = serve("inband", "inband_dtmf = true\nlatch_rtp = true\n");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "inband-1");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("inband-1", &to_tag);
+    let mut buf = [0u8; 2048];
+    let (_, server_rtp) = ua.rtp.recv_from(&mut buf).unwrap();
+    // The caller's RTP comes from another port than its SDP said (a NAT): the
+    // server latches onto it. The audio carries the tones of key 1.
+    let natted = UdpSocket::bind("127.0.0.1:0").unwrap();
+    natted.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut pk = ivr_media::rtp::Packetizer::new(7, 0, 1, 1);
+    let mut packet = [0u8; 200];
+    for f in 0..15 {
+        let frame: Vec<u8> = (0..160)
+            .map(|i| {
+                let t = (f * 160 + i) as f64 / 8000.0;
+                let v = (2.0 * std::f64::consts::PI * 697.0 * t).sin() + (2.0 * std::f64::consts::PI * 1209.0 * t).sin();
+                ivr_media::g711::ulaw_encode((v * 8000.0) as i16)
+            })
+            .collect();
+        let n = pk.write(&frame, 160, &mut packet);
+        natted.send_to(&packet[..n], server_rtp).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, from) = natted.recv_from(&mut buf).expect("RTP now comes to the latched address");
+    assert_eq!(from, server_rtp);
+    std::thread::sleep(Duration::from_millis(300));
+    ua.bye("inband-1", &to_tag);
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["keys"], "1", "{:?}", recs[0]);
+    assert_eq!(recs[0]["nodes"][2], "quotes");
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,

@@ -35,6 +35,12 @@ struct Config {
     ring_ms: Option<u64>,
     /// SIP requests a second allowed from one address (default 10000).
     rate_per_source: Option<u32>,
+    /// Also detect DTMF tones in the caller's audio (default false).
+    #[serde(default)]
+    inband_dtmf: bool,
+    /// Symmetric RTP: send to where the caller's RTP comes from (default false).
+    #[serde(default)]
+    latch_rtp: bool,
     /// Services answered over HTTP, by name (the rest: embedded, then stubs).
     #[serde(default)]
     services: std::collections::BTreeMap<String, ivr_services::HttpService>,
@@ -283,6 +289,8 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
         max_calls: cfg.max_calls.unwrap_or(5000),
         ring_ms: cfg.ring_ms.unwrap_or(0),
         rate_per_source: cfg.rate_per_source.unwrap_or(10_000),
+        inband_dtmf: cfg.inband_dtmf,
+        latch_rtp: cfg.latch_rtp,
         reload: Some(Box::new(move || compile_all(&flows))),
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;

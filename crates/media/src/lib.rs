@@ -8,5 +8,6 @@
 pub mod audio;
 pub mod dtmf;
 pub mod g711;
+pub mod inband;
 pub mod rtp;
 pub mod sdp;

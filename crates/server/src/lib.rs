@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub ring_ms: u64,
     /// SIP requests a second allowed from one source address (bursts of twice that).
     pub rate_per_source: u32,
+    /// Detect DTMF tones in the caller's audio as well as RFC 4733 events.
+    pub inband_dtmf: bool,
+    /// Symmetric RTP: send to where the caller's RTP comes from (NAT).
+    pub latch_rtp: bool,
     /// Recompiles the flows (on SIGHUP / `ivr reload`); a failure keeps the old ones.
     pub reload: Option<Reloader>,
 }
@@ -69,6 +73,8 @@ enum Internal {
     Sip(SocketAddr, Vec<u8>),
     TcpOpen(SocketAddr, mpsc::UnboundedSender<Vec<u8>>),
     TcpClosed(SocketAddr),
+    /// The caller's RTP comes from here (symmetric RTP latching).
+    Latch(CallKey, SocketAddr),
     /// The head of a message too large to take, over TCP.
     TooLarge(SocketAddr, Vec<u8>),
     Digit(CallKey, char),
@@ -182,6 +188,10 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                     tcp_peers.remove(&peer);
                 }
                 Internal::TooLarge(peer, head) => endpoint.too_large(now_ms(), peer, &head),
+                Internal::Latch(key, addr) => if let Some(c) = calls.get_mut(&key) {
+                    info!(call_id = %c.record.call_id, %addr, "RTP latched to the caller's source address");
+                    c.stream.latch(addr);
+                },
                 Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
                     key_pressed(key, c, d, &cfg, &tx, now_ms());
                     dirty.push(key);
@@ -282,7 +292,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             };
                             info!(%call_id, %peer, dialed = %dialed, flow = %name, codec = neg.codec.name(), rtp = port, "call answered");
                             let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, neg.dtmf_payload_type, neg.codec, capture.clone(), call, tx.clone());
+                            let opts = media::ReceiveOptions { dtmf_pt: neg.dtmf_payload_type, codec: neg.codec, inband_dtmf: cfg.inband_dtmf, latch: cfg.latch_rtp };
+                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, opts, capture.clone(), call, tx.clone());
                             let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
                             dirty.push(call);
                             calls.insert(call, Call {

@@ -120,6 +120,11 @@ impl Stream {
         self.pk.talkspurt();
     }
 
+    /// Sends from now on to `addr` (symmetric RTP).
+    pub fn latch(&mut self, addr: SocketAddr) {
+        self.remote = addr;
+    }
+
     pub fn queue(&mut self, id: PlayId, audio: Vec<Arc<EncodedPrompt>>) {
         if self.queue.is_empty() {
             self.pk.talkspurt();
@@ -190,36 +195,73 @@ impl Stream {
 
 /// Receives the caller's RTP: only from the negotiated address (strict RTP),
 /// RFC 4733 events become keys.
+/// How a call's incoming RTP is treated.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiveOptions {
+    pub dtmf_pt: Option<u8>,
+    pub codec: Codec,
+    /// Listen for DTMF tones in the audio too (trunks without RFC 4733).
+    pub inband_dtmf: bool,
+    /// Send to wherever the caller's RTP comes from (callers behind NAT) instead
+    /// of accepting it only from the negotiated address.
+    pub latch: bool,
+}
+
 pub fn spawn_receiver(
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
-    dtmf_pt: Option<u8>,
-    codec: Codec,
+    opts: ReceiveOptions,
     capture: Arc<std::sync::atomic::AtomicBool>,
     call: CallKey,
     tx: UnboundedSender<Internal>,
 ) -> tokio::task::JoinHandle<()> {
+    let ReceiveOptions { dtmf_pt, codec, inband_dtmf, latch } = opts;
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         let mut dtmf = DtmfReceiver::default();
+        let mut tones = ivr_media::inband::InbandDetector::new();
+        let mut source: Option<SocketAddr> = None;
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            if from.ip() != remote.ip() {
+            let Some(p) = rtp::parse(&buf[..n]) else { continue };
+            if latch {
+                // Symmetric RTP: the first well-formed packet fixes the source.
+                match source {
+                    None => {
+                        source = Some(from);
+                        if from != remote && tx.send(Internal::Latch(call, from)).is_err() {
+                            return;
+                        }
+                    }
+                    Some(s) if s != from => continue,
+                    Some(_) => {}
+                }
+            } else if from.ip() != remote.ip() {
                 continue; // strict RTP: not from the caller's media address
             }
-            let Some(p) = rtp::parse(&buf[..n]) else { continue };
             if Some(p.payload_type) == dtmf_pt {
                 if let Some(key) = dtmf.packet(p.timestamp, p.payload) {
                     if tx.send(Internal::Digit(call, key)).is_err() {
                         return;
                     }
                 }
-            } else if p.payload_type == codec.payload_type() && capture.load(std::sync::atomic::Ordering::Relaxed) {
+            } else if p.payload_type == codec.payload_type() {
+                let capturing = capture.load(std::sync::atomic::Ordering::Relaxed);
+                if !capturing && !inband_dtmf {
+                    continue;
+                }
                 let pcm: Vec<i16> = match codec {
                     Codec::Pcmu => p.payload.iter().map(|&b| ivr_media::g711::ulaw_decode(b)).collect(),
                     Codec::Pcma => p.payload.iter().map(|&b| ivr_media::g711::alaw_decode(b)).collect(),
                 };
-                if tx.send(Internal::Audio(call, pcm)).is_err() {
+                if inband_dtmf {
+                    for key in tones.push(&pcm) {
+                        if tx.send(Internal::Digit(call, key)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                if capturing && tx.send(Internal::Audio(call, pcm)).is_err() {
                     return;
                 }
             }
