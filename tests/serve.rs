@@ -158,7 +158,7 @@ fn twenty_concurrent_calls() {
 }
 
 #[test]
-fn unknown_numbers_get_404_and_the_server_keeps_serving_after_garbage() {
+fn unknown_numbers_are_not_revealed_and_the_server_keeps_serving_after_garbage() {
     let s = serve("garbage", "");
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -179,9 +179,14 @@ fn unknown_numbers_get_404_and_the_server_keeps_serving_after_garbage() {
     let ua = TestUa::new(s.sip);
     let reply = ua.invite("962588", "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 9 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n", "bad-sdp");
     assert!(reply.starts_with("SIP/2.0 488"), "{reply}");
-    // An unknown number: 404.
+    // A number nobody serves is answered like a real one (no enumeration of
+    // numbers), then hung up.
     let reply = ua.invite("12345", &ua.sdp(), "unknown-number");
-    assert!(reply.starts_with("SIP/2.0 404"), "{reply}");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("unknown-number", &to_tag);
+    let bye = ua.final_response();
+    assert!(bye.starts_with("BYE "), "{bye}");
     // And a normal call still works.
     let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "1"]);
     assert!(out.status.success());

@@ -162,11 +162,15 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             }
             _ = tick.tick() => {
                 for (key, call) in calls.iter_mut() {
-                    if let Some(done) = call.stream.tick(&call.rtp, call.confirmed) {
+                    let rtp = &call.rtp;
+                    if let Some(done) = call.stream.tick(call.confirmed, |packet, to| {
+                        let _ = rtp.try_send_to(packet, to);
+                    }) {
                         call.session.handle_event(now_ms(), Event::PlayDone(done));
                         dirty.push(*key);
                     }
-                    if call.hangup_when_quiet && call.stream.is_idle() {
+                    // BYE only once the caller has acknowledged our answer (RFC 3261 §15).
+                    if call.hangup_when_quiet && call.confirmed && call.stream.is_idle() {
                         dirty.push(*key);
                         call.hangup_when_quiet = false;
                         endpoint.hangup(now_ms(), *key);
@@ -248,30 +252,43 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 SipEvent::Invite { call, dialed, caller, sdp, peer, call_id } => {
                     let target = cfg.programs.iter().position(|(_, p)| p.entries.iter().any(|e| e.number == dialed));
                     let offer = sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate());
+                    // A number we do not serve is answered like any other and then
+                    // hung up: the signalling does not tell a prober which exist.
+                    let target = target.map_or(Target::Unknown, Target::Flow);
                     match (target, offer) {
                         _ if draining.is_some() || calls.len() >= cfg.max_calls => {
                             endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
                         }
-                        (None, _) => endpoint.reject(t, call, 404, "Not Found", &[]),
                         (_, Err(e)) => {
                             info!(%call_id, "refused: {e}");
                             endpoint.reject(t, call, 488, "Not Acceptable Here", &[]);
                         }
-                        (Some(i), Ok(neg)) => {
-                            let Some(port) = free_ports.pop_front() else {
+                        (target, Ok(neg)) => {
+                            // An RTP port from the range; one another process holds is
+                            // skipped (and tried again later).
+                            let mut bound = None;
+                            for _ in 0..free_ports.len().min(16) {
+                                let Some(port) = free_ports.pop_front() else { break };
+                                let bind = SocketAddr::new(local.ip(), port);
+                                match UdpSocket::bind(bind).await {
+                                    Ok(s) => {
+                                        bound = Some((port, bind, Arc::new(s)));
+                                        break;
+                                    }
+                                    Err(e) => {
+                                        warn!(%call_id, "cannot bind RTP port {port}: {e}");
+                                        free_ports.push_back(port);
+                                    }
+                                }
+                            }
+                            let Some((port, bind, rtp)) = bound else {
                                 endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
                                 continue;
                             };
-                            let bind = SocketAddr::new(local.ip(), port);
-                            let rtp = match UdpSocket::bind(bind).await {
-                                Ok(s) => Arc::new(s),
-                                Err(e) => {
-                                    warn!(%call_id, "cannot bind RTP port {port}: {e}");
-                                    endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
-                                    continue;
-                                }
+                            let (name, program, audio) = match target {
+                                Target::Flow(i) => (cfg.programs[i].0.clone(), cfg.programs[i].1.clone(), prompts[i].clone()),
+                                Target::Unknown => ("not_in_service".to_string(), not_in_service(&dialed), Arc::new(PromptAudio::empty())),
                             };
-                            let (name, program) = cfg.programs[i].clone();
                             let info = CallInfo { dialed: dialed.clone(), caller: caller.clone(), language: None, wall_clock_ms: jiff::Timestamp::now().as_millisecond() };
                             let session = match Session::start(program.clone(), info, t) {
                                 Ok(s) => s,
@@ -297,8 +314,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
                             dirty.push(call);
                             calls.insert(call, Call {
-                                session, program, prompts: prompts[i].clone(), rtp, port,
-                                stream: media::Stream::new(neg.codec, neg.remote, neg.send, seed ^ call.0),
+                                session, program, prompts: audio, rtp, port,
+                                stream: media::Stream::new(neg.codec, neg.remote, neg.send, neg.ptime_ms, seed ^ call.0),
                                 remote: Some(neg), confirmed: false, hangup_when_quiet: false, answer_at, record, secret_listen: false, receiver, capture, recording: None,
                             });
                         }
@@ -313,7 +330,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                     if let Some(c) = calls.get_mut(&call) {
                         match sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate()) {
                             Ok(neg) => {
-                                c.stream.renegotiate(neg.codec, neg.remote, neg.send);
+                                c.stream.renegotiate(neg.codec, neg.remote, neg.send, neg.ptime_ms);
                                 let local_rtp = SocketAddr::new(local.ip(), c.port);
                                 endpoint.accept(t, call, &sdp::answer(&neg, local_rtp, call.0, 2));
                                 c.remote = Some(neg);
@@ -381,6 +398,23 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             }
         }
     }
+}
+
+/// Which flow a call goes to.
+#[derive(Clone, Copy)]
+enum Target {
+    Flow(usize),
+    Unknown,
+}
+
+/// The flow for a number nobody serves: answer, then hang up.
+fn not_in_service(dialed: &str) -> Arc<Program> {
+    Arc::new(Program {
+        languages: vec!["zh".into()],
+        entries: vec![ivr_bytecode::Entry { number: dialed.to_string(), pc: 0 }],
+        code: vec![ivr_bytecode::Instr::Hangup(ivr_bytecode::HangupReason::Normal)],
+        ..Program::default()
+    })
 }
 
 fn finish(c: Call, records: &mut records::Writer, free_ports: &mut VecDeque<u16>) {

@@ -63,6 +63,12 @@ impl PromptAudio {
         self.prompts.get(index).and_then(|p| p.get(lang)).cloned().unwrap_or_else(|| self.silence.clone())
     }
 
+    /// No prompts at all (for calls to numbers nobody serves).
+    pub fn empty() -> PromptAudio {
+        let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
+        PromptAudio { prompts: Vec::new(), segments: Vec::new(), beep: silence.clone(), silence }
+    }
+
     pub fn beep(&self) -> Arc<EncodedPrompt> {
         self.beep.clone()
     }
@@ -94,11 +100,15 @@ pub struct Stream {
     queue: VecDeque<(PlayId, Vec<Arc<EncodedPrompt>>)>,
     seg: usize,
     pos: usize,
-    packet: [u8; 12 + SAMPLES_PER_20MS],
+    /// Bytes per packet: the negotiated ptime × 8.
+    packet_bytes: usize,
+    /// Audio produced by ticks and not yet sent (less than one packet).
+    pending: Vec<u8>,
+    packet: [u8; 12 + 480],
 }
 
 impl Stream {
-    pub fn new(codec: Codec, remote: SocketAddr, send: bool, seed: u64) -> Stream {
+    pub fn new(codec: Codec, remote: SocketAddr, send: bool, ptime_ms: u32, seed: u64) -> Stream {
         let ssrc = (seed as u32) ^ (seed >> 32) as u32;
         Stream {
             codec,
@@ -108,11 +118,18 @@ impl Stream {
             queue: VecDeque::new(),
             seg: 0,
             pos: 0,
-            packet: [0; 12 + SAMPLES_PER_20MS],
+            packet_bytes: Self::packet_bytes(ptime_ms),
+            pending: Vec::with_capacity(480 + SAMPLES_PER_20MS),
+            packet: [0; 12 + 480],
         }
     }
 
-    pub fn renegotiate(&mut self, codec: Codec, remote: SocketAddr, send: bool) {
+    fn packet_bytes(ptime_ms: u32) -> usize {
+        (ptime_ms.clamp(10, 60) / 10 * 80) as usize
+    }
+
+    pub fn renegotiate(&mut self, codec: Codec, remote: SocketAddr, send: bool, ptime_ms: u32) {
+        self.packet_bytes = Self::packet_bytes(ptime_ms);
         self.codec = codec;
         self.remote = remote;
         self.send = send;
@@ -143,9 +160,10 @@ impl Stream {
         self.queue.is_empty()
     }
 
-    /// Sends the next 20 ms (prompt audio, or silence); returns the play that
-    /// just finished, if one did.
-    pub fn tick(&mut self, socket: &UdpSocket, confirmed: bool) -> Option<PlayId> {
+    /// Produces the next 20 ms (prompt audio, or silence) and hands `send` every
+    /// packet now complete (one per tick at 20 ms ptime; two at 10 ms; one every
+    /// other tick at 40 ms); returns the play that just finished, if one did.
+    pub fn tick(&mut self, confirmed: bool, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<PlayId> {
         if !confirmed {
             return None;
         }
@@ -185,11 +203,59 @@ impl Stream {
                 }
             }
         }
-        let n = self.pk.write(&payload, SAMPLES_PER_20MS as u32, &mut self.packet);
-        if self.send {
-            let _ = socket.try_send_to(&self.packet[..n], self.remote);
+        self.pending.extend_from_slice(&payload);
+        while self.pending.len() >= self.packet_bytes {
+            let size = self.packet_bytes;
+            let n = self.pk.write(&self.pending[..size], size as u32, &mut self.packet);
+            if self.send {
+                send(&self.packet[..n], self.remote);
+            }
+            self.pending.drain(..size);
         }
         finished
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(ptime: u32, ticks: usize) -> Vec<(usize, u32)> {
+        let mut s = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, ptime, 5);
+        s.queue(PlayId(1), vec![Arc::new(EncodedPrompt::from_pcm(&[100; 1600]))]);
+        let mut out = Vec::new();
+        for _ in 0..ticks {
+            s.tick(true, |p, _| {
+                let r = rtp::parse(p).unwrap();
+                out.push((r.payload.len(), r.timestamp));
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn packets_follow_the_negotiated_ptime() {
+        let p20 = sent(20, 5);
+        assert_eq!(p20.len(), 5);
+        assert!(p20.windows(2).all(|w| w[0].0 == 160 && w[1].1.wrapping_sub(w[0].1) == 160));
+        let p10 = sent(10, 5);
+        assert_eq!(p10.len(), 10);
+        assert!(p10.windows(2).all(|w| w[0].0 == 80 && w[1].1.wrapping_sub(w[0].1) == 80));
+        let p40 = sent(40, 6);
+        assert_eq!(p40.len(), 3);
+        assert!(p40.windows(2).all(|w| w[0].0 == 320 && w[1].1.wrapping_sub(w[0].1) == 320));
+        let p30 = sent(30, 6);
+        assert_eq!(p30.len(), 4, "960 bytes in 240-byte packets");
+    }
+
+    #[test]
+    fn a_play_finishes_when_its_audio_has_gone() {
+        let mut s = Stream::new(Codec::Pcma, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
+        s.queue(PlayId(7), vec![Arc::new(EncodedPrompt::from_pcm(&[0; 320]))]);
+        assert_eq!(s.tick(true, |_, _| {}), None);
+        assert_eq!(s.tick(true, |_, _| {}), Some(PlayId(7)));
+        assert!(s.is_idle());
+        assert_eq!(s.tick(false, |_, _| panic!("nothing is sent before the ACK")), None);
     }
 }
 
