@@ -379,6 +379,65 @@ fn in_band_dtmf_and_symmetric_rtp_latching() {
     assert_eq!(recs[0]["nodes"][2], "quotes");
 }
 
+#[test]
+fn hold_and_unhold_by_reinvite() {
+    let s = serve("hold", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "hold-1");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("hold-1", &to_tag);
+    let mut buf = [0u8; 2048];
+    ua.rtp.recv_from(&mut buf).expect("audio before hold");
+    // Hold: the caller will only send.
+    let cseq = ua.next_cseq();
+    ua.request("INVITE", "962588", "hold-1", Some(&to_tag), cseq, Some("application/sdp"), &(ua.sdp() + "a=sendonly\r\n"));
+    let ok = ua.final_response();
+    assert!(ok.starts_with("SIP/2.0 200") && ok.contains("a=recvonly"), "{ok}");
+    ua.request("ACK", "962588", "hold-1", Some(&to_tag), cseq, None, "");
+    std::thread::sleep(Duration::from_millis(100));
+    ua.rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    while ua.rtp.recv_from(&mut buf).is_ok() {} // what was already in flight
+    ua.rtp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(ua.rtp.recv_from(&mut buf).is_err(), "no audio while on hold");
+    // Unhold.
+    let cseq = ua.next_cseq();
+    ua.request("INVITE", "962588", "hold-1", Some(&to_tag), cseq, Some("application/sdp"), &ua.sdp());
+    let ok = ua.final_response();
+    assert!(ok.starts_with("SIP/2.0 200") && ok.contains("a=sendrecv"), "{ok}");
+    ua.request("ACK", "962588", "hold-1", Some(&to_tag), cseq, None, "");
+    ua.rtp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ua.rtp.recv_from(&mut buf).expect("audio again after unhold");
+    ua.bye("hold-1", &to_tag);
+}
+
+#[test]
+fn sigterm_refuses_new_calls_and_lets_calls_finish() {
+    let mut s = serve("drain", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "drain-1");
+    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("drain-1", &to_tag);
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let other = TestUa::new(s.sip);
+    let refused = other.invite("962588", &other.sdp(), "drain-2");
+    assert!(refused.starts_with("SIP/2.0 503") && refused.contains("Retry-After"), "{refused}");
+    let mut buf = [0u8; 2048];
+    ua.rtp.recv_from(&mut buf).expect("the call in progress keeps its audio");
+    ua.bye("drain-1", &to_tag);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop after its last call");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(records(&s, 1).len(), 1);
+}
+
 /// A minimal SIP caller with its own RTP socket.
 struct TestUa {
     sip: UdpSocket,
