@@ -1,0 +1,209 @@
+//! A SIP/RTP load generator for `ivr serve` on loopback (not run in CI).
+//!
+//! Holds CALLS concurrent calls (their audio goes to one shared port that only
+//! counts packets) plus PROBES probe calls, each with its own socket and thread,
+//! that time every RTP packet they receive. Reports call failures, the packets
+//! received, and the probes' inter-packet gaps (p50/p99/max).
+//!
+//!   cargo bench --bench loadgen -- 127.0.0.1:5090 CALLS SECONDS [PROBES] [RATE]
+//!
+//! bench/loadgen.sh starts a release server and runs this against it.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Call {
+    to_tag: Option<String>,
+    done: bool,
+}
+
+fn invite(server: SocketAddr, me: SocketAddr, id: &str, rtp_port: u16, cseq: u32) -> String {
+    let sdp = format!(
+        "v=0\r\no=lg 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    );
+    format!(
+        "INVITE sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id}-{cseq}\r\nMax-Forwards: 70\r\n\
+From: <sip:load@127.0.0.1>;tag={id}\r\nTo: <sip:962588@127.0.0.1>\r\nCall-ID: {id}\r\nCSeq: {cseq} INVITE\r\n\
+Contact: <sip:load@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+fn in_dialog(method: &str, server: SocketAddr, me: SocketAddr, id: &str, tag: &str, cseq: u32) -> String {
+    format!(
+        "{method} sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id}-{method}-{cseq}\r\nMax-Forwards: 70\r\n\
+From: <sip:load@127.0.0.1>;tag={id}\r\nTo: <sip:962588@127.0.0.1>;tag={tag}\r\nCall-ID: {id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    if args.len() < 3 {
+        eprintln!("usage: loadgen SERVER CALLS SECONDS [PROBES] [RATE]");
+        std::process::exit(2);
+    }
+    let server: SocketAddr = args[0].parse().expect("server address");
+    let calls: usize = args[1].parse().expect("calls");
+    let hold = Duration::from_secs(args[2].parse().expect("seconds"));
+    let probes: usize = args.get(3).and_then(|p| p.parse().ok()).unwrap_or(3);
+    let rate: f64 = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(500.0);
+
+    // Bulk audio goes to one port that only counts what arrives.
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let received = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let (received, stop) = (received.clone(), stop.clone());
+        sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if sink.recv_from(&mut buf).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // Probes: their own sockets, timing every packet.
+    let mut probe_ports = Vec::new();
+    let mut probe_threads = Vec::new();
+    for _ in 0..probes {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        probe_ports.push(s.local_addr().unwrap().port());
+        let stop = stop.clone();
+        probe_threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut last: Option<Instant> = None;
+            let mut gaps = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if s.recv_from(&mut buf).is_ok() {
+                    let now = Instant::now();
+                    if let Some(l) = last {
+                        gaps.push(now.duration_since(l).as_secs_f64() * 1000.0);
+                    }
+                    last = Some(now);
+                }
+            }
+            gaps
+        }));
+    }
+
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sip.local_addr().unwrap();
+    sip.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    let total = calls + probes;
+    let mut state: HashMap<String, Call> = HashMap::new();
+    let mut failures = 0usize;
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut sent_at: Vec<(String, Instant)> = Vec::new();
+    let mut buf = [0u8; 8192];
+    // Set up every call at RATE calls/s; probes go last, once the load is on.
+    while state.values().filter(|c| c.to_tag.is_some()).count() + failures < total {
+        let due = (started.elapsed().as_secs_f64() * rate) as usize;
+        while sent < total.min(due + 1) {
+            let id = format!("lg-{}-{sent}", std::process::id());
+            let port = if sent >= calls { probe_ports[sent - calls] } else { sink_port };
+            sip.send_to(invite(server, me, &id, port, 1).as_bytes(), server).unwrap();
+            sent_at.push((id.clone(), Instant::now()));
+            state.insert(id, Call { to_tag: None, done: false });
+            sent += 1;
+        }
+        if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let Some(id) = header(&msg, "Call-ID").map(str::to_string) else { continue };
+            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
+                let tag = header(&msg, "To").and_then(|t| t.split("tag=").nth(1)).unwrap_or("").to_string();
+                sip.send_to(in_dialog("ACK", server, me, &id, &tag, 1).as_bytes(), server).unwrap();
+                if let Some(c) = state.get_mut(&id) {
+                    c.to_tag.get_or_insert(tag);
+                }
+            } else if msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") && state.get(&id).is_some_and(|c| c.to_tag.is_none() && !c.done) {
+                failures += 1;
+                state.get_mut(&id).unwrap().done = true;
+            }
+        }
+        // An INVITE unanswered for 16 s has failed (loopback loses nothing
+        // unless a socket buffer overflows, which is what this would show).
+        for (id, at) in &sent_at {
+            let c = state.get_mut(id).unwrap();
+            if c.to_tag.is_none() && !c.done && at.elapsed() > Duration::from_secs(16) {
+                c.done = true;
+                failures += 1;
+            }
+        }
+    }
+    let setup = started.elapsed();
+    let established = state.values().filter(|c| c.to_tag.is_some()).count();
+    eprintln!("{established} calls up in {:.1} s ({failures} failed)", setup.as_secs_f64());
+    let load_start = Instant::now();
+    let before = received.load(Ordering::Relaxed);
+    std::thread::sleep(hold);
+    let packets = received.load(Ordering::Relaxed) - before;
+    let pps = packets as f64 / load_start.elapsed().as_secs_f64();
+    // Hang up everything, reading the answers as they come.
+    let mut byes = 0;
+    let mut ok_byes = 0;
+    sip.set_nonblocking(true).unwrap();
+    let mut count_answers = |ok: &mut usize| {
+        while let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]);
+            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
+                *ok += 1;
+            }
+        }
+    };
+    for (id, c) in &state {
+        if let Some(tag) = &c.to_tag {
+            sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
+            byes += 1;
+            if byes % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+                count_answers(&mut ok_byes);
+            }
+        }
+    }
+    sip.set_nonblocking(false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ok_byes < byes && Instant::now() < deadline {
+        if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]);
+            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
+                ok_byes += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut gaps: Vec<f64> = probe_threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    // Only the steady part: drop the gaps around setup and hang-up.
+    gaps.retain(|g| *g < 1000.0);
+    gaps.sort_by(f64::total_cmp);
+    println!("calls: {established} established, {failures} failed, {ok_byes}/{byes} hung up cleanly");
+    println!("bulk audio received: {pps:.0} packets/s over {:.0} s (expected {} × 50 = {})", hold.as_secs_f64(), calls, calls * 50);
+    println!(
+        "probe inter-packet gaps over {} packets: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        gaps.len(),
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.99),
+        gaps.last().copied().unwrap_or(f64::NAN)
+    );
+}
