@@ -393,6 +393,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         if let Some(since) = draining {
             if calls.is_empty() || since.elapsed() > Duration::from_secs(30) {
                 let _ = std::fs::remove_file(&pid_file);
+                records.close();
                 info!("stopped");
                 return Ok(());
             }

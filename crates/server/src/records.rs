@@ -1,6 +1,6 @@
 //! Call records: one JSON line per call, appended and synced to disk.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
@@ -50,21 +50,46 @@ impl CallRecord {
     }
 }
 
+/// Appends call records on a thread of its own: each batch of records that
+/// arrive together is written and synced once, so a burst of hang-ups never
+/// waits on one fsync per call in the signalling loop.
 pub struct Writer {
-    file: File,
+    tx: std::sync::mpsc::Sender<CallRecord>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Writer {
     pub fn open(dir: &Path) -> std::io::Result<Writer> {
         std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new().create(true).append(true).open(dir.join("calls.jsonl"))?;
-        Ok(Writer { file })
+        let mut file = OpenOptions::new().create(true).append(true).open(dir.join("calls.jsonl"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<CallRecord>();
+        let thread = std::thread::Builder::new().name("call-records".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter());
+                let mut bytes = Vec::new();
+                for r in &batch {
+                    if let Ok(mut line) = serde_json::to_vec(r) {
+                        line.push(b'\n');
+                        bytes.extend_from_slice(&line);
+                    }
+                }
+                let written = file.write_all(&bytes).and_then(|_| file.sync_data());
+                if let Err(e) = written {
+                    tracing::warn!(records = batch.len(), "cannot write call records: {e}");
+                }
+            }
+        })?;
+        Ok(Writer { tx, thread })
+    }
+
+    /// Writes what is queued and stops.
+    pub fn close(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
     }
 
     pub fn append(&mut self, r: &CallRecord) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        self.tx.send(r.clone()).map_err(|_| std::io::Error::other("the call record writer has stopped"))
     }
 }
