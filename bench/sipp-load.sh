@@ -9,23 +9,8 @@
 # totals and the server's CPU time and peak RSS. Results: docs/PERFORMANCE.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ivr-target}"
-cargo build --release -q -p ivr-cli
 mode=${1:?rate or hold}; a=${2:?}; b=${3:?}
-work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-cp flows/data/quotes.csv "$work/"
-cat > "$work/ivr.toml" <<TOML
-listen = "127.0.0.1:5090"
-rtp_ports = [20000, 39999]
-data = "$work"
-max_calls = 20000
-rate_per_source = 1000000
-TOML
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-"$CARGO_TARGET_DIR/release/ivr" serve --config "$work/ivr.toml" > "$work/out.log" 2> "$work/err.log" &
-server=$!
-until grep -q "ivr serving" "$work/out.log" 2>/dev/null; do sleep 0.1; done
+source bench/server.sh 5090
 if [ "$mode" = rate ]; then
     args=(-r "$a" -m "$b" -l "$((a * 3))" -d 1000)
 else
@@ -35,16 +20,9 @@ start_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
 sipp 127.0.0.1:5090 -sf tests/sipp/uac_hold.xml -s 962588 -i 127.0.0.1 -p 5091 -mp 40000 \
     -nostdin -timeout 600s -trace_stat -stf "$work/stat.csv" "${args[@]}" > "$work/sipp.log" 2>&1 || true &
 sipp_pid=$!
-peak=0
-while kill -0 "$sipp_pid" 2>/dev/null; do
-    rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
-    [ "$rss" -gt "$peak" ] && peak=$rss
-    sleep 0.5
-done
-end_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
+watch_server "$sipp_pid"
 [ -f "$work/stat.csv" ] || { tail -n 20 "$work/sipp.log"; exit 1; }
 tail -n 1 "$work/stat.csv" | tr ';' '\n' > "$work/last"
 header=$(head -n 1 "$work/stat.csv" | tr ';' '\n')
 paste <(echo "$header") "$work/last" | grep -E '^(TotalCallCreated|SuccessfulCall\(C\)|FailedCall\(C\)|CallRate\(C\)|ElapsedTime\(C\))' || true
-echo "server CPU: $(( (end_cpu - start_cpu) / $(getconf CLK_TCK) )) s, peak RSS: $((peak / 1024)) MiB"
 grep -c "call ended" "$work/err.log" | sed 's/^/server call records: /'

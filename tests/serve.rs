@@ -181,10 +181,7 @@ fn unknown_numbers_are_not_revealed_and_the_server_keeps_serving_after_garbage()
     assert!(reply.starts_with("SIP/2.0 488"), "{reply}");
     // A number nobody serves is answered like a real one (no enumeration of
     // numbers), then hung up.
-    let reply = ua.invite("12345", &ua.sdp(), "unknown-number");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("unknown-number", &to_tag);
+    let to_tag = ua.establish("12345", "unknown-number");
     let bye = ua.final_response();
     assert!(bye.starts_with("BYE "), "{bye}");
     // And a normal call still works.
@@ -196,10 +193,7 @@ fn unknown_numbers_are_not_revealed_and_the_server_keeps_serving_after_garbage()
 fn rtp_carries_the_welcome_prompt_bit_exact_and_info_dtmf_works() {
     let s = serve("rtp", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "rtp-1");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("rtp-1", &to_tag);
+    let to_tag = ua.establish("962588", "rtp-1");
     // The welcome prompt, as the server encodes it (PCMU), is what arrives.
     let expected = ivr_media::audio::EncodedPrompt::load(&root().join("flows/audio/zh/welcome.wav")).expect("prompt audio (scripts/render-prompts.sh)");
     let mut got = Vec::new();
@@ -227,10 +221,7 @@ fn rtp_carries_the_welcome_prompt_bit_exact_and_info_dtmf_works() {
 fn a_caller_leaves_a_message_after_the_beep() {
     let s = serve("message", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "msg-1");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("msg-1", &to_tag);
+    let to_tag = ua.establish("962588", "msg-1");
     // 4 (messages), then 1 (leave a message), typed over the prompts.
     ua.info("msg-1", &to_tag, "Signal=4\r\n");
     std::thread::sleep(Duration::from_millis(300));
@@ -346,10 +337,7 @@ fn ipv6_calls() {
 fn in_band_dtmf_and_symmetric_rtp_latching() {
     let s = serve("inband", "inband_dtmf = true\nlatch_rtp = true\n");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "inband-1");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("inband-1", &to_tag);
+    let to_tag = ua.establish("962588", "inband-1");
     let mut buf = [0u8; 2048];
     let (_, server_rtp) = ua.rtp.recv_from(&mut buf).unwrap();
     // The caller's RTP comes from another port than its SDP said (a NAT): the
@@ -383,9 +371,7 @@ fn in_band_dtmf_and_symmetric_rtp_latching() {
 fn hold_and_unhold_by_reinvite() {
     let s = serve("hold", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "hold-1");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("hold-1", &to_tag);
+    let to_tag = ua.establish("962588", "hold-1");
     let mut buf = [0u8; 2048];
     ua.rtp.recv_from(&mut buf).expect("audio before hold");
     // Hold: the caller will only send.
@@ -414,9 +400,7 @@ fn hold_and_unhold_by_reinvite() {
 fn sigterm_refuses_new_calls_and_lets_calls_finish() {
     let mut s = serve("drain", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "drain-1");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
-    ua.ack("drain-1", &to_tag);
+    let to_tag = ua.establish("962588", "drain-1");
     let pid = s.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
@@ -476,6 +460,15 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         self.sip.send_to(msg.as_bytes(), self.server).unwrap();
+    }
+
+    /// Calls `user`, acknowledges the answer and returns the dialog's To tag.
+    fn establish(&self, user: &str, call_id: &str) -> String {
+        let reply = self.invite(user, &self.sdp(), call_id);
+        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+        let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+        self.ack(call_id, &to_tag);
+        to_tag
     }
 
     /// Sends an INVITE and returns the final response.

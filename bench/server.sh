@@ -1,0 +1,31 @@
+# Sourced by the bench scripts: builds the release binary and starts `ivr serve`
+# on loopback port $1 with its own data directory; sets $work and $server, and
+# stops the server on exit.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ivr-target}"
+cargo build --release -q -p ivr-cli
+work=$(mktemp -d)
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+cp flows/data/quotes.csv "$work/"
+cat > "$work/ivr.toml" <<TOML
+listen = "127.0.0.1:$1"
+rtp_ports = [20000, 39999]
+data = "$work"
+max_calls = 20000
+rate_per_source = 1000000
+TOML
+"$CARGO_TARGET_DIR/release/ivr" serve --config "$work/ivr.toml" > "$work/out.log" 2> "$work/err.log" &
+server=$!
+until grep -q "ivr serving" "$work/out.log" 2>/dev/null; do sleep 0.1; done
+
+# Prints the server's CPU time since $start_cpu and its peak RSS while $1 runs.
+watch_server() {
+    local peak=0 rss
+    while kill -0 "$1" 2>/dev/null; do
+        rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.5
+    done
+    local end_cpu
+    end_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
+    echo "server CPU: $(( (end_cpu - start_cpu) / $(getconf CLK_TCK) )) s, peak RSS: $((peak / 1024)) MiB"
+}
