@@ -161,22 +161,32 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
             }
             _ = tick.tick() => {
-                for (key, call) in calls.iter_mut() {
-                    let rtp = &call.rtp;
-                    if let Some(done) = call.stream.tick(call.confirmed, |packet, to| {
-                        let _ = rtp.try_send_to(packet, to);
-                    }) {
-                        call.session.handle_event(now_ms(), Event::PlayDone(done));
-                        dirty.push(*key);
-                    }
+                let t = now_ms();
+                // The tick's sends are the server's biggest cost: with many calls,
+                // they are split over two threads (sockets are shared, streams are
+                // per call).
+                let mut all: Vec<(&CallKey, &mut Call)> = calls.iter_mut().collect();
+                let (hangups, played) = if all.len() >= PARALLEL_TICK_CALLS {
+                    let mid = all.len() / 2;
+                    let (a, b) = all.split_at_mut(mid);
+                    std::thread::scope(|scope| {
+                        let other = scope.spawn(|| media_tick(a, t));
+                        let mine = media_tick(b, t);
+                        let theirs = other.join().unwrap_or_default();
+                        (mine.0.into_iter().chain(theirs.0).collect::<Vec<_>>(), mine.1.into_iter().chain(theirs.1).collect::<Vec<_>>())
+                    })
+                } else {
+                    media_tick(&mut all, t)
+                };
+                dirty.extend(played);
+                for key in hangups {
                     // BYE only once the caller has acknowledged our answer (RFC 3261 §15).
-                    if call.hangup_when_quiet && call.confirmed && call.stream.is_idle() {
-                        dirty.push(*key);
-                        call.hangup_when_quiet = false;
-                        endpoint.hangup(now_ms(), *key);
-                        call.session.handle_event(now_ms(), Event::Hangup);
-                        call.record.outcome.get_or_insert_with(|| "flow_ended".into());
-                    }
+                    let Some(call) = calls.get_mut(&key) else { continue };
+                    dirty.push(key);
+                    call.hangup_when_quiet = false;
+                    endpoint.hangup(t, key);
+                    call.session.handle_event(t, Event::Hangup);
+                    call.record.outcome.get_or_insert_with(|| "flow_ended".into());
                 }
             }
             Some(msg) = rx.recv() => match msg {
@@ -416,6 +426,28 @@ fn not_in_service(dialed: &str) -> Arc<Program> {
         code: vec![ivr_bytecode::Instr::Hangup(ivr_bytecode::HangupReason::Normal)],
         ..Program::default()
     })
+}
+
+/// Calls at which the media tick splits its work over two threads.
+const PARALLEL_TICK_CALLS: usize = 256;
+
+/// Sends the next 20 ms of every call in `calls`; returns the calls that are
+/// ready to hang up and those whose prompt finished.
+fn media_tick(calls: &mut [(&CallKey, &mut Call)], now: u64) -> (Vec<CallKey>, Vec<CallKey>) {
+    let (mut hangups, mut played) = (Vec::new(), Vec::new());
+    for (key, call) in calls.iter_mut() {
+        let rtp = &call.rtp;
+        if let Some(done) = call.stream.tick(call.confirmed, |packet, to| {
+            let _ = rtp.try_send_to(packet, to);
+        }) {
+            call.session.handle_event(now, Event::PlayDone(done));
+            played.push(**key);
+        }
+        if call.hangup_when_quiet && call.confirmed && call.stream.is_idle() {
+            hangups.push(**key);
+        }
+    }
+    (hangups, played)
 }
 
 fn finish(c: Call, records: &mut records::Writer, free_ports: &mut VecDeque<u16>) {
