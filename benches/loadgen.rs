@@ -109,14 +109,32 @@ fn main() {
 
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sip.local_addr().unwrap();
-    sip.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    // A thread of its own drains the SIP socket, so bursts of answers are not
+    // lost in the kernel's buffer while the main loop is busy sending.
+    let (msg_tx, msg_rx) = std::sync::mpsc::channel::<String>();
+    {
+        let reader = sip.try_clone().unwrap();
+        let stop = stop.clone();
+        reader.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, _)) = reader.recv_from(&mut buf) {
+                    if msg_tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let recv = || msg_rx.recv_timeout(Duration::from_millis(5)).ok();
     let total = calls + probes;
     let mut state: HashMap<String, Call> = HashMap::new();
     let mut failures = 0usize;
     let started = Instant::now();
     let mut sent = 0usize;
-    let mut sent_at: Vec<(String, Instant)> = Vec::new();
-    let mut buf = [0u8; 8192];
+    // (call, its RTP port, when sent, next retransmission, interval): RFC 3261 timer A.
+    let mut sent_at: Vec<(String, u16, Instant, Instant, Duration)> = Vec::new();
     // Set up every call at RATE calls/s; probes go last, once the load is on.
     while state.values().filter(|c| c.to_tag.is_some()).count() + failures < total {
         let due = (started.elapsed().as_secs_f64() * rate) as usize;
@@ -124,12 +142,11 @@ fn main() {
             let id = format!("lg-{}-{sent}", std::process::id());
             let port = if sent >= calls { probe_ports[sent - calls] } else { sink_port };
             sip.send_to(invite(server, me, &id, port, 1).as_bytes(), server).unwrap();
-            sent_at.push((id.clone(), Instant::now()));
+            sent_at.push((id.clone(), port, Instant::now(), Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
             state.insert(id, Call { to_tag: None, done: false });
             sent += 1;
         }
-        if let Ok((n, _)) = sip.recv_from(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if let Some(msg) = recv() {
             let Some(id) = header(&msg, "Call-ID").map(str::to_string) else { continue };
             if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("INVITE")) {
                 let tag = header(&msg, "To").and_then(|t| t.split("tag=").nth(1)).unwrap_or("").to_string();
@@ -142,13 +159,21 @@ fn main() {
                 state.get_mut(&id).unwrap().done = true;
             }
         }
-        // An INVITE unanswered for 16 s has failed (loopback loses nothing
-        // unless a socket buffer overflows, which is what this would show).
-        for (id, at) in &sent_at {
-            let c = state.get_mut(id).unwrap();
-            if c.to_tag.is_none() && !c.done && at.elapsed() > Duration::from_secs(16) {
+        // Unanswered INVITEs are retransmitted (500 ms, doubling to 4 s) like any
+        // UAC's; one unanswered for 32 s (64 × T1) has failed.
+        let now = Instant::now();
+        for (id, port, at, next, interval) in sent_at.iter_mut() {
+            let c = state.get_mut(id.as_str()).unwrap();
+            if c.to_tag.is_some() || c.done {
+                continue;
+            }
+            if at.elapsed() > Duration::from_secs(32) {
                 c.done = true;
                 failures += 1;
+            } else if now >= *next {
+                sip.send_to(invite(server, me, id, *port, 1).as_bytes(), server).unwrap();
+                *interval = (*interval * 2).min(Duration::from_secs(4));
+                *next = now + *interval;
             }
         }
     }
@@ -160,38 +185,43 @@ fn main() {
     std::thread::sleep(hold);
     let packets = received.load(Ordering::Relaxed) - before;
     let pps = packets as f64 / load_start.elapsed().as_secs_f64();
-    // Hang up everything, reading the answers as they come.
-    let mut byes = 0;
-    let mut ok_byes = 0;
-    sip.set_nonblocking(true).unwrap();
-    let mut count_answers = |ok: &mut usize| {
-        while let Ok((n, _)) = sip.recv_from(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]);
-            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
-                *ok += 1;
-            }
+    // Hang up everything, retransmitting unanswered BYEs (timer E) like any UA.
+    let mut pending: HashMap<String, (String, Instant, Duration)> = state
+        .iter()
+        .filter_map(|(id, c)| c.to_tag.clone().map(|t| (id.clone(), (t, Instant::now(), Duration::from_millis(500)))))
+        .collect();
+    let byes = pending.len();
+    for (i, (id, (tag, _, _))) in pending.iter().enumerate() {
+        sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(10));
         }
-    };
-    for (id, c) in &state {
-        if let Some(tag) = &c.to_tag {
-            sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
-            byes += 1;
-            if byes % 50 == 0 {
-                std::thread::sleep(Duration::from_millis(10));
-                count_answers(&mut ok_byes);
+    }
+    let deadline = Instant::now() + Duration::from_secs(32);
+    while !pending.is_empty() && Instant::now() < deadline {
+        if let Some(msg) = recv() {
+            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
+                if let Some(id) = header(&msg, "Call-ID") {
+                    pending.remove(id);
+                }
+            } else if msg.starts_with("SIP/2.0 200") {
+                // A retransmitted 200 to an INVITE: our ACK was lost; send it again.
+                if let (Some(id), Some(tag)) = (header(&msg, "Call-ID"), header(&msg, "To").and_then(|t| t.split("tag=").nth(1))) {
+                    sip.send_to(in_dialog("ACK", server, me, id, tag, 1).as_bytes(), server).unwrap();
+                }
+            }
+            continue;
+        }
+        let now = Instant::now();
+        for (id, (tag, next, interval)) in pending.iter_mut() {
+            if now >= *next + *interval {
+                sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
+                *interval = (*interval * 2).min(Duration::from_secs(4));
+                *next = now;
             }
         }
     }
-    sip.set_nonblocking(false).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ok_byes < byes && Instant::now() < deadline {
-        if let Ok((n, _)) = sip.recv_from(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]);
-            if msg.starts_with("SIP/2.0 200") && header(&msg, "CSeq").is_some_and(|c| c.ends_with("BYE")) {
-                ok_byes += 1;
-            }
-        }
-    }
+    let ok_byes = byes - pending.len();
     stop.store(true, Ordering::Relaxed);
     let mut gaps: Vec<f64> = probe_threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
     // Only the steady part: drop the gaps around setup and hang-up.
