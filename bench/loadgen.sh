@@ -2,15 +2,15 @@
 # Concurrent calls with prompt audio, measured by our own load generator
 # (benches/loadgen.rs): probe calls time every RTP packet they receive.
 #
-#   bench/loadgen.sh CALLS SECONDS [PROBES] [SETUP_RATE]
+#   bench/loadgen.sh CALLS SECONDS [PROBES] [SETUP_RATE] [churn]
 #
 # Prints the load generator's report and the server's CPU time and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-calls=${1:?calls}; secs=${2:?seconds}; probes=${3:-3}; rate=${4:-500}
+calls=${1:?calls}; secs=${2:?seconds}; probes=${3:-3}; rate=${4:-500}; mode=${5:-hold}
 cargo bench -q --bench loadgen --no-run
 source bench/server.sh 5092
 start_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
-cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" &
+cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" "$mode" &
 gen=$!
 watch_server "$gen"

@@ -53,11 +53,111 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Churn: CALLS calls arrive at RATE a second, each hanging up `hold` after it
+/// is answered, as on a live trunk. Reports the set-up rate held and failures.
+fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64) {
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_port = sink.local_addr().unwrap().port();
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sip.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = sip.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok((n, _)) = reader.recv_from(&mut buf) {
+            if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                return;
+            }
+        }
+    });
+    #[derive(PartialEq)]
+    enum St {
+        Inviting(Instant, Instant, Duration),
+        Up(String, Instant),
+        Hanging(String, Instant, Duration),
+        Done,
+        Failed,
+    }
+    let mut st: Vec<(String, St)> = Vec::with_capacity(calls);
+    let index = |id: &str| id.rsplit('-').next().and_then(|n| n.parse::<usize>().ok());
+    let started = Instant::now();
+    loop {
+        let now = Instant::now();
+        let due = ((now - started).as_secs_f64() * rate) as usize;
+        while st.len() < calls.min(due + 1) {
+            let id = format!("ch-{}-{}", std::process::id(), st.len());
+            sip.send_to(invite(server, me, &id, sink_port, 1).as_bytes(), server).unwrap();
+            st.push((id, St::Inviting(now, now + Duration::from_millis(500), Duration::from_millis(500))));
+        }
+        while let Ok(msg) = rx.recv_timeout(Duration::from_millis(1)) {
+            let Some(i) = header(&msg, "Call-ID").and_then(index) else { continue };
+            let Some((id, state)) = st.get_mut(i) else { continue };
+            let is_invite = header(&msg, "CSeq").is_some_and(|c| c.ends_with("INVITE"));
+            if msg.starts_with("SIP/2.0 200") && is_invite {
+                let tag = header(&msg, "To").and_then(|t| t.split("tag=").nth(1)).unwrap_or("").to_string();
+                sip.send_to(in_dialog("ACK", server, me, id, &tag, 1).as_bytes(), server).unwrap();
+                if matches!(state, St::Inviting(..)) {
+                    *state = St::Up(tag, Instant::now());
+                }
+            } else if msg.starts_with("SIP/2.0 200") {
+                if matches!(state, St::Hanging(..)) {
+                    *state = St::Done;
+                }
+            } else if msg.starts_with("SIP/2.0 ") && !msg.starts_with("SIP/2.0 1") && is_invite {
+                *state = St::Failed;
+            }
+        }
+        let now = Instant::now();
+        for (id, state) in st.iter_mut() {
+            match state {
+                St::Inviting(at, next, interval) if now >= *next => {
+                    if now - *at > Duration::from_secs(32) {
+                        *state = St::Failed;
+                    } else {
+                        sip.send_to(invite(server, me, id, sink_port, 1).as_bytes(), server).unwrap();
+                        *interval = (*interval * 2).min(Duration::from_secs(4));
+                        *next = now + *interval;
+                    }
+                }
+                St::Up(tag, at) if now - *at >= hold => {
+                    sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
+                    *state = St::Hanging(tag.clone(), now, Duration::from_millis(500));
+                }
+                St::Hanging(tag, next, interval) if now >= *next + *interval => {
+                    sip.send_to(in_dialog("BYE", server, me, id, tag, 2).as_bytes(), server).unwrap();
+                    *interval = (*interval * 2).min(Duration::from_secs(4));
+                    *next = now;
+                }
+                _ => {}
+            }
+        }
+        if st.len() == calls && st.iter().all(|(_, s)| matches!(s, St::Done | St::Failed)) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(calls as u64 / rate.max(1.0) as u64 + 120) {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let done = st.iter().filter(|(_, s)| *s == St::Done).count();
+    let failed = calls - done;
+    println!(
+        "churn: {calls} calls offered at {rate:.0}/s, each {:.1} s long: {done} completed, {failed} failed ({:.3}%), in {secs:.1} s",
+        hold.as_secs_f64(),
+        failed as f64 * 100.0 / calls as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     if args.len() < 3 {
-        eprintln!("usage: loadgen SERVER CALLS SECONDS [PROBES] [RATE]");
+        eprintln!("usage: loadgen SERVER CALLS SECONDS [PROBES] [RATE] [churn]");
         std::process::exit(2);
+    }
+    if args.get(5).is_some_and(|m| m == "churn") {
+        let rate = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(500.0);
+        churn(args[0].parse().expect("server address"), args[1].parse().expect("calls"), Duration::from_secs(args[2].parse().expect("seconds")), rate);
+        return;
     }
     let server: SocketAddr = args[0].parse().expect("server address");
     let calls: usize = args[1].parse().expect("calls");
