@@ -14,3 +14,11 @@ start_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
 cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" "$mode" &
 gen=$!
 watch_server "$gen"
+# The floor, measured in the same run with the server stopped: a minimal C
+# sender/receiver pair pacing the same number of streams (bench/floor.c).
+if [ "$mode" = hold ] && command -v gcc >/dev/null; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    gcc -O2 -pthread -o "$work/floor" bench/floor.c
+    "$work/floor" "$calls" "$secs"
+fi
