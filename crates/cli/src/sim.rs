@@ -135,10 +135,7 @@ fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
 /// How a value is spoken: the text of its segment prompts (what a live call
 /// plays), or the value itself when it cannot be read in that language.
 pub fn say_text(kind: SayKind, value: &Value, lang: &str) -> String {
-    let reading = ivr_speech::Kind::parse(kind.name())
-        .zip(ivr_speech::Lang::parse(lang))
-        .and_then(|(k, l)| ivr_speech::read(k, &value.to_string(), l).ok());
-    reading.map_or_else(|| value.to_string(), |r| r.text())
+    ivr_server::reading(kind, value, lang).map_or_else(|| value.to_string(), |r| r.text())
 }
 
 /// How long a prompt takes to speak, estimated from its text: about 4.5 Chinese

@@ -27,7 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub use media::PromptAudio;
+pub use media::{reading, PromptAudio};
 pub use records::CallRecord;
 
 /// Everything `ivr serve` needs, resolved by the CLI.
@@ -122,7 +122,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let started = Instant::now();
     let seed = jiff::Timestamp::now().as_nanosecond() as u64 ^ std::process::id() as u64;
     let mut endpoint = Endpoint::new(local, "ivr/0.1", seed);
-    let mut prompts: Vec<Arc<PromptAudio>> = cfg.programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+    let mut prepared = prepare(&cfg.programs, &cfg.flows_dir);
     let mut limiter = ivr_sip::limit::RateLimiter::new(cfg.rate_per_source, cfg.rate_per_source.saturating_mul(2));
     let pid_file = cfg.data_dir.join("ivr.pid");
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
@@ -242,7 +242,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 // New calls get the new flows; calls in progress keep theirs.
                 match cfg.reload.as_ref().map(|r| r()) {
                     Some(Ok(programs)) => {
-                        prompts = programs.iter().map(|(_, p)| Arc::new(PromptAudio::load(p, &cfg.flows_dir))).collect();
+                        prepared = prepare(&programs, &cfg.flows_dir);
                         info!(flows = programs.len(), "reloaded the flows for new calls");
                         cfg.programs = programs;
                     }
@@ -295,9 +295,13 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                                 endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
                                 continue;
                             };
-                            let (name, program, audio) = match target {
-                                Target::Flow(i) => (cfg.programs[i].0.clone(), cfg.programs[i].1.clone(), prompts[i].clone()),
-                                Target::Unknown => ("not_in_service".to_string(), not_in_service(&dialed), Arc::new(PromptAudio::empty())),
+                            let (name, program, (audio, version)) = match target {
+                                Target::Flow(i) => (cfg.programs[i].0.clone(), cfg.programs[i].1.clone(), prepared[i].clone()),
+                                Target::Unknown => {
+                                    let p = not_in_service(&dialed);
+                                    let version = records::fingerprint(&p);
+                                    ("not_in_service".to_string(), p, (Arc::new(PromptAudio::empty()), version))
+                                }
                             };
                             let info = CallInfo { dialed: dialed.clone(), caller: caller.clone(), language: None, wall_clock_ms: jiff::Timestamp::now().as_millisecond() };
                             let session = match Session::start(program.clone(), info, t) {
@@ -321,7 +325,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                             let opts = media::ReceiveOptions { dtmf_pt: neg.dtmf_payload_type, codec: neg.codec, inband_dtmf: cfg.inband_dtmf, latch: cfg.latch_rtp };
                             let receiver = media::spawn_receiver(rtp.clone(), neg.remote, opts, capture.clone(), call, tx.clone());
-                            let record = CallRecord::new(&call_id, &dialed, &caller, &name, &program);
+                            let record = CallRecord::new(&call_id, &dialed, &caller, &name, &version);
                             dirty.push(call);
                             calls.insert(call, Call {
                                 session, program, prompts: audio, rtp, port,
@@ -409,6 +413,12 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             }
         }
     }
+}
+
+/// What each flow needs once, not per call: its prompt audio, decoded and
+/// encoded, and its version fingerprint for call records.
+fn prepare(programs: &[(String, Arc<Program>)], flows_dir: &std::path::Path) -> Vec<(Arc<PromptAudio>, String)> {
+    programs.iter().map(|(_, p)| (Arc::new(PromptAudio::load(p, flows_dir)), records::fingerprint(p))).collect()
 }
 
 /// Which flow a call goes to.

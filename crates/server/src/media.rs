@@ -83,12 +83,17 @@ impl PromptAudio {
     }
 }
 
+/// How a flow's `say` of `value` is read in `lang`: its segment prompts and
+/// their text. `None` when the value cannot be read as that kind.
+pub fn reading(kind: SayKind, value: &Value, lang: &str) -> Option<ivr_speech::Reading> {
+    let k = ivr_speech::Kind::parse(kind.name())?;
+    let l = ivr_speech::Lang::parse(lang)?;
+    ivr_speech::read(k, &value.to_string(), l).ok()
+}
+
 /// The segment prompts that speak a value.
 pub fn say_segments(kind: SayKind, value: &Value, lang: &str) -> Vec<&'static str> {
-    let reading = ivr_speech::Kind::parse(kind.name())
-        .zip(ivr_speech::Lang::parse(lang))
-        .and_then(|(k, l)| ivr_speech::read(k, &value.to_string(), l).ok());
-    reading.map(|r| r.segments).unwrap_or_default()
+    reading(kind, value, lang).map(|r| r.segments).unwrap_or_default()
 }
 
 /// One call's outgoing audio.

@@ -24,9 +24,7 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    pub fn new(call_id: &str, dialed: &str, caller: &str, flow: &str, program: &Program) -> CallRecord {
-        let bytes = ivr_bytecode::encode(program, true);
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
+    pub fn new(call_id: &str, dialed: &str, caller: &str, flow: &str, flow_version: &str) -> CallRecord {
         CallRecord {
             call_id: call_id.to_string(),
             start_ms: jiff::Timestamp::now().as_millisecond(),
@@ -34,7 +32,7 @@ impl CallRecord {
             dialed: dialed.to_string(),
             caller: caller.to_string(),
             flow: flow.to_string(),
-            flow_version: format!("{hash:016x}"),
+            flow_version: flow_version.to_string(),
             nodes: Vec::new(),
             keys: String::new(),
             outcome: None,
@@ -53,6 +51,14 @@ impl CallRecord {
 /// Appends call records on a thread of its own: each batch of records that
 /// arrive together is written and synced once, so a burst of hang-ups never
 /// waits on one fsync per call in the signalling loop.
+/// A fingerprint of a compiled flow (FNV-1a of its stripped encoding), computed
+/// once per flow when it is loaded.
+pub fn fingerprint(program: &Program) -> String {
+    let bytes = ivr_bytecode::encode(program, true);
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
 pub struct Writer {
     tx: std::sync::mpsc::Sender<CallRecord>,
     thread: std::thread::JoinHandle<()>,
