@@ -26,10 +26,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn serve(name: &str, extra_config: &str) -> Server {
     serve_on("127.0.0.1", name, extra_config)
 }
@@ -70,7 +66,16 @@ fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     Server { child, sip: format!("{host}:{port}").parse().unwrap(), data }
 }
 
+/// Ports for sipp's signalling and media, below the kernel's ephemeral range and
+/// unique within this test run, so parallel tests never collide.
+fn sipp_ports() -> (u16, u16) {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(12_000);
+    let base = NEXT.fetch_add(8, std::sync::atomic::Ordering::Relaxed);
+    (base, base + 4)
+}
+
 fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> std::process::Output {
+    let (sip_port, media_port) = sipp_ports();
     let sf = root().join("tests/sipp").join(scenario);
     let mut args = vec![
         server.sip.to_string(),
@@ -81,9 +86,9 @@ fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> std::
         "-i".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        free_port().to_string(),
+        sip_port.to_string(),
         "-mp".into(),
-        (free_port() & !1).to_string(),
+        media_port.to_string(),
         "-nostdin".into(),
         "-timeout".into(),
         "40s".into(),
@@ -181,7 +186,7 @@ fn unknown_numbers_are_not_revealed_and_the_server_keeps_serving_after_garbage()
     assert!(reply.starts_with("SIP/2.0 488"), "{reply}");
     // A number nobody serves is answered like a real one (no enumeration of
     // numbers), then hung up.
-    let to_tag = ua.establish("12345", "unknown-number");
+    ua.establish("12345", "unknown-number");
     let bye = ua.final_response();
     assert!(bye.starts_with("BYE "), "{bye}");
     // And a normal call still works.
@@ -278,7 +283,7 @@ fn reload_swaps_flows_for_new_calls_and_refuses_broken_ones() {
     let data = s.data.to_str().unwrap().to_string();
     let call = |n: usize| {
         let out = sipp(&s, "uac_server_bye.xml", "1000", &["-m", "1"]);
-        assert!(out.status.success());
+        assert!(out.status.success(), "call {n}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         records(&s, n)[n - 1]["nodes"][0].as_str().unwrap().to_string()
     };
     assert_eq!(call(1), "hello");
