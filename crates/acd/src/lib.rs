@@ -1,0 +1,973 @@
+//! Automatic call distribution (ACD), sans-IO.
+//!
+//! [`Acd`] holds the agents and the queues. The host tells it what happened —
+//! a caller joined a queue or dialled a work number, an agent's phone answered
+//! or failed, someone hung up, an agent logged in or paused — each with the
+//! time, and calls [`Acd::handle_timeout`] at [`Acd::poll_timeout`]. It drains
+//! [`Acd::poll_command`] (ring this agent for this call, stop ringing, tell the
+//! flow the outcome, announce a position) and [`Acd::poll_record`] (one record
+//! per call and per agent state, for the KPIs). No clocks, sockets or threads:
+//! routing is tested with a simulated clock, and a whole day of calls runs in
+//! simulated time (benches/acd_day.rs).
+
+mod config;
+mod kpi;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Serialize;
+
+pub use config::{AcdConfig, AgentConfig, QueueConfig, Strategy, Tier, Widen};
+pub use kpi::Kpi;
+
+pub type Millis = u64;
+/// The host's name for a call.
+pub type CallId = u64;
+
+/// An agent's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AgentState {
+    LoggedOut,
+    Ready,
+    NotReady { reason: String },
+    /// Offered a call: the phone is ringing.
+    Ringing { call: CallId },
+    Talking { call: CallId },
+    /// After-call work, until `until`.
+    WrapUp { until: Millis },
+}
+
+impl AgentState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentState::LoggedOut => "logged_out",
+            AgentState::Ready => "ready",
+            AgentState::NotReady { .. } => "not_ready",
+            AgentState::Ringing { .. } => "ringing",
+            AgentState::Talking { .. } => "talking",
+            AgentState::WrapUp { .. } => "wrap_up",
+        }
+    }
+    const NAMES: [&'static str; 6] = ["logged_out", "ready", "not_ready", "ringing", "talking", "wrap_up"];
+}
+
+/// What the flow hears back from `enqueue` / `dial agent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// An agent talked with the caller and hung up; the caller is back in the flow.
+    Served,
+    /// The queue's maximum wait passed.
+    Timeout,
+    /// The queue was at its maximum length.
+    Full,
+    /// No agent of the queue is logged in.
+    NoAgents,
+    /// The caller pressed the queue's leave key.
+    Left,
+    /// The dialled agent is logged in but not ready.
+    Busy,
+    /// The dialled agent is not logged in, or there is no such work number.
+    Absent,
+    /// The dialled agent's phone rang out.
+    NoAnswer,
+    /// Something went wrong (an unknown queue, an agent phone that cannot be reached).
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome's name in flows (`served`, `no_agents`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Served => "served",
+            Outcome::Timeout => "timeout",
+            Outcome::Full => "full",
+            Outcome::NoAgents => "no_agents",
+            Outcome::Left => "left",
+            Outcome::Busy => "busy",
+            Outcome::Absent => "absent",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// What the host must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Ring `agent` (at `contact`) for `call`; report `answered` or `offer_failed`.
+    /// The ACD withdraws the offer itself after `ring_ms`.
+    Offer { call: CallId, agent: String, contact: Option<String>, queue: Option<String>, priority: i64 },
+    /// Stop ringing `agent` for `call` (another answered, the caller left, it rang out).
+    Withdraw { call: CallId, agent: String },
+    /// The hand-off is over: resume the caller's flow with this outcome.
+    Finish { call: CallId, outcome: Outcome },
+    /// Tell the waiting caller their position (only ever when it improved) and
+    /// the estimated wait; both `None` is the periodic "please hold".
+    Announce { call: CallId, position: Option<u32>, wait_ms: Option<Millis> },
+}
+
+/// How an offer failed, other than ringing out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferFailure {
+    /// The phone refused (486 Busy Here, 603 Decline).
+    Declined,
+    /// The phone could not be reached (no registration, timeout, 4xx/5xx).
+    Unreachable,
+}
+
+/// One call's life in the ACD, for the KPIs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRecord {
+    pub call: CallId,
+    pub queue: Option<String>,
+    /// The work number dialled, for direct calls.
+    pub dialed_agent: Option<String>,
+    pub priority: i64,
+    pub joined_ms: Millis,
+    /// Time from joining to answer or to leaving.
+    pub waited_ms: Millis,
+    /// `answered`, `abandoned` (hung up while waiting), `left`, `timeout`,
+    /// `no_agents`, `full`, `busy`, `absent`, `no_answer`, `failed`.
+    pub result: String,
+    pub agent: Option<String>,
+    pub talk_ms: Millis,
+    pub wrap_up_ms: Millis,
+    /// Agents offered the call (ring-no-answer moves on to the next).
+    pub offers: u32,
+}
+
+/// An agent's time in one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentStateRecord {
+    pub agent: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub from_ms: Millis,
+    pub to_ms: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    Call(CallRecord),
+    Agent(AgentStateRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcdError {
+    UnknownAgent(String),
+    UnknownCall(CallId),
+}
+
+impl std::error::Error for AcdError {}
+
+impl std::fmt::Display for AcdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcdError::UnknownAgent(a) => write!(f, "no agent has work number {a}"),
+            AcdError::UnknownCall(c) => write!(f, "no call {c} is queued"),
+        }
+    }
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    state: AgentState,
+    since: Millis,
+    /// When the agent last became ready (longest idle).
+    ready_since: Millis,
+    /// Calls taken since logging in (fewest calls).
+    calls: u32,
+    /// Where the phone is: the fixed address or the registered contact.
+    contact: Option<String>,
+    /// Requested while busy; applied when the call and wrap-up end.
+    after_call: Option<AgentState>,
+    /// The record of the call being wrapped up, completed when wrap-up ends.
+    wrapping: Option<CallRecord>,
+    time_in: [Millis; 6],
+}
+
+#[derive(Debug)]
+enum Kind {
+    Queue { q: usize, deadline: Option<Millis> },
+    Direct { agent: usize },
+}
+
+struct Entry {
+    kind: Kind,
+    priority: i64,
+    seq: u64,
+    joined: Millis,
+    /// Agents ringing for this call, with when each offer is withdrawn.
+    offers: Vec<(usize, Millis)>,
+    offered: u32,
+    last_position: Option<u32>,
+    next_announce: Option<Millis>,
+    /// The agent talking with the caller, since when.
+    talking: Option<(usize, Millis)>,
+}
+
+struct Queue {
+    cfg: QueueConfig,
+    /// Round robin: the member offered last.
+    last_offered: Option<usize>,
+    handled: u64,
+    handle_ms_total: u64,
+}
+
+pub struct Acd {
+    agents: Vec<Agent>,
+    by_id: HashMap<String, usize>,
+    queues: Vec<Queue>,
+    tiers: Vec<Tier>,
+    direct_wrap_up_ms: Millis,
+    calls: HashMap<CallId, Entry>,
+    seq: u64,
+    /// The latest time the host told us (widening times before it are past).
+    now: Millis,
+    commands: VecDeque<Command>,
+    records: VecDeque<Record>,
+}
+
+impl Acd {
+    /// Agents with a fixed address and `auto_login` start ready; others logged out.
+    pub fn new(cfg: AcdConfig, now: Millis) -> Acd {
+        let agents: Vec<Agent> = cfg
+            .agents
+            .into_iter()
+            .map(|a| {
+                let ready = a.auto_login && a.address.is_some();
+                Agent {
+                    contact: a.address.clone(),
+                    cfg: a,
+                    state: if ready { AgentState::Ready } else { AgentState::LoggedOut },
+                    since: now,
+                    ready_since: now,
+                    calls: 0,
+                    after_call: None,
+                    wrapping: None,
+                    time_in: [0; 6],
+                }
+            })
+            .collect();
+        let by_id = agents.iter().enumerate().map(|(i, a)| (a.cfg.id.clone(), i)).collect();
+        let queues = cfg.queues.into_iter().map(|q| Queue { cfg: q, last_offered: None, handled: 0, handle_ms_total: 0 }).collect();
+        Acd {
+            agents,
+            by_id,
+            queues,
+            tiers: cfg.tiers,
+            direct_wrap_up_ms: cfg.direct_wrap_up_ms,
+            calls: HashMap::new(),
+            seq: 0,
+            now,
+            commands: VecDeque::new(),
+            records: VecDeque::new(),
+        }
+    }
+
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    pub fn poll_record(&mut self) -> Option<Record> {
+        self.records.pop_front()
+    }
+
+    pub fn queue_config(&self, name: &str) -> Option<&QueueConfig> {
+        self.queues.iter().find(|q| q.cfg.name == name).map(|q| &q.cfg)
+    }
+
+    pub fn agent_config(&self, id: &str) -> Option<&AgentConfig> {
+        self.by_id.get(id).map(|&i| &self.agents[i].cfg)
+    }
+
+    pub fn agent_state(&self, id: &str) -> Option<&AgentState> {
+        self.by_id.get(id).map(|&i| &self.agents[i].state)
+    }
+
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
+    /// Whether `call` is in the ACD (waiting, ringing or talking).
+    pub fn has_call(&self, call: CallId) -> bool {
+        self.calls.contains_key(&call)
+    }
+
+    /// The queue `call` waits in, if it waits in one.
+    pub fn queue_of(&self, call: CallId) -> Option<&QueueConfig> {
+        match self.calls.get(&call)?.kind {
+            Kind::Queue { q, .. } => Some(&self.queues[q].cfg),
+            Kind::Direct { .. } => None,
+        }
+    }
+
+    fn agent(&self, id: &str) -> Result<usize, AcdError> {
+        self.by_id.get(id).copied().ok_or_else(|| AcdError::UnknownAgent(id.to_string()))
+    }
+
+    fn set_state(&mut self, now: Millis, a: usize, state: AgentState) {
+        let agent = &mut self.agents[a];
+        if agent.state == state {
+            return;
+        }
+        let old = std::mem::replace(&mut agent.state, state);
+        let idx = AgentState::NAMES.iter().position(|n| *n == old.name()).unwrap_or(0);
+        agent.time_in[idx] += now.saturating_sub(agent.since);
+        let reason = match &old {
+            AgentState::NotReady { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        self.records.push_back(Record::Agent(AgentStateRecord { agent: agent.cfg.id.clone(), state: old.name(), reason, from_ms: agent.since, to_ms: now }));
+        agent.since = now;
+        if agent.state == AgentState::Ready && !matches!(old, AgentState::Ringing { .. }) {
+            agent.ready_since = now;
+        }
+        if old == AgentState::LoggedOut {
+            agent.calls = 0;
+        }
+    }
+
+    // ---------------------------------------------------------------- agents
+
+    /// The agent logs in (at `contact`, or their fixed address) and is ready.
+    pub fn login(&mut self, now: Millis, id: &str, contact: Option<String>) -> Result<(), AcdError> {
+        self.now = self.now.max(now);
+        let a = self.agent(id)?;
+        if let Some(c) = contact {
+            self.agents[a].contact = Some(c);
+        }
+        if self.agents[a].state == AgentState::LoggedOut {
+            self.set_state(now, a, AgentState::Ready);
+            self.dispatch(now);
+        }
+        Ok(())
+    }
+
+    /// Ready for calls (from not ready; after the call when busy).
+    pub fn ready(&mut self, now: Millis, id: &str) -> Result<(), AcdError> {
+        self.now = self.now.max(now);
+        self.change(now, id, AgentState::Ready)
+    }
+
+    /// Not ready, with a reason (break, training, …).
+    pub fn pause(&mut self, now: Millis, id: &str, reason: &str) -> Result<(), AcdError> {
+        self.now = self.now.max(now);
+        self.change(now, id, AgentState::NotReady { reason: reason.to_string() })
+    }
+
+    pub fn logout(&mut self, now: Millis, id: &str) -> Result<(), AcdError> {
+        self.now = self.now.max(now);
+        self.change(now, id, AgentState::LoggedOut)
+    }
+
+    /// Where the agent's phone is now (a registration came or expired).
+    pub fn set_contact(&mut self, id: &str, contact: Option<String>) -> Result<(), AcdError> {
+        let a = self.agent(id)?;
+        self.agents[a].contact = contact.or_else(|| self.agents[a].cfg.address.clone());
+        Ok(())
+    }
+
+    fn change(&mut self, now: Millis, id: &str, to: AgentState) -> Result<(), AcdError> {
+        let a = self.agent(id)?;
+        match self.agents[a].state.clone() {
+            AgentState::Talking { .. } | AgentState::WrapUp { .. } if to != AgentState::Ready => {
+                // Applies once the call is over.
+                self.agents[a].after_call = Some(to);
+            }
+            AgentState::Talking { .. } => self.agents[a].after_call = None,
+            AgentState::WrapUp { .. } => {
+                self.agents[a].after_call = None;
+                self.end_wrap_up(now, a);
+            }
+            AgentState::Ringing { call } => {
+                if to != AgentState::Ready {
+                    self.withdraw(now, call, a);
+                    self.set_state(now, a, to);
+                    self.requeue(now, call, None);
+                }
+            }
+            AgentState::LoggedOut if to != AgentState::LoggedOut => {
+                self.set_state(now, a, AgentState::Ready);
+                if to != AgentState::Ready {
+                    self.set_state(now, a, to);
+                }
+            }
+            _ => self.set_state(now, a, to),
+        }
+        self.leave_if_empty(now);
+        self.dispatch(now);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- callers
+
+    /// A caller joins `queue`. The outcome comes later as [`Command::Finish`]
+    /// (at once for `full`, `no_agents` and an unknown queue).
+    pub fn enqueue(&mut self, now: Millis, call: CallId, queue: &str, priority: i64, max_wait_ms: Millis) {
+        self.now = self.now.max(now);
+        let Some(q) = self.queues.iter().position(|x| x.cfg.name == queue) else {
+            return self.commands.push_back(Command::Finish { call, outcome: Outcome::Failed });
+        };
+        let cfg = &self.queues[q].cfg;
+        let early = if !cfg.join_empty && self.logged_in_members(q) == 0 {
+            Some(Outcome::NoAgents)
+        } else if cfg.max_len.is_some_and(|m| self.waiting_in(q) >= m) {
+            Some(Outcome::Full)
+        } else {
+            None
+        };
+        let announce = (cfg.announce_every_ms > 0).then_some(now);
+        self.seq += 1;
+        let entry = Entry {
+            kind: Kind::Queue { q, deadline: (max_wait_ms > 0).then_some(now + max_wait_ms) },
+            priority,
+            seq: self.seq,
+            joined: now,
+            offers: Vec::new(),
+            offered: 0,
+            last_position: None,
+            next_announce: announce,
+            talking: None,
+        };
+        if let Some(outcome) = early {
+            self.records.push_back(Record::Call(self.record_of(call, &entry, now, outcome.name())));
+            return self.commands.push_back(Command::Finish { call, outcome });
+        }
+        self.calls.insert(call, entry);
+        self.dispatch(now);
+        // The first announcement, unless an agent is already ringing.
+        if self.calls.get(&call).is_some_and(|e| e.offers.is_empty()) {
+            self.announce(now, call);
+        }
+    }
+
+    /// A caller dials an agent by work number; `ring_ms` 0 means the default 20 s.
+    pub fn dial(&mut self, now: Millis, call: CallId, work_number: &str, ring_ms: Millis) {
+        self.now = self.now.max(now);
+        let Some(&a) = self.by_id.get(work_number) else {
+            return self.commands.push_back(Command::Finish { call, outcome: Outcome::Absent });
+        };
+        let outcome = match self.agents[a].state {
+            AgentState::LoggedOut => Some(Outcome::Absent),
+            AgentState::Ready if self.agents[a].contact.is_none() => Some(Outcome::Absent),
+            AgentState::Ready => None,
+            _ => Some(Outcome::Busy),
+        };
+        self.seq += 1;
+        let entry = Entry {
+            kind: Kind::Direct { agent: a },
+            priority: 0,
+            seq: self.seq,
+            joined: now,
+            offers: Vec::new(),
+            offered: 0,
+            last_position: None,
+            next_announce: None,
+            talking: None,
+        };
+        if let Some(outcome) = outcome {
+            self.records.push_back(Record::Call(self.record_of(call, &entry, now, outcome.name())));
+            return self.commands.push_back(Command::Finish { call, outcome });
+        }
+        self.calls.insert(call, entry);
+        let ring = if ring_ms == 0 { 20_000 } else { ring_ms };
+        self.offer(now, call, a, ring);
+    }
+
+    /// The caller's priority changed: they are re-ranked at once.
+    pub fn set_priority(&mut self, now: Millis, call: CallId, priority: i64) -> Result<(), AcdError> {
+        self.now = self.now.max(now);
+        let e = self.calls.get_mut(&call).ok_or(AcdError::UnknownCall(call))?;
+        e.priority = priority;
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// The agent's phone answered the offer. `false`: the offer is no longer
+    /// wanted (the caller left, another agent answered): hang the agent leg up.
+    pub fn answered(&mut self, now: Millis, call: CallId, agent: &str) -> bool {
+        self.now = self.now.max(now);
+        let Ok(a) = self.agent(agent) else { return false };
+        let Some(e) = self.calls.get_mut(&call) else { return false };
+        if e.talking.is_some() || !e.offers.iter().any(|(x, _)| *x == a) {
+            return false;
+        }
+        let others: Vec<usize> = e.offers.drain(..).map(|(x, _)| x).filter(|&x| x != a).collect();
+        e.talking = Some((a, now));
+        e.next_announce = None;
+        for o in others {
+            self.withdraw_agent(now, call, o);
+        }
+        self.agents[a].calls += 1;
+        self.set_state(now, a, AgentState::Talking { call });
+        true
+    }
+
+    /// The offer failed before an answer: the agent is made not ready and the
+    /// next agent is tried (a direct call gets `busy` or `failed`).
+    pub fn offer_failed(&mut self, now: Millis, call: CallId, agent: &str, why: OfferFailure) {
+        self.now = self.now.max(now);
+        let Ok(a) = self.agent(agent) else { return };
+        let Some(e) = self.calls.get_mut(&call) else { return };
+        let Some(i) = e.offers.iter().position(|(x, _)| *x == a) else { return };
+        e.offers.remove(i);
+        let reason = match why {
+            OfferFailure::Declined => "declined",
+            OfferFailure::Unreachable => "unreachable",
+        };
+        self.set_state(now, a, AgentState::NotReady { reason: reason.into() });
+        let direct = match why {
+            OfferFailure::Declined => Outcome::Busy,
+            OfferFailure::Unreachable => Outcome::Failed,
+        };
+        self.requeue(now, call, Some(direct));
+        self.dispatch(now);
+    }
+
+    /// The caller left the hand-off: `pressed_key` (the queue's leave key,
+    /// outcome `left`) or hung up (recorded as abandoned; or, when talking,
+    /// the agent leg ends and wrap-up starts).
+    pub fn caller_left(&mut self, now: Millis, call: CallId, pressed_key: bool) {
+        self.now = self.now.max(now);
+        let Some(e) = self.calls.get(&call) else { return };
+        if e.talking.is_some() {
+            return self.talk_ended(now, call, false);
+        }
+        let e = self.calls.remove(&call).unwrap();
+        for (a, _) in &e.offers {
+            self.withdraw_agent(now, call, *a);
+        }
+        let result = if pressed_key { "left" } else { "abandoned" };
+        self.records.push_back(Record::Call(self.record_of(call, &e, now, result)));
+        if pressed_key {
+            self.commands.push_back(Command::Finish { call, outcome: Outcome::Left });
+        }
+        self.dispatch(now);
+    }
+
+    /// The conversation ended: `by_agent` (the caller goes back to the flow,
+    /// `served`) or by the caller. The agent goes to wrap-up.
+    pub fn talk_ended(&mut self, now: Millis, call: CallId, by_agent: bool) {
+        self.now = self.now.max(now);
+        let Some(e) = self.calls.get(&call) else { return };
+        let Some((a, since)) = e.talking else { return };
+        let e = self.calls.remove(&call).unwrap();
+        let mut rec = self.record_of(call, &e, since, "answered");
+        rec.agent = Some(self.agents[a].cfg.id.clone());
+        rec.talk_ms = now - since;
+        let wrap = match e.kind {
+            Kind::Queue { q, .. } => self.queues[q].cfg.wrap_up_ms,
+            Kind::Direct { .. } => self.direct_wrap_up_ms,
+        };
+        self.agents[a].wrapping = Some(rec);
+        self.set_state(now, a, AgentState::WrapUp { until: now + wrap });
+        if by_agent {
+            self.commands.push_back(Command::Finish { call, outcome: Outcome::Served });
+        }
+        if wrap == 0 {
+            self.end_wrap_up(now, a);
+        }
+        self.dispatch(now);
+    }
+
+    fn end_wrap_up(&mut self, now: Millis, a: usize) {
+        let AgentState::WrapUp { .. } = self.agents[a].state else { return };
+        if let Some(mut rec) = self.agents[a].wrapping.take() {
+            rec.wrap_up_ms = now - self.agents[a].since;
+            if let Some(q) = rec.queue.as_ref().and_then(|n| self.queues.iter_mut().find(|q| &q.cfg.name == n)) {
+                q.handled += 1;
+                q.handle_ms_total += rec.talk_ms + rec.wrap_up_ms;
+            }
+            self.records.push_back(Record::Call(rec));
+        }
+        let next = self.agents[a].after_call.take().unwrap_or(AgentState::Ready);
+        self.set_state(now, a, next);
+        self.leave_if_empty(now);
+        self.dispatch(now);
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// The next time [`Acd::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let calls = self.calls.values().flat_map(|e| {
+            let deadline = match e.kind {
+                Kind::Queue { deadline, .. } if e.talking.is_none() => deadline,
+                _ => None,
+            };
+            let widening = match e.kind {
+                Kind::Queue { q, .. } if e.talking.is_none() => self.queues[q].cfg.widen.iter().map(|w| e.joined + w.after_ms).filter(|&t| t > self.now).collect::<Vec<_>>(),
+                _ => Vec::new(),
+            };
+            e.offers.iter().map(|o| o.1).chain(deadline).chain(e.next_announce).chain(widening.into_iter().filter(move |_| e.offers.is_empty()))
+        });
+        let wraps = self.agents.iter().filter_map(|a| match a.state {
+            AgentState::WrapUp { until } => Some(until),
+            _ => None,
+        });
+        calls.chain(wraps).min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.now = self.now.max(now);
+        // Wrap-ups that are over.
+        for a in 0..self.agents.len() {
+            if matches!(self.agents[a].state, AgentState::WrapUp { until } if until <= now) {
+                self.end_wrap_up(now, a);
+            }
+        }
+        let mut ids: Vec<(u64, CallId)> = self.calls.iter().map(|(c, e)| (e.seq, *c)).collect();
+        ids.sort_unstable();
+        for (_, call) in ids {
+            let Some(e) = self.calls.get(&call) else { continue };
+            // Offers that rang out: the agent is not ready, the caller goes on.
+            let rang_out: Vec<usize> = e.offers.iter().filter(|o| o.1 <= now).map(|o| o.0).collect();
+            if !rang_out.is_empty() {
+                for a in rang_out {
+                    self.withdraw(now, call, a);
+                    self.set_state(now, a, AgentState::NotReady { reason: "ring_no_answer".into() });
+                }
+                self.requeue(now, call, Some(Outcome::NoAnswer));
+            }
+            let Some(e) = self.calls.get(&call) else { continue };
+            if let Kind::Queue { deadline: Some(d), .. } = e.kind {
+                if d <= now && e.talking.is_none() {
+                    let e = self.calls.remove(&call).unwrap();
+                    for (a, _) in &e.offers {
+                        self.withdraw_agent(now, call, *a);
+                    }
+                    self.records.push_back(Record::Call(self.record_of(call, &e, now, "timeout")));
+                    self.commands.push_back(Command::Finish { call, outcome: Outcome::Timeout });
+                    continue;
+                }
+            }
+            if e.next_announce.is_some_and(|t| t <= now) {
+                self.announce(now, call);
+            }
+        }
+        self.dispatch(now);
+    }
+
+    // ---------------------------------------------------------------- routing
+
+    fn members(&self, q: usize) -> impl Iterator<Item = usize> + '_ {
+        let skill = self.queues[q].cfg.skill();
+        self.agents.iter().enumerate().filter(move |(_, a)| a.cfg.level(skill).is_some()).map(|(i, _)| i)
+    }
+
+    fn logged_in_members(&self, q: usize) -> usize {
+        self.members(q).filter(|&a| self.agents[a].state != AgentState::LoggedOut).count()
+    }
+
+    fn waiting_in(&self, q: usize) -> usize {
+        self.calls.values().filter(|e| matches!(e.kind, Kind::Queue { q: x, .. } if x == q) && e.talking.is_none()).count()
+    }
+
+    /// 1 + the callers of the same queue ahead (higher priority, or the same
+    /// priority and earlier).
+    fn position(&self, call: CallId) -> Option<u32> {
+        let e = self.calls.get(&call)?;
+        let Kind::Queue { q, .. } = e.kind else { return None };
+        let ahead = self
+            .calls
+            .values()
+            .filter(|o| matches!(o.kind, Kind::Queue { q: x, .. } if x == q) && o.talking.is_none())
+            .filter(|o| (-o.priority, o.seq) < (-e.priority, e.seq))
+            .count();
+        Some(ahead as u32 + 1)
+    }
+
+    /// Estimated wait: the callers up to this one, served by the logged-in
+    /// members at the queue's measured handle time.
+    fn estimate(&self, q: usize, position: u32) -> Millis {
+        let queue = &self.queues[q];
+        let aht = if queue.handled == 0 { queue.cfg.assumed_handle_ms } else { queue.handle_ms_total / queue.handled };
+        let agents = self.logged_in_members(q).max(1) as u64;
+        position as u64 * aht / agents
+    }
+
+    fn announce(&mut self, now: Millis, call: CallId) {
+        let Some(position) = self.position(call) else { return };
+        let Some(e) = self.calls.get(&call) else { return };
+        let Kind::Queue { q, .. } = e.kind else { return };
+        let every = self.queues[q].cfg.announce_every_ms;
+        let improved = e.last_position.map_or(true, |l| position < l);
+        let wait = self.estimate(q, position);
+        let e = self.calls.get_mut(&call).unwrap();
+        e.next_announce = (every > 0).then_some(now + every);
+        let command = if improved {
+            e.last_position = Some(position);
+            Command::Announce { call, position: Some(position), wait_ms: Some(wait) }
+        } else {
+            Command::Announce { call, position: None, wait_ms: None }
+        };
+        self.commands.push_back(command);
+    }
+
+    fn offer(&mut self, now: Millis, call: CallId, a: usize, ring_ms: Millis) {
+        let Some(e) = self.calls.get_mut(&call) else { return };
+        e.offers.push((a, now + ring_ms));
+        e.offered += 1;
+        let (priority, queue) = (e.priority, match e.kind {
+            Kind::Queue { q, .. } => Some(q),
+            Kind::Direct { .. } => None,
+        });
+        if let Some(q) = queue {
+            self.queues[q].last_offered = Some(a);
+        }
+        self.set_state(now, a, AgentState::Ringing { call });
+        self.commands.push_back(Command::Offer {
+            call,
+            agent: self.agents[a].cfg.id.clone(),
+            contact: self.agents[a].contact.clone(),
+            queue: queue.map(|q| self.queues[q].cfg.name.clone()),
+            priority,
+        });
+    }
+
+    /// Takes back `a`'s offer of `call` and returns them to ready.
+    fn withdraw_agent(&mut self, now: Millis, call: CallId, a: usize) {
+        self.commands.push_back(Command::Withdraw { call, agent: self.agents[a].cfg.id.clone() });
+        if self.agents[a].state == (AgentState::Ringing { call }) {
+            self.set_state(now, a, AgentState::Ready);
+        }
+    }
+
+    /// Takes back `a`'s offer of `call` (the agent's state is the caller's to set).
+    fn withdraw(&mut self, _now: Millis, call: CallId, a: usize) {
+        if let Some(e) = self.calls.get_mut(&call) {
+            e.offers.retain(|(x, _)| *x != a);
+        }
+        self.commands.push_back(Command::Withdraw { call, agent: self.agents[a].cfg.id.clone() });
+    }
+
+    /// After an offer ended without an answer: a queued caller waits on (and is
+    /// offered again by `dispatch`); a direct call is over with `direct`.
+    fn requeue(&mut self, now: Millis, call: CallId, direct: Option<Outcome>) {
+        let Some(e) = self.calls.get(&call) else { return };
+        if !e.offers.is_empty() || e.talking.is_some() {
+            return;
+        }
+        match e.kind {
+            Kind::Queue { .. } => {
+                if e.next_announce.map_or(true, |t| t < now) && self.queues_announce(call) {
+                    self.announce(now, call);
+                }
+            }
+            Kind::Direct { .. } => {
+                let e = self.calls.remove(&call).unwrap();
+                let outcome = direct.unwrap_or(Outcome::NoAnswer);
+                self.records.push_back(Record::Call(self.record_of(call, &e, now, outcome.name())));
+                self.commands.push_back(Command::Finish { call, outcome });
+            }
+        }
+    }
+
+    fn queues_announce(&self, call: CallId) -> bool {
+        matches!(self.calls.get(&call).map(|e| &e.kind), Some(Kind::Queue { q, .. }) if self.queues[*q].cfg.announce_every_ms > 0)
+    }
+
+    fn leave_if_empty(&mut self, now: Millis) {
+        let empty: Vec<usize> = (0..self.queues.len()).filter(|&q| self.queues[q].cfg.leave_empty && self.logged_in_members(q) == 0).collect();
+        if empty.is_empty() {
+            return;
+        }
+        let mut leaving: Vec<(u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q, .. } if empty.contains(&q)))
+            .map(|(c, e)| (e.seq, *c))
+            .collect();
+        leaving.sort_unstable();
+        for (_, call) in leaving {
+            let e = self.calls.remove(&call).unwrap();
+            for (a, _) in &e.offers {
+                self.withdraw_agent(now, call, *a);
+            }
+            self.records.push_back(Record::Call(self.record_of(call, &e, now, "no_agents")));
+            self.commands.push_back(Command::Finish { call, outcome: Outcome::NoAgents });
+        }
+    }
+
+    /// Offers waiting callers, best first, to the agents their queues choose.
+    fn dispatch(&mut self, now: Millis) {
+        if !self.agents.iter().any(|a| a.state == AgentState::Ready && a.contact.is_some()) {
+            return;
+        }
+        let mut waiting: Vec<(i64, Millis, u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, e)| e.talking.is_none() && e.offers.is_empty() && matches!(e.kind, Kind::Queue { .. }))
+            .map(|(c, e)| (-e.priority, e.joined, e.seq, *c))
+            .collect();
+        waiting.sort_unstable();
+        for (_, joined, _, call) in waiting {
+            let Kind::Queue { q, .. } = self.calls[&call].kind else { continue };
+            let cfg = &self.queues[q].cfg;
+            let skill = cfg.skill().to_string();
+            let min_level = cfg.min_level(now - joined);
+            let eligible: Vec<usize> = self
+                .members(q)
+                .filter(|&a| self.agents[a].state == AgentState::Ready && self.agents[a].contact.is_some())
+                .filter(|&a| self.agents[a].cfg.level(&skill).unwrap_or(0) >= min_level)
+                .collect();
+            if eligible.is_empty() {
+                continue;
+            }
+            let ring = cfg.ring_ms;
+            let idle = |a: &usize| self.agents[*a].ready_since;
+            let chosen: Vec<usize> = match cfg.strategy {
+                Strategy::RingAll => eligible,
+                Strategy::LongestIdle => eligible.iter().copied().min_by_key(|a| (idle(a), *a)).into_iter().collect(),
+                Strategy::FewestCalls => eligible.iter().copied().min_by_key(|a| (self.agents[*a].calls, idle(a), *a)).into_iter().collect(),
+                Strategy::Skills => {
+                    eligible.iter().copied().min_by_key(|a| (std::cmp::Reverse(self.agents[*a].cfg.level(&skill)), idle(a), *a)).into_iter().collect()
+                }
+                Strategy::RoundRobin => {
+                    let after = self.queues[q].last_offered;
+                    let next = eligible.iter().copied().find(|&a| after.map_or(true, |l| a > l)).or_else(|| eligible.first().copied());
+                    next.into_iter().collect()
+                }
+            };
+            for a in chosen {
+                self.offer(now, call, a, ring);
+            }
+            if !self.agents.iter().any(|a| a.state == AgentState::Ready && a.contact.is_some()) {
+                return;
+            }
+        }
+    }
+
+    fn record_of(&self, call: CallId, e: &Entry, until: Millis, result: &str) -> CallRecord {
+        let (queue, dialed_agent) = match e.kind {
+            Kind::Queue { q, .. } => (Some(self.queues[q].cfg.name.clone()), None),
+            Kind::Direct { agent } => (None, Some(self.agents[agent].cfg.id.clone())),
+        };
+        CallRecord {
+            call,
+            queue,
+            dialed_agent,
+            priority: e.priority,
+            joined_ms: e.joined,
+            waited_ms: until.saturating_sub(e.joined),
+            result: result.to_string(),
+            agent: None,
+            talk_ms: 0,
+            wrap_up_ms: 0,
+            offers: e.offered,
+        }
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// The live state, for the admin API and `ivr agents`.
+    pub fn snapshot(&self, now: Millis) -> Snapshot {
+        let agents = self
+            .agents
+            .iter()
+            .map(|a| {
+                let mut time_in = BTreeMap::new();
+                for (i, name) in AgentState::NAMES.iter().enumerate() {
+                    let mut t = a.time_in[i];
+                    if a.state.name() == *name {
+                        t += now.saturating_sub(a.since);
+                    }
+                    if t > 0 {
+                        time_in.insert(name.to_string(), t);
+                    }
+                }
+                AgentView {
+                    id: a.cfg.id.clone(),
+                    name: a.cfg.name.clone(),
+                    state: a.state.name(),
+                    reason: match &a.state {
+                        AgentState::NotReady { reason } => Some(reason.clone()),
+                        _ => None,
+                    },
+                    for_ms: now.saturating_sub(a.since),
+                    call: match a.state {
+                        AgentState::Ringing { call } | AgentState::Talking { call } => Some(call),
+                        _ => None,
+                    },
+                    calls: a.calls,
+                    registered: a.contact.is_some(),
+                    skills: a.cfg.skills.clone(),
+                    time_in_ms: time_in,
+                }
+            })
+            .collect();
+        let queues = (0..self.queues.len())
+            .map(|q| {
+                let mut callers: Vec<CallerView> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q: x, .. } if x == q))
+                    .map(|(c, e)| CallerView { call: *c, priority: e.priority, waited_ms: now - e.joined, position: self.position(*c).unwrap_or(0), ringing: !e.offers.is_empty() })
+                    .collect();
+                callers.sort_by_key(|c| c.position);
+                let mut agents = BTreeMap::new();
+                for a in self.members(q) {
+                    *agents.entry(self.agents[a].state.name().to_string()).or_insert(0) += 1;
+                }
+                let talking = self.calls.values().filter(|e| e.talking.is_some() && matches!(e.kind, Kind::Queue { q: x, .. } if x == q)).count();
+                QueueView {
+                    name: self.queues[q].cfg.name.clone(),
+                    strategy: self.queues[q].cfg.strategy.name(),
+                    waiting: callers.len(),
+                    longest_wait_ms: callers.iter().map(|c| c.waited_ms).max().unwrap_or(0),
+                    talking,
+                    agents,
+                    callers,
+                }
+            })
+            .collect();
+        Snapshot { queues, agents }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub queues: Vec<QueueView>,
+    pub agents: Vec<AgentView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueView {
+    pub name: String,
+    pub strategy: &'static str,
+    pub waiting: usize,
+    pub longest_wait_ms: Millis,
+    pub talking: usize,
+    /// Members by state.
+    pub agents: BTreeMap<String, usize>,
+    pub callers: Vec<CallerView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallerView {
+    pub call: CallId,
+    pub priority: i64,
+    pub waited_ms: Millis,
+    pub position: u32,
+    pub ringing: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentView {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub reason: Option<String>,
+    pub for_ms: Millis,
+    pub call: Option<CallId>,
+    pub calls: u32,
+    pub registered: bool,
+    pub skills: Vec<(String, u8)>,
+    /// Time in each state since start-up.
+    pub time_in_ms: BTreeMap<String, Millis>,
+}
