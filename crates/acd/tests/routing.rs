@@ -377,3 +377,18 @@ fn an_unknown_queue_fails_and_agents_without_a_phone_are_not_offered() {
     let c = drain(&mut acd);
     assert!(matches!(&c[0], Command::Offer { contact: Some(x), .. } if x.ends_with(":5071")));
 }
+
+#[test]
+fn an_agent_made_not_ready_by_a_ring_out_can_be_ready_again() {
+    let a = [agent("1001", &[("general", 5)]), agent("1002", &[("general", 5)])];
+    let mut acd = acd(queue(Strategy::Skills), &a);
+    acd.enqueue(10 * S, 1, "general", 0, 300 * S);
+    acd.enqueue(10 * S, 2, "general", 0, 300 * S);
+    acd.enqueue(10 * S, 3, "general", 0, 300 * S);
+    drain(&mut acd);
+    assert!(acd.answered(12 * S, 2, "1002"));
+    acd.handle_timeout(25 * S);
+    assert_eq!(state(&acd, "1001"), "not_ready");
+    acd.ready(70 * S, "1001").unwrap();
+    assert_eq!(state(&acd, "1001"), "ringing");
+}
