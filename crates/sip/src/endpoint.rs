@@ -45,6 +45,15 @@ pub enum Event {
     AckTimeout { call: CallKey },
     /// A key sent by SIP INFO.
     Dtmf { call: CallKey, key: char },
+    /// Our INVITE (see [`Endpoint::call`]) got a provisional answer (180, 183).
+    Progress { call: CallKey, code: u16 },
+    /// Our INVITE was answered; the ACK has been sent. `sdp` is the answer.
+    Answered { call: CallKey, sdp: Vec<u8> },
+    /// Our INVITE ended without a call: its final response (408 when nothing
+    /// answered, 487 once cancelled).
+    Failed { call: CallKey, code: u16 },
+    /// A REGISTER (with [`Endpoint::set_registrar`]): answer it with [`Endpoint::answer`].
+    Register(register::Registration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,14 +71,19 @@ struct Call {
     call_id: String,
     local_tag: String,
     peer: SocketAddr,
+    /// The INVITE that made the call (theirs, or ours for calls we place).
     invite: Message,
+    /// For calls we place: the INVITE client transaction.
+    uac: Option<uac::Uac>,
     state: State,
     /// The 2xx being retransmitted until ACK, with its schedule.
     ok: Option<(Vec<u8>, Millis, Millis, Millis)>,
     remote_target: String,
     route_set: Vec<String>,
-    from_header: String,
-    to_header: String,
+    /// The far end's From/To value (with its tag once known).
+    remote_header: String,
+    /// Our From/To value, with our tag.
+    local_header: String,
     local_cseq: u32,
 }
 
@@ -81,7 +95,7 @@ struct ServerTx {
     expires: Millis,
 }
 
-/// A request we sent (BYE), retransmitted until answered.
+/// A request we sent (BYE, CANCEL, INVITE), retransmitted until answered.
 #[derive(Debug)]
 struct ClientTx {
     data: Vec<u8>,
@@ -100,9 +114,13 @@ pub struct Endpoint {
     by_dialog: HashMap<(String, String), CallKey>,
     server_txs: HashMap<(String, String), ServerTx>,
     invite_txs: HashMap<String, CallKey>,
-    client_txs: HashMap<String, ClientTx>,
+    /// By (branch, method).
+    client_txs: HashMap<(String, String), ClientTx>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
+    registrar: bool,
+    pending: HashMap<u64, (Message, SocketAddr)>,
+    next_pending: u64,
 }
 
 impl Endpoint {
@@ -120,7 +138,20 @@ impl Endpoint {
             client_txs: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            registrar: false,
+            pending: HashMap::new(),
+            next_pending: 1,
         }
+    }
+
+    /// Accept REGISTER (agents' phones logging in), reported as [`Event::Register`].
+    pub fn set_registrar(&mut self, on: bool) {
+        self.registrar = on;
+    }
+
+    /// The address in our Via and Contact.
+    pub fn local(&self) -> SocketAddr {
+        self.local
     }
 
     fn token(&mut self) -> String {
@@ -146,9 +177,10 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.1.min(o.3)));
+        let invites = self.calls.values().filter_map(|c| c.uac.as_ref().and_then(uac::Uac::deadline));
         let byes = self.client_txs.values().map(|t| t.next.min(t.give_up));
         let txs = self.server_txs.values().map(|t| t.expires);
-        oks.chain(byes).chain(txs).min()
+        oks.chain(byes).chain(txs).chain(invites).min()
     }
 
     fn send(&mut self, to: SocketAddr, msg: &Message) -> Vec<u8> {
@@ -195,10 +227,15 @@ impl Endpoint {
         };
         match &msg.start {
             StartLine::Response { code, .. } => {
-                if *code >= 200 {
+                let code = *code;
+                let method = msg.cseq().map(|c| c.1).unwrap_or_default();
+                if code >= 200 {
                     if let Some(b) = msg.branch() {
-                        self.client_txs.remove(b);
+                        self.client_txs.remove(&(b.to_string(), method.clone()));
                     }
+                }
+                if method == "INVITE" {
+                    self.invite_response(now, from, code, msg);
                 }
             }
             StartLine::Request { method, .. } => {
@@ -238,7 +275,7 @@ impl Endpoint {
             return self.respond(now, &msg, from, 420, "Bad Extension", None, &[("Unsupported", &unsupported)]);
         }
         match method {
-            "INVITE" => self.invite(now, from, msg),
+            "INVITE" => self.incoming_invite(now, from, msg),
             "ACK" => self.ack(msg),
             "BYE" => self.in_dialog(now, from, msg, |ep, call, _| {
                 ep.events.push_back(Event::Bye { call });
@@ -254,6 +291,7 @@ impl Endpoint {
                 None => Err((415, "Unsupported Media Type")),
             }),
             "CANCEL" => self.cancel(now, from, msg),
+            "REGISTER" if self.registrar => self.register(now, from, msg),
             "OPTIONS" => self.respond(now, &msg, from, 200, "OK", None, &[("Allow", ALLOW), ("Accept", "application/sdp")]),
             m if KNOWN.contains(&m) => self.respond(now, &msg, from, 405, "Method Not Allowed", None, &[("Allow", ALLOW)]),
             _ => self.respond(now, &msg, from, 501, "Not Implemented", None, &[("Allow", ALLOW)]),
@@ -264,7 +302,7 @@ impl Endpoint {
         Some((msg.call_id()?.to_string(), msg.to_tag()?.to_string()))
     }
 
-    fn invite(&mut self, now: Millis, from: SocketAddr, msg: Message) {
+    fn incoming_invite(&mut self, now: Millis, from: SocketAddr, msg: Message) {
         if let Some(key) = Self::dialog_key(&msg) {
             // re-INVITE
             let Some(&call) = self.by_dialog.get(&key) else {
@@ -291,8 +329,8 @@ impl Endpoint {
         let call_id = msg.call_id().unwrap_or_default().to_string();
         let remote_target = msg.header("Contact").map(addr_uri).unwrap_or("").to_string();
         let route_set: Vec<String> = msg.headers_named("Record-Route").map(str::to_string).collect();
-        let from_header = msg.header("From").unwrap_or("").to_string();
-        let to_header = format!("{};tag={local_tag}", msg.header("To").unwrap_or(""));
+        let remote_header = msg.header("From").unwrap_or("").to_string();
+        let local_header = format!("{};tag={local_tag}", msg.header("To").unwrap_or(""));
         self.respond(now, &msg, from, 100, "Trying", None, &[]);
         if let Some(b) = msg.branch() {
             self.invite_txs.insert(b.to_string(), call);
@@ -306,12 +344,13 @@ impl Endpoint {
                 local_tag,
                 peer: from,
                 invite: msg,
+                uac: None,
                 state: State::Early,
                 ok: None,
                 remote_target,
                 route_set,
-                from_header,
-                to_header,
+                remote_header,
+                local_header,
                 local_cseq: 0,
             },
         );
@@ -321,7 +360,7 @@ impl Endpoint {
     /// retransmitted until the ACK comes.
     pub fn accept(&mut self, now: Millis, call: CallKey, sdp: &str) {
         let Some(c) = self.calls.get(&call) else { return };
-        if c.state == State::Ended {
+        if c.state == State::Ended || c.uac.is_some() {
             return;
         }
         let contact = format!("<sip:ivr@{}>", self.local);
@@ -363,6 +402,9 @@ impl Endpoint {
     /// Hangs up an established call with BYE (retransmitted until answered).
     pub fn hangup(&mut self, now: Millis, call: CallKey) {
         let Some(c) = self.calls.get_mut(&call) else { return };
+        if c.uac.as_ref().is_some_and(|u| !u.answered()) {
+            return self.cancel_invite(now, call);
+        }
         if !matches!(c.state, State::Answered | State::Confirmed) {
             return;
         }
@@ -370,11 +412,10 @@ impl Endpoint {
         let cseq = c.local_cseq + 1_000;
         let target = if c.remote_target.is_empty() { format!("sip:{}", c.peer) } else { c.remote_target.clone() };
         let mut headers = Vec::new();
-        let (call_id, from_h, to_h, peer, routes) = (c.call_id.clone(), c.to_header.clone(), c.from_header.clone(), c.peer, c.route_set.clone());
+        let (call_id, from_h, to_h, peer, routes) = (c.call_id.clone(), c.local_header.clone(), c.remote_header.clone(), c.peer, c.route_set.clone());
         let branch = format!("z9hG4bK{}", self.token());
         headers.push(("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local)));
         headers.push(("Max-Forwards".into(), "70".into()));
-        // Our From is the caller's To (with our tag) and vice versa.
         headers.push(("From".into(), from_h));
         headers.push(("To".into(), to_h));
         headers.push(("Call-ID".into(), call_id));
@@ -385,7 +426,7 @@ impl Endpoint {
         headers.push(("User-Agent".into(), self.user_agent.clone()));
         let bye = Message { start: StartLine::Request { method: "BYE".into(), uri: target }, headers, body: Vec::new() };
         let data = self.send(peer, &bye);
-        self.client_txs.insert(branch, ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
+        self.client_txs.insert((branch, "BYE".into()), ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
         self.end(call);
     }
 
@@ -459,6 +500,7 @@ impl Endpoint {
             self.events.push_back(Event::AckTimeout { call });
             self.hangup(now, call);
         }
+        self.invite_timers(now);
         self.client_txs.retain(|_, t| t.give_up > now);
         for t in self.client_txs.values_mut() {
             if t.next <= now {
@@ -496,6 +538,11 @@ fn dtmf_from_info(m: &Message) -> Option<Result<char, ()>> {
     };
     Some(key.ok_or(()))
 }
+
+mod register;
+mod uac;
+
+pub use register::Registration;
 
 #[cfg(test)]
 mod tests;

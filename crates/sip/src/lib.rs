@@ -7,6 +7,7 @@
 //! our own (folding, compact forms, escapes, unknown methods) that still reports
 //! what it could read of a broken message is smaller than a compatibility layer.
 
+pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod limit;

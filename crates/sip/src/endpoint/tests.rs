@@ -165,3 +165,129 @@ proptest::proptest! {
         ep.handle_timeout(100_000);
     }
 }
+
+fn reply_to(req: &str, code: u16, reason: &str, to_tag: Option<&str>, extra: &str, body: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for l in req.lines().take_while(|l| !l.is_empty()) {
+        for h in ["Via:", "From:", "Call-ID:", "CSeq:"] {
+            if l.starts_with(h) {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+        }
+        if l.starts_with("To:") {
+            out.push_str(l);
+            if let Some(t) = to_tag {
+                out.push_str(&format!(";tag={t}"));
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!("{extra}Content-Length: {}\r\n\r\n{body}", body.len()));
+    out
+}
+
+fn agent() -> SocketAddr {
+    "127.0.0.1:5070".parse().unwrap()
+}
+
+#[test]
+fn places_a_call_acks_the_answer_and_hangs_up() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "13800138000", &[("X-IVR-Queue", "general")], "v=0\r\n");
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("INVITE sip:1001@127.0.0.1:5070 SIP/2.0"));
+    assert!(out[0].contains("From: <sip:13800138000@127.0.0.1:5060>;tag="), "the caller is shown");
+    assert!(out[0].contains("X-IVR-Queue: general"));
+    // Timer A: retransmitted until something answers.
+    ep.handle_timeout(500);
+    assert_eq!(sent(&mut ep).len(), 1);
+    ep.handle(600, agent(), reply_to(&out[0], 180, "Ringing", Some("a1"), "", "").as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Progress { call, code: 180 }));
+    ep.handle_timeout(5_000);
+    assert!(sent(&mut ep).is_empty(), "no retransmission after a provisional answer");
+    let ok = reply_to(&out[0], 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\nContent-Type: application/sdp\r\n", "v=0\r\n");
+    ep.handle(6_000, agent(), ok.as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Answered { call, sdp: b"v=0\r\n".to_vec() }));
+    let ack = sent(&mut ep);
+    assert!(ack[0].starts_with("ACK sip:1001@127.0.0.1:5070 SIP/2.0"), "{}", ack[0]);
+    assert!(ack[0].contains("tag=a1"));
+    // A retransmitted 200 is ACKed again, not reported again.
+    ep.handle(6_100, agent(), ok.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["ACK sip:1001@127.0.0.1:5070 SIP/2.0"]);
+    assert_eq!(ep.poll_event(), None);
+    ep.hangup(7_000, call);
+    let bye = sent(&mut ep);
+    assert!(bye[0].starts_with("BYE sip:1001@127.0.0.1:5070"));
+    assert!(bye[0].lines().any(|l| l.starts_with("To:") && l.contains("tag=a1")));
+}
+
+#[test]
+fn the_agent_hanging_up_ends_the_placed_call() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    let inv = sent(&mut ep).remove(0);
+    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
+    let _ = ep.poll_event();
+    sent(&mut ep);
+    let call_id = inv.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap();
+    let our_tag = inv.lines().find(|l| l.starts_with("From:")).unwrap().split("tag=").nth(1).unwrap();
+    let bye = format!(
+        "BYE sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-b\r\nFrom: <sip:1001@127.0.0.1:5070>;tag=a1\r\nTo: <sip:138@127.0.0.1:5060>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    );
+    ep.handle(20, agent(), bye.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK"]);
+    assert_eq!(ep.poll_event(), Some(Event::Bye { call }));
+}
+
+#[test]
+fn cancelling_a_ringing_call_and_giving_up_on_silence() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    let inv = sent(&mut ep).remove(0);
+    ep.handle(10, agent(), reply_to(&inv, 180, "Ringing", Some("a1"), "", "").as_bytes());
+    let _ = ep.poll_event();
+    ep.hangup(15_000, call);
+    let cancel = sent(&mut ep);
+    assert!(cancel[0].starts_with("CANCEL sip:1001@127.0.0.1:5070"));
+    assert_eq!(inv.lines().find(|l| l.starts_with("Via:")), cancel[0].lines().find(|l| l.starts_with("Via:")), "same branch");
+    ep.handle(15_005, agent(), reply_to(&cancel[0], 200, "OK", Some("a1"), "", "").as_bytes());
+    ep.handle(15_010, agent(), reply_to(&inv, 487, "Request Terminated", Some("a1"), "", "").as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Failed { call, code: 487 }));
+    assert!(sent(&mut ep)[0].starts_with("ACK "), "the 487 is acknowledged");
+    assert_eq!(ep.active_calls(), 0);
+
+    // Nothing answers at all: Timer B, 408.
+    let call = ep.call(0, "sip:1002@127.0.0.1:5071", "127.0.0.1:5071".parse().unwrap(), "138", &[], "v=0\r\n");
+    let mut t = 0;
+    while let Some(next) = ep.poll_timeout() {
+        t = next;
+        ep.handle_timeout(t);
+        if ep.active_calls() == 0 {
+            break;
+        }
+    }
+    assert_eq!(t, 32_000);
+    assert!(std::iter::from_fn(|| ep.poll_event()).any(|e| e == Event::Failed { call, code: 408 }));
+    assert_eq!(sent(&mut ep).len(), 7, "the INVITE, then again at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s");
+}
+
+#[test]
+fn register_is_reported_when_enabled_and_answered_by_the_host() {
+    let reg = "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-r1\r\nFrom: <sip:1001@127.0.0.1>;tag=p\r\nTo: <sip:1001@127.0.0.1>\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@127.0.0.1:5070>;expires=120\r\nContent-Length: 0\r\n\r\n";
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    ep.handle(0, agent(), reg.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 405 Method Not Allowed"], "not a registrar by default");
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    ep.set_registrar(true);
+    ep.handle(0, agent(), reg.as_bytes());
+    let Some(Event::Register(r)) = ep.poll_event() else { panic!() };
+    assert_eq!((r.user.as_str(), r.contact.as_deref(), r.expires), ("1001", Some("sip:1001@127.0.0.1:5070"), 120));
+    ep.handle(100, agent(), reg.as_bytes());
+    assert_eq!(ep.poll_event(), None, "a retransmission is absorbed");
+    ep.answer(200, r.id, 401, "Unauthorized", &[("WWW-Authenticate", "Digest realm=\"ivr\"")]);
+    let out = sent(&mut ep);
+    assert!(out[0].starts_with("SIP/2.0 401") && out[0].contains("WWW-Authenticate: Digest"));
+    ep.handle(300, agent(), reg.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 401 Unauthorized"], "retransmission gets the same answer");
+}
