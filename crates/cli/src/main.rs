@@ -44,7 +44,45 @@ struct Config {
     /// Services answered over HTTP, by name (the rest: embedded, then stubs).
     #[serde(default)]
     services: std::collections::BTreeMap<String, ivr_services::HttpService>,
+    /// Agents (坐席) by work number.
+    #[serde(default)]
+    agents: Vec<ivr_acd::AgentConfig>,
+    /// Queues (技能组) flows can `enqueue` to.
+    #[serde(default)]
+    queues: Vec<ivr_acd::QueueConfig>,
+    /// Caller tiers: the priorities flows may set.
+    #[serde(default)]
+    tiers: Vec<ivr_acd::Tier>,
+    /// After-call work for direct-dialled calls, in milliseconds (default 10000).
+    direct_wrap_up_ms: Option<u64>,
+    /// The admin HTTP/JSON API's address (default 127.0.0.1:8089 when agents are configured).
+    admin: Option<std::net::SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on the admin API.
+    admin_token: Option<String>,
+    /// The digest realm agents' phones register in (default "ivr").
+    realm: Option<String>,
 }
+
+impl Config {
+    /// The agents and queues, checked.
+    fn acd(&self) -> Result<ivr_acd::AcdConfig, String> {
+        let acd = ivr_acd::AcdConfig {
+            agents: self.agents.clone(),
+            queues: self.queues.clone(),
+            tiers: self.tiers.clone(),
+            direct_wrap_up_ms: self.direct_wrap_up_ms.unwrap_or(10_000),
+        };
+        acd.validate()?;
+        Ok(acd)
+    }
+
+    /// The admin API's address, when it is served.
+    fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.or_else(|| (!self.agents.is_empty()).then(|| DEFAULT_ADMIN.parse().unwrap()))
+    }
+}
+
+const DEFAULT_ADMIN: &str = "127.0.0.1:8089";
 
 fn read_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -90,6 +128,9 @@ enum Command {
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+        /// Also check the flows against this deployment's queues and caller tiers.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Compile a flow to a bytecode file.
     Compile {
@@ -179,6 +220,26 @@ enum Command {
         #[arg(long, default_value = "flows/data")]
         data: PathBuf,
     },
+    /// Agents and queues of a running `ivr serve`: who is ready, talking, paused; who waits.
+    Agents {
+        /// The admin API (default: `admin` in ./ivr.toml, else 127.0.0.1:8089).
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an agent's state on a running `ivr serve`.
+    Agent {
+        #[arg(value_enum)]
+        action: AgentAction,
+        /// The agent's work number.
+        id: String,
+        /// Why the agent pauses (break, training, …).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
         /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
@@ -189,6 +250,14 @@ enum Command {
         #[arg(long = "as", default_value = "number")]
         kind: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AgentAction {
+    Login,
+    Ready,
+    Pause,
+    Logout,
 }
 
 #[derive(Subcommand)]
@@ -211,7 +280,9 @@ enum MessagesCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { paths, format, deny_warnings } => check(&paths, format, deny_warnings),
+        Command::Check { paths, format, deny_warnings, config } => check(&paths, format, deny_warnings, config.as_deref()),
+        Command::Agents { admin, json } => agents_cmd(admin, json),
+        Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
@@ -263,6 +334,8 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
         Some(p) => read_config(&p)?,
         None => Config::default(),
     };
+    let (acd, admin, admin_token) = (cfg.acd()?, cfg.admin_addr(), cfg.admin_token.clone());
+    let realm = cfg.realm.clone().unwrap_or_else(|| "ivr".into());
     let flows = match cfg.flows {
         Some(f) => f,
         None => root_flows(Path::new("flows"))?,
@@ -276,7 +349,7 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
     let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
     let store = Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
     let embedded: Arc<dyn ivr_services::Backend> = store.clone();
-    let http: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Http::new(cfg.services));
+    let http: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Http::new(cfg.services.clone()));
     let backend: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Router::new(vec![http, embedded]));
     let server_cfg = ivr_server::ServerConfig {
         sip: listen.or(cfg.listen).unwrap_or_else(|| "127.0.0.1:5060".parse().unwrap()),
@@ -292,6 +365,10 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
         inband_dtmf: cfg.inband_dtmf,
         latch_rtp: cfg.latch_rtp,
         reload: Some(Box::new(move || compile_all(&flows))),
+        acd,
+        admin,
+        admin_token,
+        realm,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;
@@ -311,6 +388,92 @@ fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Progr
         programs.push((name, Arc::new(p)));
     }
     Ok(programs)
+}
+
+/// The admin API's base URL and token: `--admin`, else ./ivr.toml, else the default.
+fn admin_base(admin: Option<String>) -> Result<(String, Option<String>), String> {
+    let cfg = Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()).map(|p| read_config(&p)).transpose()?;
+    let token = std::env::var("IVR_ADMIN_TOKEN").ok().or_else(|| cfg.as_ref().and_then(|c| c.admin_token.clone()));
+    let addr = admin.or_else(|| cfg.as_ref().and_then(|c| c.admin).map(|a| a.to_string())).unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    let base = if addr.starts_with("http://") { addr } else { format!("http://{addr}") };
+    Ok((base.trim_end_matches('/').to_string(), token))
+}
+
+fn admin_call(admin: Option<String>, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, String> {
+    let (base, token) = admin_base(admin)?;
+    let url = format!("{base}{path}");
+    let mut req = ureq::request(method, &url).timeout(std::time::Duration::from_secs(5));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match resp {
+        Ok(r) => r.into_json().map_err(|e| format!("{url}: {e}")),
+        Err(ureq::Error::Status(code, r)) => {
+            let msg = r.into_json::<serde_json::Value>().ok().and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
+            Err(format!("{msg} (HTTP {code} from {url})"))
+        }
+        Err(ureq::Error::Transport(t)) => Err(format!("no server answers at {base} ({}); is `ivr serve` running with agents configured?", t.kind())),
+    }
+}
+
+fn ms(v: &serde_json::Value) -> String {
+    let s = v.as_u64().unwrap_or(0) / 1000;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// `ivr agents`: the live wallboard, as a table.
+fn agents_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
+    let state = admin_call(admin, "GET", "/state", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<8} {:<12} {:<10} {:>7}  {:>5}  {:<16} skills", "agent", "name", "state", "for", "calls", "reason");
+    for a in state["agents"].as_array().into_iter().flatten() {
+        let skills = a["skills"].as_array().into_iter().flatten().map(|s| format!("{}:{}", s[0].as_str().unwrap_or(""), s[1])).collect::<Vec<_>>().join(" ");
+        println!(
+            "{:<8} {:<12} {:<10} {:>7}  {:>5}  {:<16} {skills}",
+            a["id"].as_str().unwrap_or(""),
+            a["name"].as_str().unwrap_or(""),
+            a["state"].as_str().unwrap_or(""),
+            ms(&a["for_ms"]),
+            a["calls"],
+            a["reason"].as_str().unwrap_or(""),
+        );
+    }
+    println!();
+    println!("{:<16} {:<14} {:>7} {:>8} {:>8}  agents", "queue", "strategy", "waiting", "longest", "talking");
+    for q in state["queues"].as_array().into_iter().flatten() {
+        let by_state = q["agents"].as_object().into_iter().flatten().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "{:<16} {:<14} {:>7} {:>8} {:>8}  {by_state}",
+            q["name"].as_str().unwrap_or(""),
+            q["strategy"].as_str().unwrap_or(""),
+            q["waiting"],
+            ms(&q["longest_wait_ms"]),
+            q["talking"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr agent login|ready|pause|logout ID`.
+fn agent_cmd(action: AgentAction, id: &str, reason: Option<String>, admin: Option<String>) -> Result<ExitCode, String> {
+    let action = match action {
+        AgentAction::Login => "login",
+        AgentAction::Ready => "ready",
+        AgentAction::Pause => "pause",
+        AgentAction::Logout => "logout",
+    };
+    let body = serde_json::json!({ "reason": reason.unwrap_or_else(|| "paused".into()) });
+    let a = admin_call(admin, "POST", &format!("/agents/{id}/{action}"), Some(body))?;
+    let reason = a["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+    println!("agent {id}: {}{reason}", a["state"].as_str().unwrap_or("?"));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `ivr reload`: asks the running server (by its pid file) to recompile its flows.
@@ -423,12 +586,17 @@ fn split(flow: &Path) -> (String, String) {
 }
 
 fn compile_flow(flow: &Path) -> Result<(Compiled, String), String> {
+    compile_flow_for(flow, None)
+}
+
+/// Compiles `flow`, checked against the deployment's queues when given.
+fn compile_flow_for(flow: &Path, site: Option<&ivr_compiler::Site>) -> Result<(Compiled, String), String> {
     if !flow.is_file() {
         return Err(format!("cannot read `{}`: no such file", flow.display()));
     }
     let (root, name) = split(flow);
     let world = FsWorld { root: PathBuf::from(&root) };
-    Ok((ivr_compiler::compile(&world, &name), root))
+    Ok((ivr_compiler::compile_for(&world, &name, site), root))
 }
 
 fn color() -> bool {
@@ -441,7 +609,15 @@ fn print_human(c: &Compiled, root: &str) {
     }
 }
 
-fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Result<ExitCode, String> {
+fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, config: Option<&Path>) -> Result<ExitCode, String> {
+    let site = match config {
+        Some(p) => {
+            let cfg = read_config(p)?;
+            let acd = cfg.acd().map_err(|e| format!("`{}`: {e}", p.display()))?;
+            Some(ivr_compiler::Site { queues: acd.queues.iter().map(|q| q.name.clone()).collect(), tiers: acd.tiers.iter().map(|t| (t.name.clone(), t.priority)).collect() })
+        }
+        None => None,
+    };
     let mut files = BTreeSet::new();
     for p in paths {
         if p.is_dir() {
@@ -456,7 +632,7 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool) -> Result<ExitC
     let mut imported = BTreeSet::new();
     let mut results = Vec::new();
     for f in &files {
-        let (c, root) = compile_flow(f)?;
+        let (c, root) = compile_flow_for(f, site.as_ref())?;
         for (id, src) in c.sources.files() {
             if id.0 != 0 && src.name.ends_with(".ivr") {
                 imported.insert(Path::new(&root).join(&src.name));

@@ -31,6 +31,9 @@ pub const CODES: &[(&str, &str)] = &[
     ("W0401", "unreachable step, menu or sub-flow"),
     ("W0402", "menu or collection with no way out when retries run out"),
     ("W0403", "operation outcome not handled"),
+    ("E0501", "queue not configured in this deployment"),
+    ("E0502", "priority is not a configured caller tier"),
+    ("W0501", "priority cannot be checked against the caller tiers"),
 ];
 
 /// The title of a code.

@@ -12,11 +12,13 @@ mod flow;
 mod load;
 mod lower;
 mod resolve;
+mod site;
 
 use ivr_bytecode::Program;
 pub use ivr_syntax::{Diagnostic, FileId, Severity, SourceMap, Span};
 
 pub use codes::{explain, CODES};
+pub use site::Site;
 
 /// Everything the compiler may read. Paths are `/`-separated and relative to the
 /// directory of the main flow file.
@@ -67,11 +69,20 @@ impl Compiled {
 /// Compiles the flow project whose main file is `main` (imports, catalogue and
 /// calendars are found relative to it).
 pub fn compile(world: &dyn World, main: &str) -> Compiled {
+    compile_for(world, main, None)
+}
+
+/// Like [`compile`], and also checks the flows against the deployment's
+/// queues and caller tiers (E0501, E0502, W0501).
+pub fn compile_for(world: &dyn World, main: &str, site: Option<&Site>) -> Compiled {
     let mut loaded = load::load(world, main);
     let mut diags = std::mem::take(&mut loaded.diags);
     let symbols = resolve::resolve(&loaded, &mut diags);
     let program = lower::lower(&loaded, &symbols, &mut diags);
     flow::check(&loaded, &symbols, &mut diags);
+    if let Some(site) = site {
+        site::check(&loaded, site, &mut diags);
+    }
     diags.sort_by_key(|d| (d.span.file, d.span.start, d.code));
     diags.dedup();
     let has_errors = diags.iter().any(|d| d.severity == Severity::Error);

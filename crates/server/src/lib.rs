@@ -7,13 +7,15 @@
 //! keys. Service requests run on the blocking pool, so a slow backend never holds
 //! up other calls. A call's fault ends that call, never the server.
 
+mod admin;
+mod handoff;
 mod media;
 mod records;
 mod tcp;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +57,14 @@ pub struct ServerConfig {
     pub latch_rtp: bool,
     /// Recompiles the flows (on SIGHUP / `ivr reload`); a failure keeps the old ones.
     pub reload: Option<Reloader>,
+    /// Agents and queues. With none, hand-offs answer `no_agents` / `absent`.
+    pub acd: ivr_acd::AcdConfig,
+    /// The admin HTTP/JSON API's address (agents, queues, KPIs), if any.
+    pub admin: Option<SocketAddr>,
+    /// When set, admin requests must carry `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// The digest realm agents' phones authenticate in.
+    pub realm: String,
 }
 
 /// Produces a fresh set of compiled flows, or says why not.
@@ -81,6 +91,8 @@ enum Internal {
     /// Caller audio while a message is being recorded.
     Audio(CallKey, Vec<i16>),
     Completed(CallKey, OpId, String, Vec<(String, Value)>),
+    /// An admin API request, answered on the channel.
+    Admin(admin::Request, tokio::sync::oneshot::Sender<admin::Response>),
 }
 
 struct Call {
@@ -101,6 +113,46 @@ struct Call {
     /// Tells the receive task to forward the caller's audio.
     capture: Arc<std::sync::atomic::AtomicBool>,
     recording: Option<Recording>,
+    /// A queue or agent hand-off in progress.
+    handoff: Option<handoff::Pending>,
+    /// Set while bridged: the caller's RTP goes to the agent.
+    relay: media::RelaySlot,
+}
+
+/// The RTP port range: even ports, bound on the SIP address.
+pub(crate) struct Ports {
+    ip: IpAddr,
+    free: VecDeque<u16>,
+}
+
+impl Ports {
+    /// A bound socket on a free port; ports another process holds are skipped
+    /// (and tried again later).
+    fn bind(&mut self) -> Option<(u16, Arc<UdpSocket>)> {
+        for _ in 0..self.free.len().min(16) {
+            let port = self.free.pop_front()?;
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(self.ip, port)).and_then(|s| {
+                s.set_nonblocking(true)?;
+                UdpSocket::from_std(s)
+            });
+            match bound {
+                Ok(s) => return Some((port, Arc::new(s))),
+                Err(e) => {
+                    warn!("cannot bind RTP port {port}: {e}");
+                    self.free.push_back(port);
+                }
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, port: u16) {
+        self.free.push_back(port);
+    }
+
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
 }
 
 struct Recording {
@@ -128,8 +180,16 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
     let mut hangups = reload_signal();
     let mut calls: HashMap<CallKey, Call> = HashMap::new();
-    let mut free_ports: VecDeque<u16> = (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect();
+    let mut ports = Ports { ip: local.ip(), free: (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect() };
+    let mut agents = handoff::Agents::new(cfg.acd.clone(), cfg.realm.clone(), seed, 0);
+    endpoint.set_registrar(!cfg.acd.agents.is_empty());
+
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    if let Some(addr) = cfg.admin {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        info!(addr = %listener.local_addr()?, "admin API listening");
+        tokio::spawn(admin::serve(listener, cfg.admin_token.clone(), tx.clone()));
+    }
     tokio::spawn(tcp::accept(tcp, tx.clone()));
     let mut tcp_peers: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     let mut records = records::Writer::open(&cfg.data_dir)?;
@@ -150,7 +210,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         let now_ms = || started.elapsed().as_millis() as u64;
         let sip_deadline = endpoint.poll_timeout();
         let vm_deadline = timers.peek().map(|Reverse((t, _))| *t);
-        let next = [sip_deadline, vm_deadline].into_iter().flatten().min();
+        let next = [sip_deadline, vm_deadline, agents.poll_timeout()].into_iter().flatten().min();
         let sleep = tokio::time::sleep(Duration::from_millis(next.map_or(1_000, |t| t.saturating_sub(now_ms()).max(1))));
         tokio::select! {
             r = sip.recv_from(&mut buf) => {
@@ -207,7 +267,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                     c.stream.latch(addr);
                 },
                 Internal::Digit(key, d) => if let Some(c) = calls.get_mut(&key) {
-                    key_pressed(key, c, d, &cfg, &tx, now_ms());
+                    key_pressed(key, c, d, &cfg, &tx, &mut agents, now_ms());
                     dirty.push(key);
                 },
                 Internal::Audio(key, pcm) => if let Some(c) = calls.get_mut(&key) {
@@ -220,10 +280,14 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                     c.session.handle_event(now_ms(), Event::Completed { op, outcome, fields });
                     dirty.push(key);
                 },
+                Internal::Admin(req, reply) => {
+                    let _ = reply.send(admin::handle(&mut agents, &calls, req, now_ms()));
+                }
             },
             _ = sleep => {
                 let t = now_ms();
                 endpoint.handle_timeout(t);
+                agents.handle_timeout(t);
                 while let Some(Reverse((when, key))) = timers.peek().copied() {
                     if when > t {
                         break;
@@ -274,24 +338,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             endpoint.reject(t, call, 488, "Not Acceptable Here", &[]);
                         }
                         (target, Ok(neg)) => {
-                            // An RTP port from the range; one another process holds is
-                            // skipped (and tried again later).
-                            let mut bound = None;
-                            for _ in 0..free_ports.len().min(16) {
-                                let Some(port) = free_ports.pop_front() else { break };
-                                let bind = SocketAddr::new(local.ip(), port);
-                                match UdpSocket::bind(bind).await {
-                                    Ok(s) => {
-                                        bound = Some((port, bind, Arc::new(s)));
-                                        break;
-                                    }
-                                    Err(e) => {
-                                        warn!(%call_id, "cannot bind RTP port {port}: {e}");
-                                        free_ports.push_back(port);
-                                    }
-                                }
-                            }
-                            let Some((port, bind, rtp)) = bound else {
+                            let Some((port, rtp)) = ports.bind() else {
                                 endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
                                 continue;
                             };
@@ -309,11 +356,11 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                                 Err(e) => {
                                     warn!(%call_id, "{e}");
                                     endpoint.reject(t, call, 404, "Not Found", &[]);
-                                    free_ports.push_back(port);
+                                    ports.release(port);
                                     continue;
                                 }
                             };
-                            let answer = sdp::answer(&neg, bind, call.0, 1);
+                            let answer = sdp::answer(&neg, SocketAddr::new(local.ip(), port), call.0, 1);
                             let answer_at = if cfg.ring_ms > 0 {
                                 endpoint.ringing(t, call);
                                 Some((t + cfg.ring_ms, answer))
@@ -324,13 +371,15 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             info!(%call_id, %peer, dialed = %dialed, flow = %name, codec = neg.codec.name(), rtp = port, "call answered");
                             let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                             let opts = media::ReceiveOptions { dtmf_pt: neg.dtmf_payload_type, codec: neg.codec, inband_dtmf: cfg.inband_dtmf, latch: cfg.latch_rtp };
-                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, opts, capture.clone(), call, tx.clone());
+                            let relay: media::RelaySlot = Arc::new(std::sync::Mutex::new(None));
+                            let receiver = media::spawn_receiver(rtp.clone(), neg.remote, opts, capture.clone(), relay.clone(), call, tx.clone());
                             let record = CallRecord::new(&call_id, &dialed, &caller, &name, &version);
                             dirty.push(call);
                             calls.insert(call, Call {
                                 session, program, prompts: audio, rtp, port,
                                 stream: media::Stream::new(neg.codec, neg.remote, neg.send, neg.ptime_ms, seed ^ call.0),
                                 remote: Some(neg), confirmed: false, hangup_when_quiet: false, answer_at, record, secret_listen: false, receiver, capture, recording: None,
+                                handoff: None, relay,
                             });
                         }
                     }
@@ -355,12 +404,18 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
                 SipEvent::Dtmf { call, key } => {
                     if let Some(c) = calls.get_mut(&call) {
-                        key_pressed(call, c, key, &cfg, &tx, t);
+                        key_pressed(call, c, key, &cfg, &tx, &mut agents, t);
                         dirty.push(call);
                     }
                 }
+                SipEvent::Progress { .. } => {}
+                SipEvent::Answered { call, sdp } => agents.leg_answered(t, call, &sdp, &mut calls, &mut endpoint, &mut ports),
+                SipEvent::Failed { call, code } => agents.leg_failed(t, call, code, &mut ports),
+                SipEvent::Register(r) => agents.register(t, jiff::Timestamp::now().as_millisecond() as u64, r, &mut endpoint),
+                SipEvent::Bye { call } | SipEvent::AckTimeout { call } if agents.is_leg(call) => agents.leg_ended(t, call, &mut calls, &mut ports),
                 SipEvent::Cancelled { call } | SipEvent::Bye { call } | SipEvent::AckTimeout { call } => {
                     if let Some(mut c) = calls.remove(&call) {
+                        agents.caller_gone(t, call, &mut c, &mut endpoint, &mut ports);
                         // Hanging up ends a message being recorded: it is kept.
                         if c.recording.is_some() {
                             finish_recording(call, &mut c, ivr_services::RecordEnd::Terminator, &cfg, &tx);
@@ -372,26 +427,33 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             _ => "no_ack",
                         };
                         c.record.outcome.get_or_insert_with(|| why.into());
-                        finish(c, &mut records, &mut free_ports);
+                        finish(c, &mut records, &mut ports);
                     }
                 }
             }
         }
-        // VM actions of the calls that had events; then their next wake-up.
-        dirty.sort_unstable();
-        dirty.dedup();
-        for key in dirty.drain(..) {
-            let Some(c) = calls.get_mut(&key) else { continue };
-            while let Some(a) = c.session.poll_action() {
-                perform(key, c, a, &cfg, &tx, now_ms());
+        // VM actions of the calls that had events, and what the queues decided
+        // (which may resume flows); then each call's next wake-up.
+        loop {
+            agents.drain(now_ms(), &mut calls, &mut endpoint, &mut ports, &mut records, &mut dirty);
+            if dirty.is_empty() {
+                break;
             }
-            if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() {
-                let c = calls.remove(&key).unwrap();
-                finish(c, &mut records, &mut free_ports);
-                continue;
-            }
-            for when in [c.session.poll_timeout(), c.answer_at.as_ref().map(|a| a.0)].into_iter().flatten() {
-                timers.push(Reverse((when, key)));
+            dirty.sort_unstable();
+            dirty.dedup();
+            for key in std::mem::take(&mut dirty) {
+                let Some(c) = calls.get_mut(&key) else { continue };
+                while let Some(a) = c.session.poll_action() {
+                    perform(key, c, a, &cfg, &tx, &mut agents, now_ms());
+                }
+                if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() {
+                    let c = calls.remove(&key).unwrap();
+                    finish(c, &mut records, &mut ports);
+                    continue;
+                }
+                for when in [c.session.poll_timeout(), c.answer_at.as_ref().map(|a| a.0)].into_iter().flatten() {
+                    timers.push(Reverse((when, key)));
+                }
             }
         }
         while let Some((to, data)) = endpoint.poll_transmit() {
@@ -460,7 +522,7 @@ fn media_tick(calls: &mut [(&CallKey, &mut Call)], now: u64) -> (Vec<CallKey>, V
     (hangups, played)
 }
 
-fn finish(c: Call, records: &mut records::Writer, free_ports: &mut VecDeque<u16>) {
+fn finish(c: Call, records: &mut records::Writer, ports: &mut Ports) {
     c.receiver.abort();
     let mut rec = c.record;
     rec.end();
@@ -468,10 +530,10 @@ fn finish(c: Call, records: &mut records::Writer, free_ports: &mut VecDeque<u16>
         warn!(call_id = %rec.call_id, "cannot write the call record: {e}");
     }
     info!(call_id = %rec.call_id, outcome = rec.outcome.as_deref().unwrap_or(""), "call ended");
-    free_ports.push_back(c.port);
+    ports.release(c.port);
 }
 
-fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, now: u64) {
+fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, agents: &mut handoff::Agents, now: u64) {
     match action {
         Action::EnterNode { name, .. } => c.record.nodes.push(name),
         Action::Play { id, prompt, lang, .. } => {
@@ -487,6 +549,10 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
         Action::StopPlayback => c.stream.stop(),
         Action::Listen { secret, .. } => c.secret_listen = secret,
         Action::Request { op, service, args, timeout_ms: _ } => {
+            // By convention a service argument named `score` is the caller's survey score.
+            if let Some(score) = args.iter().find(|a| a.name == "score" && !a.secret) {
+                c.record.survey_score = Some(score.value.to_string());
+            }
             let backend = cfg.backend.clone();
             let tx = tx.clone();
             let req_key = format!("{}:{}", c.record.call_id, op.0);
@@ -521,14 +587,8 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
                 let _ = tx.send(Internal::Completed(key, op, outcome, fields));
             });
         }
-        // Until the agent queues land, hand-offs report that nobody can take the
-        // call, and the flow plays the path it defines for that.
-        Action::Enqueue { op, .. } => {
-            c.session.handle_event(now, Event::Completed { op, outcome: "no_agents".into(), fields: vec![] });
-        }
-        Action::DialAgent { op, .. } => {
-            c.session.handle_event(now, Event::Completed { op, outcome: "absent".into(), fields: vec![] });
-        }
+        Action::Enqueue { op, queue, priority, max_wait_ms } => agents.enqueue(now, key, c, op, queue, priority, max_wait_ms),
+        Action::DialAgent { op, work_number, timeout_ms } => agents.dial(now, key, c, op, work_number, timeout_ms),
         Action::Record { op, category, max_ms } => {
             if cfg.messages.is_none() {
                 c.session.handle_event(now, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
@@ -560,14 +620,18 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
     }
 }
 
-/// A key from the caller: it ends a recording on `#`, else goes to the flow.
-fn key_pressed(key: CallKey, c: &mut Call, d: char, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, now: u64) {
+/// A key from the caller: it ends a recording on `#`, may take a caller out of
+/// a queue, else goes to the flow.
+fn key_pressed(key: CallKey, c: &mut Call, d: char, cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>, agents: &mut handoff::Agents, now: u64) {
     tracing::debug!(call_id = %c.record.call_id, node = c.session.current_node().unwrap_or(""), recording = c.recording.is_some(), "key");
     if c.recording.is_some() {
         if let Some(end) = c.recording.as_mut().and_then(|r| r.recorder.digit(d)) {
             finish_recording(key, c, end, cfg, tx);
         }
         return;
+    }
+    if c.handoff.is_some() {
+        return agents.key(now, key, c, d);
     }
     c.record.key(d, c.secret_listen);
     c.session.handle_event(now, Event::Digit(d));

@@ -22,6 +22,10 @@ use crate::Internal;
 /// Every prompt of a flow, per language, decoded and G.711-encoded once, plus the
 /// speech segments.
 pub struct PromptAudio {
+    /// Prompt ids, by index (announcements find their prompts by id).
+    ids: Vec<String>,
+    /// Music on hold: the catalogue's `hold_music`, or a gentle synthesized loop.
+    hold: Arc<EncodedPrompt>,
     prompts: Vec<Vec<Arc<EncodedPrompt>>>,
     segments: Vec<(String, Arc<EncodedPrompt>)>,
     silence: Arc<EncodedPrompt>,
@@ -39,7 +43,7 @@ impl PromptAudio {
                 silence.clone()
             }
         };
-        let prompts = program
+        let prompts: Vec<Vec<Arc<EncodedPrompt>>> = program
             .prompts
             .iter()
             .map(|p| p.audio.iter().map(|a| a.as_deref().map_or_else(|| silence.clone(), load)).collect())
@@ -56,7 +60,20 @@ impl PromptAudio {
         }
         // The record tone: 400 ms of 1 kHz.
         let tone: Vec<i16> = (0..3200).map(|i| ((i as f64 * 2.0 * std::f64::consts::PI / 8.0).sin() * 8000.0) as i16).collect();
-        PromptAudio { prompts, segments, silence, beep: Arc::new(EncodedPrompt::from_pcm(&tone)) }
+        let ids: Vec<String> = program.prompts.iter().map(|p| p.id.clone()).collect();
+        let hold = ids.iter().position(|i| i == "hold_music").and_then(|i| prompts.get(i)).and_then(|p: &Vec<Arc<EncodedPrompt>>| p.first().cloned());
+        let hold = hold.unwrap_or_else(|| Arc::new(EncodedPrompt::from_pcm(&hold_music())));
+        PromptAudio { ids, hold, prompts, segments, silence, beep: Arc::new(EncodedPrompt::from_pcm(&tone)) }
+    }
+
+    /// A prompt by catalogue id, in language `lang`, if the flow has it.
+    pub fn by_id(&self, id: &str, lang: usize) -> Option<Arc<EncodedPrompt>> {
+        let i = self.ids.iter().position(|x| x == id)?;
+        Some(self.prompt(i, lang))
+    }
+
+    pub fn hold(&self) -> Arc<EncodedPrompt> {
+        self.hold.clone()
     }
 
     pub fn prompt(&self, index: usize, lang: usize) -> Arc<EncodedPrompt> {
@@ -66,7 +83,7 @@ impl PromptAudio {
     /// No prompts at all (for calls to numbers nobody serves).
     pub fn empty() -> PromptAudio {
         let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
-        PromptAudio { prompts: Vec::new(), segments: Vec::new(), beep: silence.clone(), silence }
+        PromptAudio { ids: Vec::new(), hold: silence.clone(), prompts: Vec::new(), segments: Vec::new(), beep: silence.clone(), silence }
     }
 
     pub fn beep(&self) -> Arc<EncodedPrompt> {
@@ -85,6 +102,26 @@ impl PromptAudio {
 
 /// How a flow's `say` of `value` is read in `lang`: its segment prompts and
 /// their text. `None` when the value cannot be read as that kind.
+/// Eight seconds of quiet arpeggio (C major, then F, then G, then C), a soft
+/// sine with gentle attack and decay: music on hold when a flow ships none.
+fn hold_music() -> Vec<i16> {
+    let chords: [[f64; 3]; 4] = [[261.63, 329.63, 392.0], [349.23, 440.0, 523.25], [392.0, 493.88, 587.33], [261.63, 329.63, 392.0]];
+    let note = 8_000 * 2 / 3;
+    let mut out = Vec::with_capacity(8 * 8_000);
+    for chord in chords {
+        for f in chord {
+            for i in 0..note {
+                let t = i as f64 / 8_000.0;
+                let env = (t / 0.03).min(1.0) * (-(t * 2.5)).exp();
+                let v = (2.0 * std::f64::consts::PI * f * t).sin() * env * 5_000.0;
+                out.push(v as i16);
+            }
+        }
+    }
+    out.resize(8 * 8_000, 0);
+    out
+}
+
 pub fn reading(kind: SayKind, value: &Value, lang: &str) -> Option<ivr_speech::Reading> {
     let k = ivr_speech::Kind::parse(kind.name())?;
     let l = ivr_speech::Lang::parse(lang)?;
@@ -110,6 +147,10 @@ pub struct Stream {
     /// Audio produced by ticks and not yet sent (less than one packet).
     pending: Vec<u8>,
     packet: [u8; 12 + 480],
+    /// Played in a loop whenever nothing is queued (music on hold).
+    hold: Option<(Arc<EncodedPrompt>, usize)>,
+    /// Bridged to an agent: the relay carries the audio, this stream is silent.
+    muted: bool,
 }
 
 impl Stream {
@@ -126,6 +167,8 @@ impl Stream {
             packet_bytes: Self::packet_bytes(ptime_ms),
             pending: Vec::with_capacity(480 + SAMPLES_PER_20MS),
             packet: [0; 12 + 480],
+            hold: None,
+            muted: false,
         }
     }
 
@@ -145,6 +188,26 @@ impl Stream {
     /// Sends from now on to `addr` (symmetric RTP).
     pub fn latch(&mut self, addr: SocketAddr) {
         self.remote = addr;
+    }
+
+    /// Where this stream's packets go.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Music on hold between queued audio (`None`: comfort silence).
+    pub fn set_hold(&mut self, hold: Option<Arc<EncodedPrompt>>) {
+        self.hold = hold.map(|h| (h, 0));
+    }
+
+    /// Sends nothing while muted (the call is bridged).
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+        self.pk.talkspurt();
     }
 
     pub fn queue(&mut self, id: PlayId, audio: Vec<Arc<EncodedPrompt>>) {
@@ -169,7 +232,7 @@ impl Stream {
     /// packet now complete (one per tick at 20 ms ptime; two at 10 ms; one every
     /// other tick at 40 ms); returns the play that just finished, if one did.
     pub fn tick(&mut self, confirmed: bool, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<PlayId> {
-        if !confirmed {
+        if !confirmed || self.muted {
             return None;
         }
         let silence = match self.codec {
@@ -205,6 +268,18 @@ impl Stream {
                     self.queue.pop_front();
                     self.seg = 0;
                     self.pos = 0;
+                }
+            }
+        }
+        if self.queue.is_empty() && finished.is_none() {
+            if let Some((hold, pos)) = self.hold.as_mut() {
+                let bytes = hold.bytes(self.codec);
+                if bytes.len() >= SAMPLES_PER_20MS {
+                    if *pos + SAMPLES_PER_20MS > bytes.len() {
+                        *pos = 0;
+                    }
+                    payload.copy_from_slice(&bytes[*pos..*pos + SAMPLES_PER_20MS]);
+                    *pos += SAMPLES_PER_20MS;
                 }
             }
         }
@@ -264,8 +339,6 @@ mod tests {
     }
 }
 
-/// Receives the caller's RTP: only from the negotiated address (strict RTP),
-/// RFC 4733 events become keys.
 /// How a call's incoming RTP is treated.
 #[derive(Debug, Clone, Copy)]
 pub struct ReceiveOptions {
@@ -278,11 +351,75 @@ pub struct ReceiveOptions {
     pub latch: bool,
 }
 
+/// Forwards one leg's RTP to the other leg of a bridged call: the payload as
+/// it came (both legs use the same codec), under this side's own SSRC, with
+/// continuous sequence numbers and timestamps, and the telephone-event payload
+/// type the receiving side negotiated.
+pub struct Relay {
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
+    ssrc: u32,
+    seq: u16,
+    /// Added to incoming timestamps (set by the first packet).
+    ts_offset: Option<u32>,
+    ts_base: u32,
+    dtmf: Option<(u8, u8)>,
+    out: Vec<u8>,
+}
+
+/// A receive task's relay, set while the call is bridged.
+pub type RelaySlot = Arc<std::sync::Mutex<Option<Relay>>>;
+
+impl Relay {
+    /// `dtmf`: (payload type coming in, payload type to send), when both sides have events.
+    pub fn new(socket: Arc<UdpSocket>, to: SocketAddr, seed: u64, dtmf: Option<(u8, u8)>) -> Relay {
+        Relay { socket, to, ssrc: seed as u32 ^ 0x5eed_0000, seq: (seed >> 20) as u16, ts_offset: None, ts_base: (seed >> 8) as u32, dtmf, out: Vec::with_capacity(256) }
+    }
+
+    pub fn forward(&mut self, p: &rtp::RtpPacket) {
+        let pt = match self.dtmf {
+            Some((from, to)) if p.payload_type == from => to,
+            None if p.payload_type >= 96 => return, // events the other side cannot take
+            _ => p.payload_type,
+        };
+        let offset = *self.ts_offset.get_or_insert(self.ts_base.wrapping_sub(p.timestamp));
+        self.seq = self.seq.wrapping_add(1);
+        self.out.clear();
+        self.out.extend_from_slice(&[0x80, pt | if p.marker { 0x80 } else { 0 }]);
+        self.out.extend_from_slice(&self.seq.to_be_bytes());
+        self.out.extend_from_slice(&p.timestamp.wrapping_add(offset).to_be_bytes());
+        self.out.extend_from_slice(&self.ssrc.to_be_bytes());
+        self.out.extend_from_slice(p.payload);
+        let _ = self.socket.try_send_to(&self.out, self.to);
+    }
+}
+
+/// Receives an agent leg's RTP (only from the agent's media address) and
+/// relays it to the caller.
+pub fn spawn_leg_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, relay: RelaySlot) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
+            if from.ip() != remote.ip() {
+                continue;
+            }
+            let Some(p) = rtp::parse(&buf[..n]) else { continue };
+            if let Some(r) = relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+                r.forward(&p);
+            }
+        }
+    })
+}
+
+/// Receives the caller's RTP: only from the negotiated address (strict RTP),
+/// RFC 4733 events become keys; while bridged, everything is relayed to the agent.
 pub fn spawn_receiver(
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     opts: ReceiveOptions,
     capture: Arc<std::sync::atomic::AtomicBool>,
+    relay: RelaySlot,
     call: CallKey,
     tx: UnboundedSender<Internal>,
 ) -> tokio::task::JoinHandle<()> {
@@ -309,6 +446,10 @@ pub fn spawn_receiver(
                 }
             } else if from.ip() != remote.ip() {
                 continue; // strict RTP: not from the caller's media address
+            }
+            if let Some(r) = relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+                r.forward(&p);
+                continue; // bridged: the agent hears it (keys included)
             }
             if Some(p.payload_type) == dtmf_pt {
                 if let Some(key) = dtmf.packet(p.timestamp, p.payload) {

@@ -21,6 +21,29 @@ pub struct CallRecord {
     /// Keys pressed; secret input is recorded as `*`.
     pub keys: String,
     pub outcome: Option<String>,
+    /// Queues joined and agents dialled, with what came of each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<Handoff>,
+    /// The survey score the caller gave (a service argument named `score`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey_score: Option<String>,
+}
+
+/// One `enqueue` or `dial agent` of a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct Handoff {
+    /// `queue` or `agent`.
+    pub kind: &'static str,
+    /// The queue's name or the work number dialled.
+    pub target: String,
+    pub priority: i64,
+    /// The flow's outcome (`served`, `timeout`, …; `abandoned` when the caller hung up).
+    pub outcome: String,
+    pub waited_ms: u64,
+    /// Who answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub talk_ms: u64,
 }
 
 impl CallRecord {
@@ -36,6 +59,8 @@ impl CallRecord {
             nodes: Vec::new(),
             keys: String::new(),
             outcome: None,
+            handoffs: Vec::new(),
+            survey_score: None,
         }
     }
 
@@ -59,34 +84,57 @@ pub fn fingerprint(program: &Program) -> String {
     format!("{hash:016x}")
 }
 
+/// The record files, each one JSON object per line in the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// `calls.jsonl`: one [`CallRecord`] per call.
+    Calls = 0,
+    /// `queue.jsonl`: one ACD record per queued or direct-dialled call (wait,
+    /// answer or abandon, agent, talk, wrap-up).
+    Queue = 1,
+    /// `agents.jsonl`: one record per agent state, with its duration.
+    Agents = 2,
+}
+
+const LOG_FILES: [&str; 3] = ["calls.jsonl", "queue.jsonl", "agents.jsonl"];
+
 pub struct Writer {
-    tx: std::sync::mpsc::Sender<CallRecord>,
+    tx: std::sync::mpsc::Sender<(Log, Vec<u8>)>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Writer {
     pub fn open(dir: &Path) -> std::io::Result<Writer> {
         std::fs::create_dir_all(dir)?;
-        let mut file = OpenOptions::new().create(true).append(true).open(dir.join("calls.jsonl"))?;
-        let (tx, rx) = std::sync::mpsc::channel::<CallRecord>();
+        let mut files = Vec::new();
+        for name in LOG_FILES {
+            files.push(OpenOptions::new().create(true).append(true).open(dir.join(name))?);
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<(Log, Vec<u8>)>();
         let thread = std::thread::Builder::new().name("call-records".into()).spawn(move || {
             while let Ok(first) = rx.recv() {
-                let mut batch = vec![first];
-                batch.extend(rx.try_iter());
-                let mut bytes = Vec::new();
-                for r in &batch {
-                    if let Ok(mut line) = serde_json::to_vec(r) {
-                        line.push(b'\n');
-                        bytes.extend_from_slice(&line);
-                    }
+                let mut bytes: [Vec<u8>; 3] = Default::default();
+                for (log, line) in std::iter::once(first).chain(rx.try_iter()) {
+                    bytes[log as usize].extend_from_slice(&line);
                 }
-                let written = file.write_all(&bytes).and_then(|_| file.sync_data());
-                if let Err(e) = written {
-                    tracing::warn!(records = batch.len(), "cannot write call records: {e}");
+                for (file, bytes) in files.iter_mut().zip(&bytes) {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = file.write_all(bytes).and_then(|_| file.sync_data()) {
+                        tracing::warn!("cannot write records: {e}");
+                    }
                 }
             }
         })?;
         Ok(Writer { tx, thread })
+    }
+
+    /// Queues one record for `log`.
+    pub fn write(&mut self, log: Log, record: &impl Serialize) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.tx.send((log, line)).map_err(|_| std::io::Error::other("the record writer has stopped"))
     }
 
     /// Writes what is queued and stops.
@@ -96,6 +144,6 @@ impl Writer {
     }
 
     pub fn append(&mut self, r: &CallRecord) -> std::io::Result<()> {
-        self.tx.send(r.clone()).map_err(|_| std::io::Error::other("the call record writer has stopped"))
+        self.write(Log::Calls, r)
     }
 }
