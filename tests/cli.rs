@@ -13,8 +13,17 @@ fn shipped_flows_are_clean() {
 }
 
 #[test]
+fn shipped_flows_match_the_example_deployment() {
+    // Every queue the flows name is configured, every priority is a tier.
+    let out = ivr(&["check", "--deny-warnings", "--config", "ivr.example.toml", "flows/"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let bad = ivr(&["check", "--config", "tests/ui/site.toml", "flows/"]);
+    assert_eq!(bad.status.code(), Some(1), "lost_card and bank_general are not queues there");
+}
+
+#[test]
 fn a_folder_with_mistakes_fails_with_every_diagnostic() {
-    let out = ivr(&["check", "--format", "json", "tests/ui"]);
+    let out = ivr(&["check", "--format", "json", "--config", "tests/ui/site.toml", "tests/ui"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
     let codes: std::collections::BTreeSet<&str> =

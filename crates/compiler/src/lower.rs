@@ -67,6 +67,11 @@ struct Lowerer<'a, 'd> {
     file_index: HashMap<u32, u32>,
 }
 
+/// Catalogue prompts a host plays during hand-offs, by id: `hold_music`;
+/// `queue_next` (position 1); `queue_position` + the callers ahead;
+/// `queue_wait` + minutes + `queue_minutes`; `queue_hold` (periodic).
+pub const HANDOFF_PROMPTS: &[&str] = &["hold_music", "queue_next", "queue_position", "queue_wait", "queue_minutes", "queue_hold"];
+
 pub fn lower(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) -> Option<Program> {
     let mut l = Lowerer {
         loaded,
@@ -308,6 +313,17 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         self.p.prompts.push(bc::Prompt { id: id.name.clone(), text, audio });
         self.prompts.insert(id.name.clone(), Some(idx));
         Some(idx)
+    }
+
+    /// Carries the catalogue's hand-off prompts (music on hold, queue
+    /// announcements) in a program that hands callers to agents: the host
+    /// plays them while the caller waits. Those the catalogue lacks are skipped.
+    fn handoff_prompts(&mut self, span: Span) {
+        for id in HANDOFF_PROMPTS {
+            if self.loaded.catalogue.as_ref().is_some_and(|c| c.prompts.contains_key(*id)) {
+                self.prompt(&Ident { name: id.to_string(), span });
+            }
+        }
     }
 
     fn unknown_prompt(&mut self, id: &Ident) {
@@ -635,6 +651,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     params.push(("priority".to_string(), false));
                 }
                 let kind = OpKind::Enqueue { queue: queue.name.clone() };
+                self.handoff_prompts(s.span);
                 self.operation(kind, params, max_wait.map_or(0, |d| d.ms), ENQUEUE_OUTCOMES, Vec::new(), outcomes, s.span, ctx);
             }
             StmtKind::Dial { agent, timeout, outcomes } => {
@@ -647,6 +664,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     None => false,
                 };
                 let t = timeout.map_or(DEFAULT_RING_MS, |d| d.ms);
+                self.handoff_prompts(s.span);
                 self.operation(OpKind::DialAgent, vec![("work_number".into(), secret)], t, DIAL_OUTCOMES, Vec::new(), outcomes, s.span, ctx);
             }
             StmtKind::Record { category, max, outcomes } => {

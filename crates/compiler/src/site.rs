@@ -2,10 +2,10 @@
 //! --config ivr.toml`): every queue a flow enqueues to exists, and every
 //! priority it can set is one of the configured caller tiers.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use ivr_syntax::ast::*;
-use ivr_syntax::Diagnostic;
+use ivr_syntax::{Diagnostic, Span};
 
 use ivr_syntax::closest;
 use crate::load::Loaded;
@@ -19,14 +19,15 @@ pub struct Site {
     pub tiers: Vec<(String, i64)>,
 }
 
-/// The values an expression can take, when they are all known: a literal, or
-/// a variable only ever set (and initialised) to literals.
-fn possible(e: &Expr, loaded: &Loaded) -> Option<BTreeSet<i64>> {
+/// The values an expression can take, when they are all known (a literal, or
+/// a variable only ever set and initialised to literals), each with where it
+/// is written.
+fn possible(e: &Expr, loaded: &Loaded) -> Option<BTreeMap<i64, Span>> {
     match &e.kind {
-        ExprKind::Num(n) => n.parse::<i64>().ok().map(|v| BTreeSet::from([v])),
-        ExprKind::Unary(UnOp::Neg, inner) => possible(inner, loaded).map(|s| s.into_iter().map(|v| -v).collect()),
+        ExprKind::Num(n) => n.parse::<i64>().ok().map(|v| BTreeMap::from([(v, e.span)])),
+        ExprKind::Unary(UnOp::Neg, inner) => possible(inner, loaded).map(|s| s.into_iter().map(|(v, _)| (-v, e.span)).collect()),
         ExprKind::Path(var, None) => {
-            let mut values = BTreeSet::new();
+            let mut values = BTreeMap::new();
             let mut known = true;
             for (_, file) in &loaded.files {
                 for item in &file.items {
@@ -36,7 +37,7 @@ fn possible(e: &Expr, loaded: &Loaded) -> Option<BTreeSet<i64>> {
                                 Some(Some(v)) => values.extend(v),
                                 Some(None) => known = false,
                                 None => {
-                                    values.insert(0);
+                                    values.insert(0, name.span);
                                 }
                             }
                         }
@@ -82,11 +83,12 @@ pub fn check(loaded: &Loaded, site: &Site, diags: &mut Vec<Diagnostic>) {
             let Some(p) = priority.as_ref().filter(|_| !tiers.is_empty()) else { return };
             match possible(p, loaded) {
                 Some(values) => {
-                    for v in values.iter().filter(|v| !tiers.contains(v)) {
-                        diags.push(
-                            Diagnostic::error("E0502", format!("priority {v} is not a configured caller tier"), p.span, format!("can be {v} here"))
-                                .with_help(format!("configured tiers: {tier_list}")),
-                        );
+                    for (v, at) in values.iter().filter(|(v, _)| !tiers.contains(v)) {
+                        let mut d = Diagnostic::error("E0502", format!("priority {v} is not a configured caller tier"), p.span, format!("can be {v} here"));
+                        if *at != p.span {
+                            d = d.with_related(*at, format!("set to {v} here"));
+                        }
+                        diags.push(d.with_help(format!("configured tiers: {tier_list}")));
                     }
                 }
                 None => diags.push(

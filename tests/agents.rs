@@ -1,0 +1,256 @@
+//! Agent queues end to end: `ivr serve` with agents configured, agent phones
+//! played by sipp (UAS, echoing the caller's audio back with -rtp_echo),
+//! callers played by sipp (UAC, RFC 4733 keys from its pcaps) and by a Rust
+//! user agent that checks the audio relayed through the bridge; the admin API
+//! through `ivr agents` / `ivr agent`; REGISTER with digest authentication.
+
+mod common;
+use common::server::*;
+use common::*;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PCAPS: &str = "/usr/share/sip-tester";
+
+/// A free TCP port on loopback for the admin API.
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An agent phone: sipp as UAS on its own port, answering one call.
+fn agent_phone(scenario: &str, extra: &[&str]) -> (Child, u16) {
+    let (port, media) = sipp_ports();
+    let sf = root().join("tests/sipp").join(scenario);
+    let child = Command::new("sipp")
+        .args(["-sf", sf.to_str().unwrap(), "-i", "127.0.0.1", "-p", &port.to_string(), "-mp", &media.to_string(), "-m", "1", "-nostdin", "-timeout", "40s"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp (apt-get install sip-tester)");
+    (child, port)
+}
+
+fn finished(child: Child) -> std::process::Output {
+    child.wait_with_output().unwrap()
+}
+
+fn config(agents: &[(&str, u16)], admin: u16) -> String {
+    let mut c = format!("flows = [\"tests/agents/agents.ivr\"]\nadmin = \"127.0.0.1:{admin}\"\n\n");
+    for (id, port) in agents {
+        c.push_str(&format!(
+            "[[agents]]\nid = \"{id}\"\nname = \"Agent {id}\"\nskills = [[\"general\", 5]]\naddress = \"sip:{id}@127.0.0.1:{port}\"\nauto_login = true\n\n"
+        ));
+    }
+    c.push_str("[[agents]]\nid = \"1003\"\nskills = [[\"general\", 3]]\npassword = \"s3cret-1003\"\n\n");
+    c.push_str("[[queues]]\nname = \"general\"\nring_ms = 5000\nwrap_up_ms = 1000\nannounce_every_ms = 0\n\n");
+    c.push_str("[[tiers]]\nname = \"normal\"\npriority = 0\n\n[[tiers]]\nname = \"vip\"\npriority = 10\n");
+    c
+}
+
+fn lines(server: &Server, file: &str, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(server.data.join(file)).unwrap_or_default();
+        let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if recs.len() >= want || Instant::now() > deadline {
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_caller_queues_is_bridged_to_an_agent_and_rates_the_call_after() {
+    let (phone, phone_port) = agent_phone("uas_agent.xml", &["-rtp_echo"]);
+    let admin = free_tcp_port();
+    let s = serve("agents-queue", &config(&[("1001", phone_port)], admin));
+    let key = |k: &str| format!("{PCAPS}/dtmf_2833_{k}.pcap");
+    let out = sipp(&s, "uac_agent.xml", "7001", &["-m", "1", "-key", "key0", &key("0"), "-key", "key4", &key("4")]);
+    assert!(out.status.success(), "caller sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    let agent = finished(phone);
+    assert!(agent.status.success(), "the agent phone did not get a proper call: {}", String::from_utf8_lossy(&agent.stdout));
+
+    let call = &records(&s, 1)[0];
+    let nodes: Vec<&str> = call["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(nodes, ["welcome", "main_menu", "to_agent", "survey", "survey_done", "goodbye"], "{call}");
+    let h = &call["handoffs"][0];
+    assert_eq!((h["kind"].as_str(), h["target"].as_str(), h["outcome"].as_str(), h["agent"].as_str()), (Some("queue"), Some("general"), Some("served"), Some("1001")), "{call}");
+    assert!(h["talk_ms"].as_u64().unwrap() >= 2_500, "the agent talked about 3 s: {h}");
+    assert_eq!(call["survey_score"], "4");
+    assert_eq!(call["keys"], "04");
+
+    // The ACD's own record, complete once wrap-up is over.
+    let q = &lines(&s, "queue.jsonl", 1)[0];
+    assert_eq!((q["queue"].as_str(), q["result"].as_str(), q["agent"].as_str()), (Some("general"), Some("answered"), Some("1001")), "{q}");
+    assert_eq!(q["call_id"], call["call_id"]);
+    assert!(q["waited_ms"].as_u64().unwrap() < 2_000 && q["wrap_up_ms"].as_u64().unwrap() >= 1_000, "{q}");
+    let states: Vec<String> = lines(&s, "agents.jsonl", 4).iter().filter(|r| r["agent"] == "1001").map(|r| r["state"].as_str().unwrap().to_string()).collect();
+    assert_eq!(states, ["ready", "ringing", "talking", "wrap_up"]);
+}
+
+/// Sends RTP with a recognisable payload and counts what comes back.
+fn talk(ua: &TestUa, to: SocketAddr, until_quiet_after: usize, max: Duration) -> usize {
+    let mut seq: u16 = 0;
+    let mut echoed = 0;
+    let mut last_echo = Instant::now();
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < max {
+        seq = seq.wrapping_add(1);
+        let mut p = vec![0x80, 0, (seq >> 8) as u8, seq as u8, 0, 0, (seq as u32 * 160 >> 8) as u8, (seq as u32 * 160) as u8, 0, 0, 0x77, 0x77];
+        p.extend(std::iter::repeat_n(0x2a, 160));
+        ua.rtp.send_to(&p, to).unwrap();
+        // Receive for the rest of this 20 ms.
+        let tick = Instant::now();
+        while let Some(left) = Duration::from_millis(20).checked_sub(tick.elapsed()).filter(|d| !d.is_zero()) {
+            ua.rtp.set_read_timeout(Some(left)).unwrap();
+            let Ok((n, _)) = ua.rtp.recv_from(&mut buf) else { break };
+            if n == 172 && buf[12..n].iter().all(|&b| b == 0x2a) {
+                echoed += 1;
+                last_echo = Instant::now();
+            }
+        }
+        if echoed >= until_quiet_after && last_echo.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+    }
+    echoed
+}
+
+#[test]
+fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
+    let (phone, phone_port) = agent_phone("uas_agent.xml", &["-rtp_echo"]);
+    let admin = free_tcp_port();
+    let s = serve("agents-media", &config(&[("1001", phone_port)], admin));
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("7002", &ua.sdp(), "bridge-1");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    ua.ack("bridge-1", &tag);
+    let port: u16 = reply.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|l| l.split(' ').next()).unwrap().parse().unwrap();
+    let media: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("bridge-1", &tag, "Signal=0\r\nDuration=160\r\n");
+    // While bridged, the wallboard shows the agent talking.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let state = loop {
+        let o = ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
+        if v["agents"][0]["state"] == "talking" || Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(state["agents"][0]["state"], "talking", "{state}");
+    assert_eq!(state["queues"][0]["talking"], 1);
+    // What the caller says reaches the agent and (echoed) comes back.
+    let echoed = talk(&ua, media, 50, Duration::from_secs(8));
+    assert!(echoed >= 50, "only {echoed} packets came back through the bridge");
+    // The agent hung up: the flow asks for the score; 5, then goodbye.
+    ua.info("bridge-1", &tag, "Signal=5\r\nDuration=160\r\n");
+    assert!(finished(phone).status.success());
+    let call = &records(&s, 1)[0];
+    assert_eq!(call["survey_score"], "5", "{call}");
+    assert_eq!(call["handoffs"][0]["priority"], 10, "the VIP number queues at priority 10");
+    // The table view.
+    let table = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}")]));
+    assert!(table.contains("1001") && table.contains("general") && table.contains("longest_idle"), "{table}");
+    // The KPIs count the call once the agent's wrap-up (1 s) is over.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let kpi = loop {
+        let kpi = admin_get(admin, "/kpi");
+        if kpi["all"]["answered"] == 1 || Instant::now() > deadline {
+            break kpi;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(kpi["all"]["answered"], 1, "{kpi}");
+    assert_eq!(kpi["queues"]["general"]["service_level"], 100.0, "{kpi}");
+}
+
+/// A plain HTTP GET of the admin API.
+fn admin_get(admin: u16, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+#[test]
+fn direct_dial_by_work_number_ready_and_paused() {
+    let (phone, phone_port) = agent_phone("uas_agent_direct.xml", &[]);
+    let admin = free_tcp_port();
+    let s = serve("agents-direct", &config(&[("1002", phone_port)], admin));
+    let key8 = format!("{PCAPS}/dtmf_2833_8.pcap");
+    let key3 = format!("{PCAPS}/dtmf_2833_3.pcap");
+    let out = sipp(&s, "uac_agent.xml", "7001", &["-m", "1", "-key", "key0", &key8, "-key", "key4", &key3]);
+    assert!(out.status.success(), "caller sipp failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(finished(phone).status.success(), "agent 1002's phone was not called");
+    let call = &records(&s, 1)[0];
+    let h = &call["handoffs"][0];
+    assert_eq!((h["kind"].as_str(), h["target"].as_str(), h["outcome"].as_str()), (Some("agent"), Some("1002"), Some("served")), "{call}");
+    assert_eq!(call["survey_score"], "3");
+
+    // Paused by the CLI: the flow hears `busy`.
+    let o = ivr(&["agent", "pause", "1002", "--reason", "training", "--admin", &format!("127.0.0.1:{admin}")]);
+    assert!(stdout(&o).contains("agent 1002: not_ready (training)") || stdout(&o).contains("agent 1002: wrap_up"), "{}{}", stdout(&o), stderr(&o));
+    std::thread::sleep(Duration::from_millis(1_200)); // wrap-up ends; the pause applies
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "direct-busy");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("direct-busy", &tag, "Signal=8\r\nDuration=160\r\n");
+    let recs = records(&s, 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while records(&s, 2).len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let h = &recs[1]["handoffs"][0];
+    assert_eq!((h["target"].as_str(), h["outcome"].as_str()), (Some("1002"), Some("busy")), "{}", recs[1]);
+    // Unknown agents and actions are clear errors.
+    let o = ivr(&["agent", "ready", "9999", "--admin", &format!("127.0.0.1:{admin}")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no agent has work number 9999"), "{}", stderr(&o));
+}
+
+#[test]
+fn agents_log_in_by_register_with_digest_authentication() {
+    let admin = free_tcp_port();
+    let s = serve("agents-register", &config(&[], admin));
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = phone.local_addr().unwrap();
+    let register = |n: u32, auth: Option<String>| {
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let msg = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1003@127.0.0.1>;tag=r\r\n\
+To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: <sip:1003@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        );
+        phone.send_to(msg.as_bytes(), s.sip).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = phone.recv_from(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let challenge = register(1, None);
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let wrong = ivr_sip::digest::authorization("1003", "ivr", "guess", "REGISTER", "sip:127.0.0.1", &nonce, "c1");
+    assert!(register(2, Some(wrong)).starts_with("SIP/2.0 403"));
+    let right = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c2");
+    let ok = register(3, Some(right));
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert!(ok.contains(&format!("<sip:1003@{me}>;expires=600")));
+    let state = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let a = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "1003").unwrap();
+    assert_eq!((a["state"].as_str(), a["registered"].as_bool()), (Some("ready"), Some(true)), "{a}");
+    // The password never reaches the logs or the records.
+    for f in ["calls.jsonl", "queue.jsonl", "agents.jsonl"] {
+        assert!(!std::fs::read_to_string(s.data.join(f)).unwrap_or_default().contains("s3cret"));
+    }
+}

@@ -1,0 +1,201 @@
+//! Running `ivr serve` for end-to-end tests: a server on its own port, data
+//! directory and RTP range; sipp; and a minimal Rust user agent.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{ivr_path, root};
+
+/// A running `ivr serve` on its own port, data directory and RTP range.
+pub struct Server {
+    pub child: Child,
+    pub sip: SocketAddr,
+    pub data: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+pub fn serve(name: &str, extra_config: &str) -> Server {
+    serve_on("127.0.0.1", name, extra_config)
+}
+
+pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
+    let data = std::env::temp_dir().join(format!("ivr-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(root().join("flows/data/quotes.csv"), data.join("quotes.csv")).unwrap();
+    let port = UdpSocket::bind(format!("{}:0", if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() }))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
+    // Each test gets its own RTP range, derived from its SIP port.
+    let rtp = 30_000 + (port as u32 % 300) * 100;
+    let config = data.join("ivr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{host}:{port}\"\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            rtp + 99,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(ivr_path())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("IVR_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("ivr serving on"), "server did not start: {line}");
+    Server { child, sip: format!("{host}:{port}").parse().unwrap(), data }
+}
+
+/// Ports for sipp's signalling and media, below the kernel's ephemeral range and
+/// unique within this test run, so parallel tests never collide.
+pub fn sipp_ports() -> (u16, u16) {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(12_000);
+    let base = NEXT.fetch_add(8, std::sync::atomic::Ordering::Relaxed);
+    (base, base + 4)
+}
+
+pub fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> std::process::Output {
+    let (sip_port, media_port) = sipp_ports();
+    let sf = root().join("tests/sipp").join(scenario);
+    let mut args = vec![
+        server.sip.to_string(),
+        "-sf".into(),
+        sf.to_str().unwrap().to_string(),
+        "-s".into(),
+        service.into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        sip_port.to_string(),
+        "-mp".into(),
+        media_port.to_string(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "40s".into(),
+        "-key".into(),
+        "dtmf_pcap".into(),
+        "/usr/share/sip-tester/dtmf_2833_1.pcap".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Command::new("sipp").args(&args).stdin(Stdio::null()).output().expect("sipp (apt-get install sip-tester)")
+}
+
+pub fn records(server: &Server, want: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(server.data.join("calls.jsonl")).unwrap_or_default();
+        let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if recs.len() >= want || Instant::now() > deadline {
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal SIP caller with its own RTP socket.
+pub struct TestUa {
+    pub sip: UdpSocket,
+    pub rtp: UdpSocket,
+    pub server: SocketAddr,
+    pub cseq: std::cell::Cell<u32>,
+}
+
+impl TestUa {
+    pub fn new(server: SocketAddr) -> TestUa {
+        let any = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+        let sip = UdpSocket::bind(any).unwrap();
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let rtp = UdpSocket::bind(any).unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        TestUa { sip, rtp, server, cseq: std::cell::Cell::new(1) }
+    }
+
+    pub fn sdp(&self) -> String {
+        let (ip, addr) = if self.server.is_ipv6() { ("IP6", "::1") } else { ("IP4", "127.0.0.1") };
+        format!(
+            "v=0\r\no=ua 1 1 IN {ip} {addr}\r\ns=-\r\nc=IN {ip} {addr}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            self.rtp.local_addr().unwrap().port()
+        )
+    }
+
+    pub fn request(&self, method: &str, user: &str, call_id: &str, to_tag: Option<&str>, cseq: u32, ctype: Option<&str>, body: &str) {
+        let me = self.sip.local_addr().unwrap();
+        let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        let ct = ctype.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+        let msg = format!(
+            "{method} sip:{user}@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id}-{cseq}\r\nMax-Forwards: 70\r\n\
+From: <sip:13800138000@127.0.0.1>;tag=ua\r\nTo: <sip:{user}@127.0.0.1>{tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            self.server,
+            body.len()
+        );
+        self.sip.send_to(msg.as_bytes(), self.server).unwrap();
+    }
+
+    /// Calls `user`, acknowledges the answer and returns the dialog's To tag.
+    pub fn establish(&self, user: &str, call_id: &str) -> String {
+        let reply = self.invite(user, &self.sdp(), call_id);
+        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+        let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+        self.ack(call_id, &to_tag);
+        to_tag
+    }
+
+    /// Sends an INVITE and returns the final response.
+    pub fn invite(&self, user: &str, sdp: &str, call_id: &str) -> String {
+        self.request("INVITE", user, call_id, None, 1, Some("application/sdp"), sdp);
+        self.final_response()
+    }
+
+    pub fn final_response(&self) -> String {
+        let mut buf = [0u8; 8192];
+        loop {
+            let (n, _) = self.sip.recv_from(&mut buf).expect("a SIP response");
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    }
+
+    pub fn ack(&self, call_id: &str, to_tag: &str) {
+        self.request("ACK", "962588", call_id, Some(to_tag), 1, None, "");
+    }
+
+    /// The next CSeq of this caller's dialog (each new request has its own).
+    pub fn next_cseq(&self) -> u32 {
+        self.cseq.set(self.cseq.get() + 1);
+        self.cseq.get()
+    }
+
+    pub fn info(&self, call_id: &str, to_tag: &str, body: &str) {
+        let cseq = self.next_cseq();
+        self.request("INFO", "962588", call_id, Some(to_tag), cseq, Some("application/dtmf-relay"), body);
+        let r = self.final_response();
+        assert!(r.starts_with("SIP/2.0 200"), "INFO {body:?} got: {r}");
+    }
+
+    pub fn bye(&self, call_id: &str, to_tag: &str) {
+        let cseq = self.next_cseq();
+        self.request("BYE", "962588", call_id, Some(to_tag), cseq, None, "");
+        assert!(self.final_response().starts_with("SIP/2.0 200"));
+    }
+}
