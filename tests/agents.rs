@@ -19,8 +19,20 @@ fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// An agent phone's sipp, killed if the test fails before it finishes.
+struct Phone(Option<Child>);
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// An agent phone: sipp as UAS on its own port, answering one call.
-fn agent_phone(scenario: &str, extra: &[&str]) -> (Child, u16) {
+fn agent_phone(scenario: &str, extra: &[&str]) -> (Phone, u16) {
     let (port, media) = sipp_ports();
     let sf = root().join("tests/sipp").join(scenario);
     let child = Command::new("sipp")
@@ -31,11 +43,11 @@ fn agent_phone(scenario: &str, extra: &[&str]) -> (Child, u16) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sipp (apt-get install sip-tester)");
-    (child, port)
+    (Phone(Some(child)), port)
 }
 
-fn finished(child: Child) -> std::process::Output {
-    child.wait_with_output().unwrap()
+fn finished(mut phone: Phone) -> std::process::Output {
+    phone.0.take().unwrap().wait_with_output().unwrap()
 }
 
 fn config(agents: &[(&str, u16)], admin: u16) -> String {
@@ -253,4 +265,62 @@ To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: 
     for f in ["calls.jsonl", "queue.jsonl", "agents.jsonl"] {
         assert!(!std::fs::read_to_string(s.data.join(f)).unwrap_or_default().contains("s3cret"));
     }
+}
+
+#[test]
+fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the_agent_leg() {
+    let (phone, phone_port) = agent_phone("uas_agent_caller_hangs_up.xml", &[]);
+    let admin = free_tcp_port();
+    let cfg = config(&[("1001", phone_port)], admin).replace("announce_every_ms = 0", "announce_every_ms = 0\nleave_key = \"*\"");
+    let s = serve("agents-leave", &cfg);
+    let admin_at = format!("127.0.0.1:{admin}");
+    assert!(ivr(&["agent", "pause", "1001", "--reason", "lunch", "--admin", &admin_at]).status.success());
+
+    // Nobody ready: the caller waits with music on hold, then presses *.
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "leave-1");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("leave-1", &tag, "Signal=0\r\nDuration=160\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut buf = [0u8; 2048];
+    let mut loud = 0;
+    for _ in 0..100 {
+        let (n, _) = ua.rtp.recv_from(&mut buf).unwrap();
+        let peak = buf[12..n].iter().map(|&b| ivr_media::g711::ulaw_decode(b).unsigned_abs()).max().unwrap_or(0);
+        if peak > 1_000 {
+            loud += 1;
+        }
+    }
+    assert!(loud > 25, "music on hold, not silence: {loud} of 100 packets had sound");
+    let state: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &admin_at]))).unwrap();
+    assert_eq!(state["queues"][0]["waiting"], 1, "{state}");
+    assert_eq!(state["queues"][0]["callers"][0]["call_id"], "leave-1");
+    ua.info("leave-1", &tag, "Signal=*\r\nDuration=160\r\n");
+    let recs = records(&s, 1);
+    assert_eq!(recs[0]["handoffs"][0]["outcome"], "left", "{}", recs[0]);
+
+    // Ready again: the next caller is bridged, then hangs up; the agent's
+    // phone gets a BYE and the agent goes to wrap-up.
+    assert!(ivr(&["agent", "ready", "1001", "--admin", &admin_at]).status.success());
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "hangup-1");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("hangup-1", &tag, "Signal=0\r\nDuration=160\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &admin_at]))).unwrap();
+        if v["agents"][0]["state"] == "talking" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    ua.bye("hangup-1", &tag);
+    let agent = finished(phone);
+    assert!(agent.status.success(), "the agent's phone did not get the BYE: {}", String::from_utf8_lossy(&agent.stdout));
+    let recs = records(&s, 2);
+    let h = &recs[1]["handoffs"][0];
+    assert_eq!((h["outcome"].as_str(), h["agent"].as_str(), recs[1]["outcome"].as_str()), (Some("served"), Some("1001"), Some("caller_hung_up")), "{}", recs[1]);
+    let q = lines(&s, "queue.jsonl", 2);
+    assert_eq!(q.iter().map(|r| r["result"].as_str().unwrap()).collect::<Vec<_>>(), ["left", "answered"]);
 }

@@ -441,7 +441,7 @@ impl Acd {
         self.calls.insert(call, entry);
         self.dispatch(now);
         // The first announcement, unless an agent is already ringing.
-        if self.calls.get(&call).is_some_and(|e| e.offers.is_empty()) {
+        if announce.is_some() && self.calls.get(&call).is_some_and(|e| e.offers.is_empty()) {
             self.announce(now, call);
         }
     }
