@@ -420,6 +420,12 @@ fn admin_call(admin: Option<String>, method: &str, path: &str, body: Option<serd
     }
 }
 
+/// `text` padded to `width` terminal columns (CJK characters take two).
+fn pad(text: &str, width: usize) -> String {
+    let cols: usize = text.chars().map(|c| if matches!(c as u32, 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6) { 2 } else { 1 }).sum();
+    format!("{text}{}", " ".repeat(width.saturating_sub(cols)))
+}
+
 fn ms(v: &serde_json::Value) -> String {
     let s = v.as_u64().unwrap_or(0) / 1000;
     format!("{}:{:02}", s / 60, s % 60)
@@ -436,12 +442,12 @@ fn agents_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
     for a in state["agents"].as_array().into_iter().flatten() {
         let skills = a["skills"].as_array().into_iter().flatten().map(|s| format!("{}:{}", s[0].as_str().unwrap_or(""), s[1])).collect::<Vec<_>>().join(" ");
         println!(
-            "{:<8} {:<12} {:<10} {:>7}  {:>5}  {:<16} {skills}",
+            "{:<8} {} {:<10} {:>7}  {:>5}  {:<16} {skills}",
             a["id"].as_str().unwrap_or(""),
-            a["name"].as_str().unwrap_or(""),
+            pad(a["name"].as_str().unwrap_or(""), 12),
             a["state"].as_str().unwrap_or(""),
             ms(&a["for_ms"]),
-            a["calls"],
+            a["calls"].as_u64().unwrap_or(0),
             a["reason"].as_str().unwrap_or(""),
         );
     }
@@ -453,9 +459,9 @@ fn agents_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
             "{:<16} {:<14} {:>7} {:>8} {:>8}  {by_state}",
             q["name"].as_str().unwrap_or(""),
             q["strategy"].as_str().unwrap_or(""),
-            q["waiting"],
+            q["waiting"].as_u64().unwrap_or(0),
             ms(&q["longest_wait_ms"]),
-            q["talking"]
+            q["talking"].as_u64().unwrap_or(0)
         );
     }
     Ok(ExitCode::SUCCESS)
