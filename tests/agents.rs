@@ -113,7 +113,7 @@ fn talk(ua: &TestUa, to: SocketAddr, until_quiet_after: usize, max: Duration) ->
     let mut buf = [0u8; 2048];
     while start.elapsed() < max {
         seq = seq.wrapping_add(1);
-        let mut p = vec![0x80, 0, (seq >> 8) as u8, seq as u8, 0, 0, (seq as u32 * 160 >> 8) as u8, (seq as u32 * 160) as u8, 0, 0, 0x77, 0x77];
+        let mut p = vec![0x80, 0, (seq >> 8) as u8, seq as u8, 0, 0, ((seq as u32 * 160) >> 8) as u8, (seq as u32 * 160) as u8, 0, 0, 0x77, 0x77];
         p.extend(std::iter::repeat_n(0x2a, 160));
         ua.rtp.send_to(&p, to).unwrap();
         // Receive for the rest of this 20 ms.

@@ -158,7 +158,7 @@ impl QueueConfig {
 
     /// The lowest skill level that may take a caller who has waited `waited`.
     pub fn min_level(&self, waited: Millis) -> u8 {
-        self.widen.iter().filter(|w| w.after_ms <= waited).map(|w| w.min_level).last().unwrap_or(1)
+        self.widen.iter().rev().find(|w| w.after_ms <= waited).map_or(1, |w| w.min_level)
     }
 
     /// When the next widening after `waited` happens, as a wait.

@@ -686,7 +686,7 @@ impl Acd {
     /// members at the queue's measured handle time.
     fn estimate(&self, q: usize, position: u32) -> Millis {
         let queue = &self.queues[q];
-        let aht = if queue.handled == 0 { queue.cfg.assumed_handle_ms } else { queue.handle_ms_total / queue.handled };
+        let aht = queue.handle_ms_total.checked_div(queue.handled).unwrap_or(queue.cfg.assumed_handle_ms);
         let agents = self.logged_in_members(q).max(1) as u64;
         position as u64 * aht / agents
     }
@@ -696,7 +696,7 @@ impl Acd {
         let Some(e) = self.calls.get(&call) else { return };
         let Kind::Queue { q, .. } = e.kind else { return };
         let every = self.queues[q].cfg.announce_every_ms;
-        let improved = e.last_position.map_or(true, |l| position < l);
+        let improved = e.last_position.is_none_or(|l| position < l);
         let wait = self.estimate(q, position);
         let e = self.calls.get_mut(&call).unwrap();
         e.next_announce = (every > 0).then_some(now + every);
@@ -755,7 +755,7 @@ impl Acd {
         }
         match e.kind {
             Kind::Queue { .. } => {
-                if e.next_announce.map_or(true, |t| t < now) && self.queues_announce(call) {
+                if e.next_announce.is_none_or(|t| t < now) && self.queues_announce(call) {
                     self.announce(now, call);
                 }
             }
@@ -830,7 +830,7 @@ impl Acd {
                 }
                 Strategy::RoundRobin => {
                     let after = self.queues[q].last_offered;
-                    let next = eligible.iter().copied().find(|&a| after.map_or(true, |l| a > l)).or_else(|| eligible.first().copied());
+                    let next = eligible.iter().copied().find(|&a| after.is_none_or(|l| a > l)).or_else(|| eligible.first().copied());
                     next.into_iter().collect()
                 }
             };

@@ -89,8 +89,17 @@ impl Agents {
         [self.acd.poll_timeout(), regs].into_iter().flatten().min()
     }
 
-    /// The flow hands the caller over: join a queue.
-    pub fn enqueue(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, queue: String, priority: i64, max_wait_ms: u64) {
+    /// The flow hands the caller over: `Action::Enqueue` or `Action::DialAgent`.
+    pub fn start(&mut self, now: u64, key: CallKey, c: &mut Call, action: ivr_vm::Action) {
+        match action {
+            ivr_vm::Action::Enqueue { op, queue, priority, max_wait_ms } => self.enqueue(now, key, c, op, (queue, priority, max_wait_ms)),
+            ivr_vm::Action::DialAgent { op, work_number, timeout_ms } => self.dial(now, key, c, op, work_number, timeout_ms),
+            _ => {}
+        }
+    }
+
+    /// Join a queue (name, priority, maximum wait).
+    fn enqueue(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, (queue, priority, max_wait_ms): (String, i64, u64)) {
         if !self.enabled {
             c.session.handle_event(now, Event::Completed { op, outcome: "no_agents".into(), fields: vec![] });
             return;
@@ -102,8 +111,8 @@ impl Agents {
         self.acd.enqueue(now, key.0, &queue, priority, max_wait_ms);
     }
 
-    /// The flow dials an agent by work number.
-    pub fn dial(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, work_number: String, timeout_ms: u64) {
+    /// Ring an agent by work number.
+    fn dial(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, work_number: String, timeout_ms: u64) {
         if !self.enabled {
             c.session.handle_event(now, Event::Completed { op, outcome: "absent".into(), fields: vec![] });
             return;

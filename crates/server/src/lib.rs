@@ -587,8 +587,7 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
                 let _ = tx.send(Internal::Completed(key, op, outcome, fields));
             });
         }
-        Action::Enqueue { op, queue, priority, max_wait_ms } => agents.enqueue(now, key, c, op, queue, priority, max_wait_ms),
-        Action::DialAgent { op, work_number, timeout_ms } => agents.dial(now, key, c, op, work_number, timeout_ms),
+        Action::Enqueue { .. } | Action::DialAgent { .. } => agents.start(now, key, c, action),
         Action::Record { op, category, max_ms } => {
             if cfg.messages.is_none() {
                 c.session.handle_event(now, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
