@@ -63,6 +63,8 @@ pub struct Agents {
     realm: String,
     /// The ACD's call records since start-up, for the KPIs.
     pub history: Vec<ivr_acd::CallRecord>,
+    /// Keys sent by SIP INFO to pass to the other leg of a bridge.
+    keys_out: Vec<(CallKey, char)>,
 }
 
 impl Agents {
@@ -77,6 +79,7 @@ impl Agents {
             nonce_secret: format!("{seed:016x}{:016x}", seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15),
             realm,
             history: Vec::new(),
+            keys_out: Vec::new(),
         }
     }
 
@@ -127,6 +130,11 @@ impl Agents {
     /// out; other keys are not the flow's (a bridged caller's keys go to the
     /// agent in the RTP relay).
     pub fn key(&mut self, now: u64, key: CallKey, c: &Call, d: char) {
+        if let Some((leg, _, _)) = c.handoff.as_ref().and_then(|h| h.bridged.as_ref()) {
+            // Keys in RTP are relayed as they are; these came by SIP INFO.
+            self.keys_out.push((*leg, d));
+            return;
+        }
         if let Some(h) = c.handoff.as_ref().filter(|h| h.bridged.is_none() && h.leave_key == Some(d)) {
             info!(call_id = %c.record.call_id, queue = %h.target, "the caller left the queue by key");
             self.acd.caller_left(now, key.0, true);
@@ -148,8 +156,18 @@ impl Agents {
         c.record.handoffs.push(handoff_record(&h, outcome, now));
     }
 
+    /// A key the agent's phone sent by SIP INFO: on to the caller the same way.
+    pub fn leg_key(&mut self, leg: CallKey, d: char) {
+        if let Some(l) = self.legs.get(&leg) {
+            self.keys_out.push((l.caller, d));
+        }
+    }
+
     /// Carries out what the ACD decided.
     pub fn drain(&mut self, now: u64, calls: &mut HashMap<CallKey, Call>, endpoint: &mut Endpoint, ports: &mut Ports, records: &mut records::Writer, dirty: &mut Vec<CallKey>) {
+        for (to, d) in self.keys_out.drain(..) {
+            endpoint.send_dtmf(now, to, d);
+        }
         while let Some(cmd) = self.acd.poll_command() {
             match cmd {
                 Command::Offer { call, agent, contact, queue, priority } => {

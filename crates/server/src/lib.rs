@@ -402,6 +402,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                         }
                     }
                 }
+                SipEvent::Dtmf { call, key } if agents.is_leg(call) => agents.leg_key(call, key),
                 SipEvent::Dtmf { call, key } => {
                     if let Some(c) = calls.get_mut(&call) {
                         key_pressed(call, c, key, &cfg, &tx, &mut agents, t);

@@ -408,6 +408,22 @@ impl Endpoint {
         if !matches!(c.state, State::Answered | State::Confirmed) {
             return;
         }
+        self.request_in_dialog(now, call, "BYE", None);
+        self.end(call);
+    }
+
+    /// Sends a key to the far end of an established call as SIP INFO
+    /// (`application/dtmf-relay`), e.g. to an agent's phone that takes no RFC 4733.
+    pub fn send_dtmf(&mut self, now: Millis, call: CallKey, key: char) {
+        if self.calls.get(&call).is_some_and(|c| matches!(c.state, State::Answered | State::Confirmed)) {
+            let body = format!("Signal={key}\r\nDuration=160\r\n");
+            self.request_in_dialog(now, call, "INFO", Some(("application/dtmf-relay", body.into_bytes())));
+        }
+    }
+
+    /// A request within the call's dialog, retransmitted until answered.
+    fn request_in_dialog(&mut self, now: Millis, call: CallKey, method: &str, body: Option<(&str, Vec<u8>)>) {
+        let Some(c) = self.calls.get_mut(&call) else { return };
         c.local_cseq += 1;
         let cseq = c.local_cseq + 1_000;
         let target = if c.remote_target.is_empty() { format!("sip:{}", c.peer) } else { c.remote_target.clone() };
@@ -419,15 +435,21 @@ impl Endpoint {
         headers.push(("From".into(), from_h));
         headers.push(("To".into(), to_h));
         headers.push(("Call-ID".into(), call_id));
-        headers.push(("CSeq".into(), format!("{cseq} BYE")));
+        headers.push(("CSeq".into(), format!("{cseq} {method}")));
         for r in routes {
             headers.push(("Route".into(), r));
         }
         headers.push(("User-Agent".into(), self.user_agent.clone()));
-        let bye = Message { start: StartLine::Request { method: "BYE".into(), uri: target }, headers, body: Vec::new() };
-        let data = self.send(peer, &bye);
-        self.client_txs.insert((branch, "BYE".into()), ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
-        self.end(call);
+        let body = match body {
+            Some((ctype, bytes)) => {
+                headers.push(("Content-Type".into(), ctype.to_string()));
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let req = Message { start: StartLine::Request { method: method.into(), uri: target }, headers, body };
+        let data = self.send(peer, &req);
+        self.client_txs.insert((branch, method.into()), ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
     }
 
     fn end(&mut self, call: CallKey) {

@@ -291,3 +291,25 @@ fn register_is_reported_when_enabled_and_answered_by_the_host() {
     ep.handle(300, agent(), reg.as_bytes());
     assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 401 Unauthorized"], "retransmission gets the same answer");
 }
+
+#[test]
+fn keys_go_to_the_far_end_of_a_placed_call_by_info() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    let inv = sent(&mut ep).remove(0);
+    ep.send_dtmf(5, call, '7');
+    assert!(sent(&mut ep).is_empty(), "nothing before the answer");
+    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
+    sent(&mut ep);
+    ep.send_dtmf(20, call, '7');
+    let info = sent(&mut ep).remove(0);
+    assert!(info.starts_with("INFO sip:1001@127.0.0.1:5070 SIP/2.0"), "{info}");
+    assert!(info.contains("Content-Type: application/dtmf-relay") && info.ends_with("Signal=7\r\nDuration=160\r\n"));
+    assert!(info.lines().any(|l| l.starts_with("CSeq: ") && l.ends_with(" INFO")));
+    // Retransmitted until answered, then quiet.
+    ep.handle_timeout(520);
+    assert_eq!(sent(&mut ep).len(), 1);
+    ep.handle(600, agent(), reply_to(&info, 200, "OK", Some("a1"), "", "").as_bytes());
+    ep.handle_timeout(2_000);
+    assert!(sent(&mut ep).is_empty());
+}
