@@ -33,6 +33,8 @@ fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
                 continue;
             }
             newest_source(&path)
+        } else if path.file_name().is_some_and(|n| n == "tests.rs") {
+            continue; // unit tests are not in the binary
         } else if path.extension().is_some_and(|e| e == "rs" || e == "pest" || e == "toml") {
             entry.metadata().and_then(|m| m.modified()).ok()
         } else {
