@@ -237,6 +237,26 @@ fn ipv6_calls() {
 }
 
 #[test]
+fn one_server_on_an_ipv4_and_an_ipv6_address() {
+    let s = serve_dual("dual");
+    let v6: std::net::SocketAddr = format!("[::1]:{}", s.sip.port()).parse().unwrap();
+    for (server, call_id, family) in [(s.sip, "dual-4", "IP4 127.0.0.1"), (v6, "dual-6", "IP6 ::1")] {
+        let ua = TestUa::new(server);
+        let reply = ua.invite("962588", &ua.sdp(), call_id);
+        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+        assert!(reply.contains(&format!("c=IN {family}")), "media on the address family called: {reply}");
+        assert!(reply.contains(&format!("Contact: <sip:ivr@{server}>")), "Contact names the address called: {reply}");
+        let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+        ua.ack(call_id, &to_tag);
+        let mut buf = [0u8; 2048];
+        let (_, from) = ua.rtp.recv_from(&mut buf).expect("RTP");
+        assert_eq!(from.is_ipv6(), server.is_ipv6());
+        ua.bye(call_id, &to_tag);
+    }
+    assert_eq!(records(&s, 2).len(), 2);
+}
+
+#[test]
 fn in_band_dtmf_and_symmetric_rtp_latching() {
     let s = serve("inband", "inband_dtmf = true\nlatch_rtp = true\n");
     let ua = TestUa::new(s.sip);

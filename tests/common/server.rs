@@ -45,7 +45,9 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     std::fs::write(
         &config,
         format!(
-            "listen = \"{host}:{port}\"\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            "listen = {}\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            // `{v6}` in extra_config asks for a second, IPv6 address beside this one.
+            if extra_config.contains("{v6}") { format!("[\"{host}:{port}\", \"[::1]:{port}\"]") } else { format!("\"{host}:{port}\"") },
             rtp + 99,
             data.display()
         ),
@@ -62,6 +64,11 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("ivr serving on"), "server did not start: {line}");
     Server { child, sip: format!("{host}:{port}").parse().unwrap(), data }
+}
+
+/// A server listening on 127.0.0.1 and [::1] at the same port.
+pub fn serve_dual(name: &str) -> Server {
+    serve_on("127.0.0.1", name, "# {v6}\n")
 }
 
 /// Ports for sipp's signalling and media, below the kernel's ephemeral range and

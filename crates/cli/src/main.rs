@@ -19,8 +19,8 @@ use ivr_compiler::{Compiled, Severity, World};
 #[derive(serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// SIP listen address (UDP).
-    listen: Option<std::net::SocketAddr>,
+    /// SIP listen address, or a list of them (UDP and TCP each).
+    listen: Option<Listen>,
     /// RTP port range, inclusive, e.g. [20000, 29999].
     rtp_ports: Option<(u16, u16)>,
     /// Flow files to serve (default: every flow in `flows/` not imported by another).
@@ -61,6 +61,14 @@ struct Config {
     admin_token: Option<String>,
     /// The digest realm agents' phones register in (default "ivr").
     realm: Option<String>,
+}
+
+/// `listen = "ADDR:PORT"` or `listen = ["ADDR:PORT", …]`.
+#[derive(serde::Deserialize, Clone)]
+#[serde(untagged)]
+enum Listen {
+    One(std::net::SocketAddr),
+    Many(Vec<std::net::SocketAddr>),
 }
 
 impl Config {
@@ -210,9 +218,10 @@ enum Command {
         /// Configuration file (default: ivr.toml in the current directory, if present).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// SIP address to listen on (UDP); default 127.0.0.1:5060.
+        /// SIP address to listen on, UDP and TCP (repeat for several, e.g. an
+        /// IPv4 and an IPv6 one); default 127.0.0.1:5060.
         #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
+        listen: Vec<std::net::SocketAddr>,
     },
     /// Make a running `ivr serve` recompile its flows for new calls (like SIGHUP).
     Reload {
@@ -327,7 +336,7 @@ fn root_flows(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files.into_iter().filter(|f| !imported.contains(f)).collect())
 }
 
-fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Result<ExitCode, String> {
+fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<ExitCode, String> {
     let level = if std::env::var_os("IVR_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).with_max_level(level).init();
     let cfg = match config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file())) {
@@ -352,7 +361,12 @@ fn serve(config: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> Resul
     let http: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Http::new(cfg.services.clone()));
     let backend: Arc<dyn ivr_services::Backend> = Arc::new(ivr_services::Router::new(vec![http, embedded]));
     let server_cfg = ivr_server::ServerConfig {
-        sip: listen.or(cfg.listen).unwrap_or_else(|| "127.0.0.1:5060".parse().unwrap()),
+        listen: match (listen.is_empty(), cfg.listen.clone()) {
+            (false, _) => listen,
+            (true, Some(Listen::One(a))) => vec![a],
+            (true, Some(Listen::Many(v))) if !v.is_empty() => v,
+            _ => vec!["127.0.0.1:5060".parse().unwrap()],
+        },
         rtp_ports: cfg.rtp_ports.unwrap_or((20000, 29999)),
         programs,
         flows_dir,

@@ -244,11 +244,12 @@ impl Agents {
     ) -> Result<CallKey, String> {
         let contact = contact.ok_or("the agent's phone is not registered")?;
         let dest = contact_addr(contact).ok_or_else(|| format!("{contact} is not a SIP address with an IP host"))?;
-        let (port, rtp) = ports.bind().ok_or("no free RTP port")?;
+        let ip = endpoint.local_for(dest).ip();
+        let (port, rtp) = ports.bind(ip).ok_or("no free RTP port")?;
         let codec = c.stream.codec();
         let dtmf = c.remote.as_ref().and_then(|n| n.dtmf_payload_type).unwrap_or(101);
         let offer = sdp::Negotiated { remote: dest, codec, dtmf_payload_type: Some(dtmf), ptime_ms: 20, send: true };
-        let local = SocketAddr::new(ports.ip(), port);
+        let local = SocketAddr::new(ip, port);
         let body = sdp::answer(&offer, local, key.0 ^ 0xa6e7, 1);
         let tier = self.acd.tiers().iter().find(|t| t.priority == priority).map(|t| t.name.clone()).unwrap_or_else(|| priority.to_string());
         let path = c.record.nodes.join(">");

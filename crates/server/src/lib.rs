@@ -34,7 +34,8 @@ pub use records::CallRecord;
 
 /// Everything `ivr serve` needs, resolved by the CLI.
 pub struct ServerConfig {
-    pub sip: SocketAddr,
+    /// SIP addresses, each for UDP and TCP (IPv4 and IPv6 alike).
+    pub listen: Vec<SocketAddr>,
     /// RTP ports to use, inclusive.
     pub rtp_ports: (u16, u16),
     /// The flows served (each answers the numbers of its entries).
@@ -79,8 +80,9 @@ pub enum ServerError {
 }
 
 enum Internal {
-    /// A SIP message that arrived over TCP.
-    Sip(SocketAddr, Vec<u8>),
+    /// A SIP message that arrived over TCP, or UDP at another listen address:
+    /// (our address, the sender, the message).
+    Sip(SocketAddr, SocketAddr, Vec<u8>),
     TcpOpen(SocketAddr, mpsc::UnboundedSender<Vec<u8>>),
     TcpClosed(SocketAddr),
     /// The caller's RTP comes from here (symmetric RTP latching).
@@ -119,19 +121,18 @@ struct Call {
     relay: media::RelaySlot,
 }
 
-/// The RTP port range: even ports, bound on the SIP address.
+/// The RTP port range: even ports, bound on the SIP address a call uses.
 pub(crate) struct Ports {
-    ip: IpAddr,
     free: VecDeque<u16>,
 }
 
 impl Ports {
     /// A bound socket on a free port; ports another process holds are skipped
     /// (and tried again later).
-    fn bind(&mut self) -> Option<(u16, Arc<UdpSocket>)> {
+    fn bind(&mut self, ip: IpAddr) -> Option<(u16, Arc<UdpSocket>)> {
         for _ in 0..self.free.len().min(16) {
             let port = self.free.pop_front()?;
-            let bound = std::net::UdpSocket::bind(SocketAddr::new(self.ip, port)).and_then(|s| {
+            let bound = std::net::UdpSocket::bind(SocketAddr::new(ip, port)).and_then(|s| {
                 s.set_nonblocking(true)?;
                 UdpSocket::from_std(s)
             });
@@ -149,10 +150,6 @@ impl Ports {
     fn release(&mut self, port: u16) {
         self.free.push_back(port);
     }
-
-    fn ip(&self) -> IpAddr {
-        self.ip
-    }
 }
 
 struct Recording {
@@ -168,29 +165,52 @@ const RECORD_VOICE_LEVEL: i16 = 600;
 
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
-    let sip = UdpSocket::bind(cfg.sip).await.map_err(|source| ServerError::Bind { addr: cfg.sip, source })?;
-    let local = sip.local_addr()?;
-    let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    // Each listen address: a UDP socket and a TCP listener. The first socket is
+    // read by this loop itself; the others by a task each.
+    let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
+    for &addr in &cfg.listen {
+        let udp = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local = udp.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
+        tokio::spawn(tcp::accept(tcp, local, tx.clone()));
+        sockets.push((local, Arc::new(udp)));
+    }
+    let Some((local, sip)) = sockets.first().cloned() else {
+        return Err(ServerError::Io(std::io::Error::other("no address to listen on")));
+    };
+    for (l, s) in sockets.iter().skip(1).cloned() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                if tx.send(Internal::Sip(l, from, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     let started = Instant::now();
     let seed = jiff::Timestamp::now().as_nanosecond() as u64 ^ std::process::id() as u64;
     let mut endpoint = Endpoint::new(local, "ivr/0.1", seed);
+    for (l, _) in sockets.iter().skip(1) {
+        endpoint.add_local(*l);
+    }
     let mut prepared = prepare(&cfg.programs, &cfg.flows_dir);
     let mut limiter = ivr_sip::limit::RateLimiter::new(cfg.rate_per_source, cfg.rate_per_source.saturating_mul(2));
     let pid_file = cfg.data_dir.join("ivr.pid");
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
     let mut hangups = reload_signal();
     let mut calls: HashMap<CallKey, Call> = HashMap::new();
-    let mut ports = Ports { ip: local.ip(), free: (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect() };
+    let mut ports = Ports { free: (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect() };
     let mut agents = handoff::Agents::new(cfg.acd.clone(), cfg.realm.clone(), seed, 0);
     endpoint.set_registrar(!cfg.acd.agents.is_empty());
 
-    let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
     if let Some(addr) = cfg.admin {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         info!(addr = %listener.local_addr()?, "admin API listening");
         tokio::spawn(admin::serve(listener, cfg.admin_token.clone(), tx.clone()));
     }
-    tokio::spawn(tcp::accept(tcp, tx.clone()));
     let mut tcp_peers: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
     let mut records = records::Writer::open(&cfg.data_dir)?;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -199,8 +219,9 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut draining: Option<Instant> = None;
-    info!(%local, flows = cfg.programs.len(), "listening for SIP over UDP and TCP");
-    println!("ivr serving on sip:{local} (UDP and TCP); Ctrl-C to stop");
+    let names: Vec<String> = sockets.iter().map(|(l, _)| format!("sip:{l}")).collect();
+    info!(listen = %names.join(", "), flows = cfg.programs.len(), "listening for SIP over UDP and TCP");
+    println!("ivr serving on {} (UDP and TCP); Ctrl-C to stop", names.join(", "));
     // Calls' wake-ups (flow timers, answering after ringing), earliest first; an
     // entry may be stale (the call moved on), which costs one harmless check.
     let mut timers: BinaryHeap<Reverse<(u64, CallKey)>> = BinaryHeap::new();
@@ -250,9 +271,9 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
             }
             Some(msg) = rx.recv() => match msg {
-                Internal::Sip(from, data) => {
+                Internal::Sip(at, from, data) => {
                     if limiter.allow(now_ms(), from.ip()) {
-                        endpoint.handle(now_ms(), from, &data);
+                        endpoint.handle_at(now_ms(), at, from, &data);
                     }
                 }
                 Internal::TcpOpen(peer, writer) => {
@@ -323,7 +344,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         while let Some(ev) = endpoint.poll_event() {
             let t = now_ms();
             match ev {
-                SipEvent::Invite { call, dialed, caller, sdp, peer, call_id } => {
+                SipEvent::Invite { call, dialed, caller, sdp, peer, local: reached, call_id } => {
                     let target = cfg.programs.iter().position(|(_, p)| p.entries.iter().any(|e| e.number == dialed));
                     let offer = sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate());
                     // A number we do not serve is answered like any other and then
@@ -338,7 +359,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                             endpoint.reject(t, call, 488, "Not Acceptable Here", &[]);
                         }
                         (target, Ok(neg)) => {
-                            let Some((port, rtp)) = ports.bind() else {
+                            let Some((port, rtp)) = ports.bind(reached.ip()) else {
                                 endpoint.reject(t, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
                                 continue;
                             };
@@ -360,7 +381,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                                     continue;
                                 }
                             };
-                            let answer = sdp::answer(&neg, SocketAddr::new(local.ip(), port), call.0, 1);
+                            let answer = sdp::answer(&neg, SocketAddr::new(reached.ip(), port), call.0, 1);
                             let answer_at = if cfg.ring_ms > 0 {
                                 endpoint.ringing(t, call);
                                 Some((t + cfg.ring_ms, answer))
@@ -394,7 +415,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                         match sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate()) {
                             Ok(neg) => {
                                 c.stream.renegotiate(neg.codec, neg.remote, neg.send, neg.ptime_ms);
-                                let local_rtp = SocketAddr::new(local.ip(), c.port);
+                                let local_rtp = c.rtp.local_addr().unwrap_or_else(|_| SocketAddr::new(local.ip(), c.port));
                                 endpoint.accept(t, call, &sdp::answer(&neg, local_rtp, call.0, 2));
                                 c.remote = Some(neg);
                             }
@@ -463,7 +484,9 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                     let _ = conn.send(data);
                 }
                 None => {
-                    let _ = sip.send_to(&data, to).await;
+                    let from = endpoint.local_for(to);
+                    let socket = sockets.iter().find(|(l, _)| *l == from).map_or(&sip, |(_, s)| s);
+                    let _ = socket.send_to(&data, to).await;
                 }
             }
         }

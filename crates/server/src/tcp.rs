@@ -20,11 +20,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A message started but not finished within this long closes the connection.
 pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn accept(listener: TcpListener, tx: mpsc::UnboundedSender<Internal>) {
+pub async fn accept(listener: TcpListener, local: SocketAddr, tx: mpsc::UnboundedSender<Internal>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::spawn(connection(stream, peer, tx.clone()));
+                tokio::spawn(connection(stream, local, peer, tx.clone()));
             }
             Err(e) => {
                 debug!("TCP accept: {e}");
@@ -34,7 +34,7 @@ pub async fn accept(listener: TcpListener, tx: mpsc::UnboundedSender<Internal>) 
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, tx: mpsc::UnboundedSender<Internal>) {
+async fn connection(stream: TcpStream, local: SocketAddr, peer: SocketAddr, tx: mpsc::UnboundedSender<Internal>) {
     let (mut read, mut write) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     if tx.send(Internal::TcpOpen(peer, out_tx)).is_err() {
@@ -57,7 +57,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, tx: mpsc::UnboundedSend
                 match framer.push(&buf[..n]) {
                     Ok(messages) => {
                         for m in messages {
-                            if tx.send(Internal::Sip(peer, m)).is_err() {
+                            if tx.send(Internal::Sip(local, peer, m)).is_err() {
                                 return;
                             }
                         }

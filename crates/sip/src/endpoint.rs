@@ -32,7 +32,8 @@ pub struct CallKey(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A new call. Answer with `accept` or `reject`.
-    Invite { call: CallKey, dialed: String, caller: String, sdp: Vec<u8>, peer: SocketAddr, call_id: String },
+    /// `local`: our address the caller reached (media is offered on its IP).
+    Invite { call: CallKey, dialed: String, caller: String, sdp: Vec<u8>, peer: SocketAddr, local: SocketAddr, call_id: String },
     /// A re-INVITE (hold, unhold, codec change): answer with `accept` again.
     Reinvite { call: CallKey, sdp: Vec<u8> },
     /// The caller acknowledged our answer: media may flow.
@@ -106,7 +107,11 @@ struct ClientTx {
 }
 
 pub struct Endpoint {
-    local: SocketAddr,
+    /// Our addresses; the first is the primary.
+    locals: Vec<SocketAddr>,
+    /// With several addresses: which of ours each peer last reached.
+    routes: HashMap<SocketAddr, SocketAddr>,
+    routes_pruned: Millis,
     user_agent: String,
     rng: u64,
     next_call: u64,
@@ -127,7 +132,9 @@ impl Endpoint {
     /// `local`: the address in our Contact; `seed`: randomness for tags and branches.
     pub fn new(local: SocketAddr, user_agent: &str, seed: u64) -> Endpoint {
         Endpoint {
-            local,
+            locals: vec![local],
+            routes: HashMap::new(),
+            routes_pruned: 0,
             user_agent: user_agent.to_string(),
             rng: seed | 1,
             next_call: 1,
@@ -149,9 +156,27 @@ impl Endpoint {
         self.registrar = on;
     }
 
-    /// The address in our Via and Contact.
+    /// The primary address.
     pub fn local(&self) -> SocketAddr {
-        self.local
+        self.locals[0]
+    }
+
+    /// Another address we listen on (another interface, IPv6 beside IPv4):
+    /// datagrams arriving there are given with [`Endpoint::handle_at`].
+    pub fn add_local(&mut self, addr: SocketAddr) {
+        if !self.locals.contains(&addr) {
+            self.locals.push(addr);
+        }
+    }
+
+    /// Which of our addresses to use with `peer`: the one it reached us at,
+    /// else the first of its address family. Send `peer`'s datagrams from it;
+    /// our Via and Contact name it.
+    pub fn local_for(&self, peer: SocketAddr) -> SocketAddr {
+        if let Some(l) = self.routes.get(&peer) {
+            return *l;
+        }
+        self.locals.iter().copied().find(|l| l.is_ipv4() == peer.is_ipv4()).unwrap_or(self.locals[0])
     }
 
     fn token(&mut self) -> String {
@@ -206,8 +231,17 @@ impl Endpoint {
         }
     }
 
-    /// One datagram from the network.
+    /// One datagram from the network, to the primary address.
     pub fn handle(&mut self, now: Millis, from: SocketAddr, data: &[u8]) {
+        let local = self.locals[0];
+        self.handle_at(now, local, from, data)
+    }
+
+    /// One datagram from the network, to our address `local`.
+    pub fn handle_at(&mut self, now: Millis, local: SocketAddr, from: SocketAddr, data: &[u8]) {
+        if self.locals.len() > 1 {
+            self.routes.insert(from, local);
+        }
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keep-alive
         }
@@ -336,7 +370,8 @@ impl Endpoint {
             self.invite_txs.insert(b.to_string(), call);
         }
         self.by_dialog.insert((call_id.clone(), local_tag.clone()), call);
-        self.events.push_back(Event::Invite { call, dialed, caller, sdp: msg.body.clone(), peer: from, call_id: call_id.clone() });
+        let local = self.local_for(from);
+        self.events.push_back(Event::Invite { call, dialed, caller, sdp: msg.body.clone(), peer: from, local, call_id: call_id.clone() });
         self.calls.insert(
             call,
             Call {
@@ -363,7 +398,7 @@ impl Endpoint {
         if c.state == State::Ended || c.uac.is_some() {
             return;
         }
-        let contact = format!("<sip:ivr@{}>", self.local);
+        let contact = format!("<sip:ivr@{}>", self.local_for(c.peer));
         let mut r = response(&c.invite, 200, "OK", Some(&c.local_tag));
         r.headers.push(("Contact".into(), contact));
         r.headers.push(("Server".into(), self.user_agent.clone()));
@@ -430,7 +465,7 @@ impl Endpoint {
         let mut headers = Vec::new();
         let (call_id, from_h, to_h, peer, routes) = (c.call_id.clone(), c.local_header.clone(), c.remote_header.clone(), c.peer, c.route_set.clone());
         let branch = format!("z9hG4bK{}", self.token());
-        headers.push(("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local)));
+        headers.push(("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local_for(peer))));
         headers.push(("Max-Forwards".into(), "70".into()));
         headers.push(("From".into(), from_h));
         headers.push(("To".into(), to_h));
@@ -534,6 +569,13 @@ impl Endpoint {
         self.server_txs.retain(|_, t| t.expires > now);
         let calls = &self.calls;
         self.invite_txs.retain(|_, c| calls.contains_key(c));
+        // Forget the routes of peers we no longer deal with (every 32 s).
+        if !self.routes.is_empty() && now >= self.routes_pruned + 64 * T1_MS {
+            self.routes_pruned = now;
+            let live: std::collections::HashSet<SocketAddr> =
+                self.calls.values().map(|c| c.peer).chain(self.server_txs.values().map(|t| t.peer)).chain(self.client_txs.values().map(|t| t.peer)).collect();
+            self.routes.retain(|p, _| live.contains(p));
+        }
     }
 }
 

@@ -41,20 +41,21 @@ impl Endpoint {
         let call = CallKey(self.next_call);
         self.next_call += 1;
         let local_tag = self.token();
-        let call_id = format!("{}@{}", self.token(), self.local.ip());
+        let local = self.local_for(dest);
+        let call_id = format!("{}@{}", self.token(), local.ip());
         let branch = format!("z9hG4bK{}", self.token());
         let caller_user: String = caller.chars().filter(|c| c.is_ascii_alphanumeric() || "+-_.".contains(*c)).collect();
         let caller_user = if caller_user.is_empty() { "anonymous".to_string() } else { caller_user };
-        let local_header = format!("<sip:{caller_user}@{}>;tag={local_tag}", self.local);
+        let local_header = format!("<sip:{caller_user}@{local}>;tag={local_tag}");
         let remote_header = format!("<{}>", addr_uri(target));
         let mut headers = vec![
-            ("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local)),
+            ("Via".to_string(), format!("SIP/2.0/UDP {local};branch={branch};rport")),
             ("Max-Forwards".into(), "70".into()),
             ("From".into(), local_header.clone()),
             ("To".into(), remote_header.clone()),
             ("Call-ID".into(), call_id.clone()),
             ("CSeq".into(), "1 INVITE".into()),
-            ("Contact".into(), format!("<sip:ivr@{}>", self.local)),
+            ("Contact".into(), format!("<sip:ivr@{local}>")),
             ("User-Agent".into(), self.user_agent.clone()),
             ("Allow".into(), super::ALLOW.into()),
             ("Content-Type".into(), "application/sdp".into()),
@@ -205,7 +206,7 @@ impl Endpoint {
         let failure = failure_to.is_some();
         let branch = if failure { u.branch.clone() } else { format!("z9hG4bK{}", u.branch.chars().rev().collect::<String>()) };
         let mut headers = vec![
-            ("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local)),
+            ("Via".to_string(), format!("SIP/2.0/UDP {};branch={branch};rport", self.local_for(c.peer))),
             ("Max-Forwards".into(), "70".into()),
             ("From".into(), inv.header("From").unwrap_or("").to_string()),
             ("To".into(), failure_to.unwrap_or_else(|| c.remote_header.clone())),
