@@ -125,6 +125,9 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     registrar: bool,
     pending: HashMap<u64, (Message, SocketAddr)>,
+    /// Calls we placed that are still in the INVITE transaction (few; the
+    /// timers look only at these).
+    placed: std::collections::HashSet<CallKey>,
     next_pending: u64,
 }
 
@@ -147,6 +150,7 @@ impl Endpoint {
             events: VecDeque::new(),
             registrar: false,
             pending: HashMap::new(),
+            placed: std::collections::HashSet::new(),
             next_pending: 1,
         }
     }
@@ -202,7 +206,7 @@ impl Endpoint {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.1.min(o.3)));
-        let invites = self.calls.values().filter_map(|c| c.uac.as_ref().and_then(uac::Uac::deadline));
+        let invites = self.placed.iter().filter_map(|k| self.calls.get(k)?.uac.as_ref()?.deadline());
         let byes = self.client_txs.values().map(|t| t.next.min(t.give_up));
         let txs = self.server_txs.values().map(|t| t.expires);
         oks.chain(byes).chain(txs).chain(invites).min()
@@ -488,6 +492,7 @@ impl Endpoint {
     }
 
     fn end(&mut self, call: CallKey) {
+        self.placed.remove(&call);
         if let Some(c) = self.calls.get_mut(&call) {
             c.state = State::Ended;
             c.ok = None;

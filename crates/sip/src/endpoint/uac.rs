@@ -66,6 +66,7 @@ impl Endpoint {
         let invite = Message { start: StartLine::Request { method: "INVITE".into(), uri: addr_uri(target).to_string() }, headers, body: sdp.as_bytes().to_vec() };
         let data = self.send(dest, &invite);
         self.by_dialog.insert((call_id.clone(), local_tag.clone()), call);
+        self.placed.insert(call);
         self.calls.insert(
             call,
             super::Call {
@@ -131,6 +132,7 @@ impl Endpoint {
         // If the 487 never comes, the attempt ends anyway.
         if let Some(u) = self.calls.get_mut(&call).and_then(|c| c.uac.as_mut()) {
             u.give_up = Some(now + 64 * T1_MS);
+            self.placed.insert(call);
         }
         self.client_txs.insert((branch, "CANCEL".into()), ClientTx { data, peer, next: now + T1_MS, interval: T1_MS, give_up: now + 64 * T1_MS });
     }
@@ -234,8 +236,17 @@ impl Endpoint {
     /// Timer A and Timer B of our INVITEs.
     pub(super) fn invite_timers(&mut self, now: Millis) {
         let mut failed = Vec::new();
-        for (&call, c) in self.calls.iter_mut() {
+        let mut done = Vec::new();
+        for &call in &self.placed {
+            let Some(c) = self.calls.get_mut(&call) else {
+                done.push(call);
+                continue;
+            };
             let Some(u) = c.uac.as_mut() else { continue };
+            if u.deadline().is_none() {
+                done.push(call); // answered, or waiting for the final answer: no timer
+                continue;
+            }
             if u.give_up.is_some_and(|g| g <= now) {
                 failed.push(call);
                 continue;
@@ -247,6 +258,9 @@ impl Endpoint {
                     u.next = Some((now + interval, interval));
                 }
             }
+        }
+        for call in done {
+            self.placed.remove(&call);
         }
         for call in failed {
             let cancelled = self.calls.get(&call).and_then(|c| c.uac.as_ref()).is_some_and(|u| u.cancelled);
