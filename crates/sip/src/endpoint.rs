@@ -225,7 +225,7 @@ impl Endpoint {
             r.headers.push((n.to_string(), v.to_string()));
         }
         let bytes = self.send(from, &r);
-        if let (Some(branch), Some(method)) = (req.branch(), req.method()) {
+        if let (Some(branch), Some(method)) = (req.transaction_key(), req.method()) {
             if code >= 200 || method == "INVITE" {
                 self.server_txs.insert(
                     (branch.to_string(), method.to_string()),
@@ -255,10 +255,12 @@ impl Endpoint {
         let msg = match Message::parse(data, true) {
             Ok(m) => m,
             Err(e) => {
-                // Answer 400 when we can tell where to; drop responses and noise.
+                // Answer 400 (505 for another SIP version) when we can tell
+                // where to; drop responses and noise.
                 if let Some(p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
-                    let reason = format!("Bad Request ({})", e.reason.chars().filter(|c| !c.is_control()).take(60).collect::<String>());
-                    self.respond(now, &p, from, 400, &reason, None, &[]);
+                    let why: String = e.reason.chars().filter(|c| !c.is_control()).take(60).collect();
+                    let reason = if e.status == 505 { "Version Not Supported".to_string() } else { format!("Bad Request ({why})") };
+                    self.respond(now, &p, from, e.status, &reason, None, &[]);
                 }
                 return;
             }
@@ -298,15 +300,22 @@ impl Endpoint {
     fn request(&mut self, now: Millis, from: SocketAddr, msg: Message, method: &str) {
         // A retransmission: resend the answer, report nothing.
         if method != "ACK" {
-            if let Some(tx) = msg.branch().and_then(|b| self.server_txs.get(&(b.to_string(), method.to_string()))) {
+            if let Some(tx) = msg.transaction_key().and_then(|b| self.server_txs.get(&(b, method.to_string()))) {
                 if let Some(r) = tx.response.clone() {
                     self.transmits.push_back((tx.peer, r));
                 }
                 return;
             }
         }
-        if msg.header("Max-Forwards").and_then(|m| m.trim().parse::<u32>().ok()) == Some(0) && method != "ACK" {
-            return self.respond(now, &msg, from, 483, "Too Many Hops", None, &[]);
+        // Max-Forwards is a proxy's to check (RFC 3261 §16.3); as the endpoint a
+        // request is for, we process it even at 0 (RFC 4475 3.3.9).
+        if method != "ACK" && method != "CANCEL" {
+            if let StartLine::Request { uri, .. } = &msg.start {
+                let scheme = uri.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
+                    return self.respond(now, &msg, from, 416, "Unsupported URI Scheme", None, &[]);
+                }
+            }
         }
         if let Some(req) = msg.header("Require").filter(|_| method != "ACK" && method != "CANCEL") {
             let unsupported = req.trim().to_string();
@@ -357,6 +366,11 @@ impl Endpoint {
         if !msg.body.is_empty() && !ctype.starts_with("application/sdp") {
             return self.respond(now, &msg, from, 415, "Unsupported Media Type", None, &[("Accept", "application/sdp")]);
         }
+        // Our answer carries SDP: a caller that accepts none cannot have it.
+        let accept: Vec<String> = msg.headers_named("Accept").flat_map(|a| a.split(',')).map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase()).collect();
+        if !accept.is_empty() && !accept.iter().any(|t| matches!(t.as_str(), "application/sdp" | "application/*" | "*/*" | "")) {
+            return self.respond(now, &msg, from, 406, "Not Acceptable", None, &[("Accept", "application/sdp")]);
+        }
         let StartLine::Request { uri, .. } = &msg.start else { return };
         // The dialed number: the Request-URI user, falling back to To.
         let dialed = uri_user(uri).or_else(|| uri_user(addr_uri(msg.header("To").unwrap_or("")))).unwrap_or_default();
@@ -370,8 +384,8 @@ impl Endpoint {
         let remote_header = msg.header("From").unwrap_or("").to_string();
         let local_header = format!("{};tag={local_tag}", msg.header("To").unwrap_or(""));
         self.respond(now, &msg, from, 100, "Trying", None, &[]);
-        if let Some(b) = msg.branch() {
-            self.invite_txs.insert(b.to_string(), call);
+        if let Some(b) = msg.transaction_key() {
+            self.invite_txs.insert(b, call);
         }
         self.by_dialog.insert((call_id.clone(), local_tag.clone()), call);
         let local = self.local_for(from);
@@ -410,7 +424,7 @@ impl Endpoint {
         r.headers.push(("Content-Type".into(), "application/sdp".into()));
         r.body = sdp.as_bytes().to_vec();
         let peer = c.peer;
-        let branch = c.invite.branch().map(str::to_string);
+        let branch = c.invite.transaction_key();
         let bytes = self.send(peer, &r);
         if let Some(b) = branch {
             self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer, expires: now + 64 * T1_MS });
@@ -528,7 +542,7 @@ impl Endpoint {
     }
 
     fn cancel(&mut self, now: Millis, from: SocketAddr, msg: Message) {
-        let call = msg.branch().and_then(|b| self.invite_txs.get(b).copied());
+        let call = msg.transaction_key().and_then(|b| self.invite_txs.get(&b).copied());
         let Some(call) = call.filter(|c| self.calls.contains_key(c)) else {
             return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
         };

@@ -49,7 +49,12 @@ pub struct ParseError {
     pub reason: String,
     /// Headers that could be read before the problem (to address a 400).
     pub partial: Option<Message>,
+    /// The answer a request deserves: 400, or 505 for another SIP version.
+    pub status: u16,
 }
+
+/// Headers a request may carry once only (RFC 3261 §7.3.1; RFC 4475 3.3.6/3.3.7).
+const SINGLE: &[&str] = &["Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards", "Content-Type", "Expires"];
 
 fn canonical(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
@@ -123,9 +128,9 @@ impl Message {
                 lines.push(line.to_string());
             }
         }
-        let fail = |reason: &str, partial: Option<Message>| ParseError { reason: reason.to_string(), partial };
+        let fail = |reason: &str, partial: Option<Message>| ParseError { reason: reason.to_string(), partial, status: 400 };
         let first = lines.first().map(String::as_str).unwrap_or("");
-        let start = parse_start(first).ok_or_else(|| fail("the first line is not a SIP request or status line", None))?;
+        let (start, line_problem) = parse_start(first).ok_or_else(|| fail("the first line is not a SIP request or status line", None))?;
         let mut msg = Message { start, headers: Vec::new(), body: Vec::new() };
         for line in lines.iter().skip(1) {
             if line.trim().is_empty() {
@@ -147,6 +152,18 @@ impl Message {
             } else {
                 msg.headers.push((canon, value.to_string()));
             }
+        }
+        // The request line could be read, but is not acceptable: answer it.
+        if let Some((status, reason)) = line_problem {
+            return Err(ParseError { reason: reason.to_string(), partial: Some(msg), status });
+        }
+        for h in SINGLE {
+            if msg.headers_named(h).nth(1).is_some() {
+                return Err(fail(&format!("more than one {h}"), Some(msg)));
+            }
+        }
+        if let Some(problem) = msg.headers.iter().find_map(|(n, v)| header_problem(n, v)) {
+            return Err(fail(&problem, Some(msg)));
         }
         let rest = &data[body_start.min(data.len())..];
         match msg.header("Content-Length") {
@@ -212,6 +229,23 @@ impl Message {
         param(self.header("Via")?, "branch")
     }
 
+    /// What identifies this request's server transaction: the branch when it
+    /// has RFC 3261's magic cookie, else (RFC 2543 peers, RFC 4475 3.1.3.1 and
+    /// 3.4) the Request-URI, To tag, From tag, Call-ID, CSeq number and top Via
+    /// together (RFC 3261 §17.2.3). ACK and CANCEL match their INVITE's key.
+    pub fn transaction_key(&self) -> Option<String> {
+        if let Some(b) = self.branch().filter(|b| b.starts_with("z9hG4bK")) {
+            return Some(b.to_string());
+        }
+        let (n, _) = self.cseq()?;
+        let via = self.header("Via")?.split(';').next().unwrap_or("").split_whitespace().collect::<String>();
+        let uri = match &self.start {
+            StartLine::Request { uri, .. } => uri.as_str(),
+            StartLine::Response { .. } => "",
+        };
+        Some(format!("2543|{uri}|{}|{}|{}|{n}|{via}|{}", self.from_tag().unwrap_or(""), self.call_id()?, self.to_tag().filter(|_| self.method() != Some("ACK")).unwrap_or(""), self.branch().unwrap_or("")))
+    }
+
     pub fn from_tag(&self) -> Option<&str> {
         param(self.header("From")?, "tag")
     }
@@ -255,20 +289,103 @@ fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-fn parse_start(line: &str) -> Option<StartLine> {
+/// The start line, and for a request that can be answered but not accepted,
+/// the status and why (RFC 4475 3.1.2.7–3.1.2.11, 3.1.2.16).
+type Start = (StartLine, Option<(u16, &'static str)>);
+
+fn parse_start(line: &str) -> Option<Start> {
     let mut parts = line.split_whitespace();
     let a = parts.next()?;
     if a.eq_ignore_ascii_case("SIP/2.0") {
-        let code: u16 = parts.next()?.parse().ok().filter(|c| (100..700).contains(c))?;
+        // A status code of three digits, or the response is dropped (3.1.2.19).
+        let code: u16 = parts.next().filter(|c| c.len() == 3)?.parse().ok().filter(|c| (100..700).contains(c))?;
         let reason = parts.collect::<Vec<_>>().join(" ");
-        return Some(StartLine::Response { code, reason });
+        return Some((StartLine::Response { code, reason }, None));
     }
-    let uri = parts.next()?;
-    let version = parts.next()?;
-    if !version.eq_ignore_ascii_case("SIP/2.0") || parts.next().is_some() || !is_token(a) || !uri.contains(':') {
+    if !is_token(a) {
         return None;
     }
-    Some(StartLine::Request { method: a.to_string(), uri: uri.to_string() })
+    // Method SP Request-URI SP SIP-Version, single spaces, nothing after.
+    let fields: Vec<&str> = line.split(' ').collect();
+    let version = *fields.iter().rev().find(|f| !f.is_empty())?;
+    let uri = fields.get(1).copied().unwrap_or("");
+    let problem = if !version.to_ascii_uppercase().starts_with("SIP/") {
+        return None;
+    } else if !version.eq_ignore_ascii_case("SIP/2.0") {
+        Some((505, "Version Not Supported"))
+    } else if line.ends_with(' ') || line.contains('\t') {
+        Some((400, "Bad Request (whitespace in the Request-Line)"))
+    } else if fields.len() != 3 || fields.iter().any(|f| f.is_empty()) {
+        Some((400, "Bad Request (the Request-URI has spaces, or the Request-Line extra ones)"))
+    } else if uri.starts_with('<') {
+        Some((400, "Bad Request (the Request-URI is enclosed in <>)"))
+    } else if !uri.contains(':') {
+        Some((400, "Bad Request (the Request-URI has no scheme)"))
+    } else if (uri.starts_with("sip:") || uri.starts_with("sips:")) && uri.rsplit('@').next().unwrap_or(uri).contains('?') {
+        Some((400, "Bad Request (header fields in the Request-URI)"))
+    } else if (uri.starts_with("sip:") || uri.starts_with("sips:")) && {
+        // An IPv6 host must be in brackets (RFC 5118 3.2).
+        let host = uri.split_once(':').map_or("", |(_, r)| r);
+        let host = host.rsplit('@').next().unwrap_or(host).split([';', '?']).next().unwrap_or("");
+        !host.starts_with('[') && host.matches(':').count() > 1
+    } {
+        Some((400, "Bad Request (an IPv6 address in the Request-URI without brackets)"))
+    } else {
+        None
+    };
+    let uri = if problem.is_some() { fields.get(1).copied().unwrap_or("").to_string() } else { uri.to_string() };
+    Some((StartLine::Request { method: a.to_string(), uri }, problem))
+}
+
+/// What is wrong with a header value RFC 4475 calls invalid: extraneous
+/// separators in Via (3.1.2.1), an unterminated quoted display name (3.1.2.6),
+/// a display name of non-token characters (3.1.2.15), spaces inside a URI
+/// (3.1.2.14), a bare addr-spec with parameters or headers that need `<>`
+/// (3.1.2.13), overlarge scalars (3.1.2.4).
+fn header_problem(name: &str, value: &str) -> Option<String> {
+    match name {
+        "Via" => {
+            let params: Vec<&str> = value.split(';').skip(1).collect();
+            (value.is_empty() || value.ends_with(';') || params.iter().any(|p| p.trim().is_empty()))
+                .then(|| "extraneous separators in Via".to_string())
+        }
+        "From" | "To" | "Contact" | "Route" | "Record-Route" | "Reply-To" => {
+            if value.trim() == "*" && name == "Contact" {
+                return None;
+            }
+            let unescaped_quotes = value.replace("\\\"", "").matches('"').count();
+            if unescaped_quotes % 2 == 1 {
+                return Some(format!("unterminated quoted string in {name}"));
+            }
+            match (value.find('<'), value.find('>')) {
+                (Some(a), Some(b)) if a < b => {
+                    let display = value[..a].trim();
+                    let uri = &value[a + 1..b];
+                    if uri.trim() != uri || uri.contains(char::is_whitespace) {
+                        return Some(format!("spaces inside the URI in {name}"));
+                    }
+                    // Unquoted: tokens only (non-ASCII letters allowed: phones send
+                    // CJK names unquoted).
+                    let token_ish = |w: &str| w.chars().all(|c| !c.is_ascii() || is_token(c.encode_utf8(&mut [0; 4])));
+                    if !display.is_empty() && !display.starts_with('"') && !display.split_whitespace().all(token_ish) {
+                        return Some(format!("the display name in {name} must be quoted"));
+                    }
+                    None
+                }
+                (None, None) => {
+                    let uri = value.split(';').next().unwrap_or("").trim();
+                    if uri.rsplit('@').next().unwrap_or(uri).contains('?') || uri.contains(char::is_whitespace) {
+                        return Some(format!("{name} needs <> around a URI with headers or spaces"));
+                    }
+                    None
+                }
+                _ => Some(format!("unbalanced <> in {name}")),
+            }
+        }
+        "Max-Forwards" => value.trim().parse::<u8>().is_err().then(|| "Max-Forwards is not 0 to 255".to_string()),
+        "Expires" => value.trim().parse::<u32>().is_err().then(|| "Expires is not a number of seconds".to_string()),
+        _ => None,
+    }
 }
 
 /// A `;name=value` parameter of a header value (outside any `<…>` URI).

@@ -69,14 +69,17 @@ Max-Forwards: 87\ni: esc.2\nCSeq: 1 INVITE\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9
     }
 }
 
-/// Like 3.1.1.6 / 3.1.1.10: long values, many headers, unknown URI schemes.
+/// Like 3.1.1.7 / 3.3.2: long values and an unknown scheme in To are fine;
+/// an unknown scheme in the Request-URI is 416.
 #[test]
 fn long_values_and_unknown_schemes() {
     let long = "x".repeat(3000);
     let raw = format!(
-        "OPTIONS name:ivr SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKlong\nTo: <name:ivr>\nFrom: <sip:a@b>;tag=1\nCall-ID: long.1\nCSeq: 1 OPTIONS\nX-Long: {long}\nContent-Length: 0\n\n"
+        "OPTIONS sip:ivr@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKlong\nTo: <name:ivr>\nFrom: <sip:a@b>;tag=1\nCall-ID: long.1\nCSeq: 1 OPTIONS\nX-Long: {long}\nContent-Length: 0\n\n"
     );
     assert_eq!(answer(&raw).as_deref(), Some("SIP/2.0 200 OK"));
+    let unknown = raw.replace("OPTIONS sip:ivr@example.com SIP/2.0", "OPTIONS name:ivr SIP/2.0");
+    assert_eq!(answer(&unknown).as_deref(), Some("SIP/2.0 416 Unsupported URI Scheme"));
 }
 
 /// Like RFC 5118: IPv6 references in Via and URIs.
@@ -111,14 +114,15 @@ From: <sip:a@example.com>;tag=1\nCall-ID: bad.1\nCSeq: 1 INVITE\nContent-Type: a
         let reply = answer(raw);
         assert!(reply.as_deref().is_some_and(|r| r.starts_with("SIP/2.0 400")), "case {i}: {reply:?}");
     }
-    // A bad SIP version and an unparseable start line: nothing sensible to answer.
-    assert_eq!(answer(&base.replace("SIP/2.0\nVia", "SIP/7.0\nVia")), None);
+    // Another SIP version: 505; an unparseable start line: nothing to answer.
+    assert_eq!(answer(&(base.replace("SIP/2.0\nVia", "SIP/7.0\nVia") + "Content-Length: 0\n\n")).as_deref(), Some("SIP/2.0 505 Version Not Supported"));
     assert_eq!(answer("INVITE\n\n"), None);
     // No Via at all: dropped.
     assert_eq!(answer(&(base.replace("Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKbad\n", "") + "Content-Length: 0\n\n")), None);
-    // Max-Forwards exhausted: 483. Unsupported required extension: 420.
+    // Max-Forwards 0 at the endpoint the request is for: processed as usual
+    // (RFC 4475 3.3.9; 483 is a proxy's answer). Unsupported required extension: 420.
     let mf = base.replace("CSeq: 1 INVITE\n", "CSeq: 1 INVITE\nMax-Forwards: 0\n") + "Content-Length: 0\n\n";
-    assert_eq!(answer(&mf).as_deref(), Some("SIP/2.0 483 Too Many Hops"));
+    assert_eq!(answer(&mf).as_deref(), Some("SIP/2.0 100 Trying"));
     let req = base.replace("CSeq: 1 INVITE\n", "CSeq: 1 INVITE\nRequire: nothingwesupport\n") + "Content-Length: 0\n\n";
     assert_eq!(answer(&req).as_deref(), Some("SIP/2.0 420 Bad Extension"));
 }

@@ -48,8 +48,8 @@ impl Endpoint {
         let id = self.next_pending;
         self.next_pending += 1;
         // Retransmissions of this REGISTER are absorbed until it is answered.
-        if let Some(b) = msg.branch() {
-            self.server_txs.insert((b.to_string(), "REGISTER".into()), ServerTx { response: None, peer: from, expires: now + 64 * T1_MS });
+        if let Some(b) = msg.transaction_key() {
+            self.server_txs.insert((b, "REGISTER".into()), ServerTx { response: None, peer: from, expires: now + 64 * T1_MS });
         }
         let authorization = msg.header("Authorization").map(str::to_string);
         self.pending.insert(id, (msg, from));
