@@ -324,3 +324,36 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     let q = lines(&s, "queue.jsonl", 2);
     assert_eq!(q.iter().map(|r| r["result"].as_str().unwrap()).collect::<Vec<_>>(), ["left", "answered"]);
 }
+
+#[test]
+fn transfer_calls_the_number_through_the_gateway_and_bridges() {
+    let (gateway, gw_port) = agent_phone("uas_agent_direct.xml", &["-rtp_echo"]);
+    let admin = free_tcp_port();
+    // (Top-level keys before the tables.)
+    let cfg = format!("transfer_gateway = \"sip:{{number}}@127.0.0.1:{gw_port}\"\n") + &config(&[], admin);
+    let s = serve("agents-transfer", &cfg);
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "xfer-1");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("xfer-1", &tag, "Signal=9\r\nDuration=160\r\n");
+    // The far end answers, talks 1.5 s and hangs up; then the server hangs up on us.
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bye = loop {
+        assert!(Instant::now() < deadline, "no BYE after the transfer ended");
+        let Ok((n, from)) = ua.sip.recv_from(&mut buf) else { continue };
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.starts_with("BYE ") {
+            let ok = text.split("\r\n").filter(|l| ["Via:", "From:", "To:", "Call-ID:", "CSeq:"].iter().any(|h| l.starts_with(h))).collect::<Vec<_>>().join("\r\n");
+            ua.sip.send_to(format!("SIP/2.0 200 OK\r\n{ok}\r\nContent-Length: 0\r\n\r\n").as_bytes(), from).unwrap();
+            break text;
+        }
+    };
+    assert!(bye.contains("Call-ID: xfer-1"));
+    let g = finished(gateway);
+    assert!(g.status.success(), "the gateway was not called: {}", String::from_utf8_lossy(&g.stdout));
+    let call = &records(&s, 1)[0];
+    assert_eq!(call["outcome"], "transferred:02195588", "{call}");
+    let h = &call["handoffs"][0];
+    assert_eq!((h["kind"].as_str(), h["target"].as_str(), h["outcome"].as_str()), (Some("transfer"), Some("02195588"), Some("served")), "{call}");
+}

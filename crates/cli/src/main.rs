@@ -61,6 +61,8 @@ struct Config {
     admin_token: Option<String>,
     /// The digest realm agents' phones register in (default "ivr").
     realm: Option<String>,
+    /// Where `transfer NUMBER` goes: a SIP URI with `{number}` (a gateway).
+    transfer_gateway: Option<String>,
 }
 
 /// `listen = "ADDR:PORT"` or `listen = ["ADDR:PORT", …]`.
@@ -345,6 +347,12 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
     };
     let (acd, admin, admin_token) = (cfg.acd()?, cfg.admin_addr(), cfg.admin_token.clone());
     let realm = cfg.realm.clone().unwrap_or_else(|| "ivr".into());
+    let transfer_gateway = cfg.transfer_gateway.clone();
+    if let Some(g) = &transfer_gateway {
+        if !g.contains("{number}") || ivr_server::contact_addr(&g.replace("{number}", "1")).is_none() {
+            return Err(format!("transfer_gateway {g:?} must be a SIP URI with an IP host and {{number}}, e.g. \"sip:{{number}}@192.0.2.1:5060\""));
+        }
+    }
     let flows = match cfg.flows {
         Some(f) => f,
         None => root_flows(Path::new("flows"))?,
@@ -383,6 +391,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
         admin,
         admin_token,
         realm,
+        transfer_gateway,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;

@@ -23,9 +23,10 @@ use crate::media::{self, Relay};
 use crate::records::{self, Handoff as HandoffRecord, Log};
 use crate::{Call, Ports};
 
-/// A caller's hand-off in progress.
+/// A caller's hand-off in progress: to a queue or an agent (the flow waits
+/// for `op`), or a transfer (the flow has ended; `op` is `None`).
 pub struct Pending {
-    op: OpId,
+    op: Option<OpId>,
     kind: &'static str,
     target: String,
     priority: i64,
@@ -35,10 +36,12 @@ pub struct Pending {
     bridged: Option<(CallKey, String, u64)>,
 }
 
-/// A call we placed to an agent's phone for a caller.
+/// A call we placed for a caller: to an agent's phone, or a transfer target.
 struct Leg {
     caller: CallKey,
+    /// The agent's work number, or the number transferred to.
     agent: String,
+    transfer: bool,
     rtp: Arc<UdpSocket>,
     port: u16,
     receiver: Option<tokio::task::JoinHandle<()>>,
@@ -65,10 +68,14 @@ pub struct Agents {
     pub history: Vec<ivr_acd::CallRecord>,
     /// Keys sent by SIP INFO to pass to the other leg of a bridge.
     keys_out: Vec<(CallKey, char)>,
+    /// Where `transfer` sends calls: a SIP URI with `{number}` (a gateway).
+    transfer_gateway: Option<String>,
+    /// Transfers the flows asked for, placed in `drain`.
+    transfers: Vec<(CallKey, String)>,
 }
 
 impl Agents {
-    pub fn new(cfg: ivr_acd::AcdConfig, realm: String, seed: u64, now: u64) -> Agents {
+    pub fn new(cfg: ivr_acd::AcdConfig, realm: String, transfer_gateway: Option<String>, seed: u64, now: u64) -> Agents {
         let enabled = !cfg.queues.is_empty() || !cfg.agents.is_empty();
         Agents {
             acd: Acd::new(cfg, now),
@@ -80,6 +87,8 @@ impl Agents {
             realm,
             history: Vec::new(),
             keys_out: Vec::new(),
+            transfer_gateway,
+            transfers: Vec::new(),
         }
     }
 
@@ -109,7 +118,7 @@ impl Agents {
         }
         let leave_key = self.acd.queue_config(&queue).and_then(|q| q.leave_key);
         info!(call_id = %c.record.call_id, %queue, priority, "queued for an agent");
-        c.handoff = Some(Pending { op, kind: "queue", target: queue.clone(), priority, leave_key, started: now, bridged: None });
+        c.handoff = Some(Pending { op: Some(op), kind: "queue", target: queue.clone(), priority, leave_key, started: now, bridged: None });
         c.stream.set_hold(Some(c.prompts.hold()));
         self.acd.enqueue(now, key.0, &queue, priority, max_wait_ms);
     }
@@ -121,9 +130,23 @@ impl Agents {
             return;
         }
         info!(call_id = %c.record.call_id, agent = %work_number, "dialling an agent");
-        c.handoff = Some(Pending { op, kind: "agent", target: work_number.clone(), priority: 0, leave_key: None, started: now, bridged: None });
+        c.handoff = Some(Pending { op: Some(op), kind: "agent", target: work_number.clone(), priority: 0, leave_key: None, started: now, bridged: None });
         c.stream.set_hold(Some(c.prompts.hold()));
         self.acd.dial(now, key.0, &work_number, timeout_ms);
+    }
+
+    /// The flow ended with `transfer NUMBER`: with a gateway configured, the
+    /// server calls the number through it and bridges the caller (hearing music
+    /// while it rings); `false` when there is no gateway.
+    pub fn transfer(&mut self, now: u64, key: CallKey, c: &mut Call, target: String) -> bool {
+        if self.transfer_gateway.is_none() || target.is_empty() || !target.chars().all(|ch| ch.is_ascii_digit() || "+*#".contains(ch)) {
+            return false;
+        }
+        info!(call_id = %c.record.call_id, %target, "transferring");
+        c.handoff = Some(Pending { op: None, kind: "transfer", target: target.clone(), priority: 0, leave_key: None, started: now, bridged: None });
+        c.stream.set_hold(Some(c.prompts.hold()));
+        self.transfers.push((key, target));
+        true
     }
 
     /// A key from a caller in a hand-off: the queue's leave key takes them
@@ -144,15 +167,16 @@ impl Agents {
     /// The caller hung up (or the call failed) during a hand-off.
     pub fn caller_gone(&mut self, now: u64, key: CallKey, c: &mut Call, endpoint: &mut Endpoint, ports: &mut Ports) {
         let Some(h) = c.handoff.take() else { return };
-        let outcome = match h.bridged {
-            Some((leg, _, _)) => {
-                endpoint.hangup(now, leg);
-                self.drop_leg(leg, ports);
-                "served"
-            }
-            None => "abandoned",
-        };
-        self.acd.caller_left(now, key.0, false);
+        // Every leg placed for this caller ends: bridged (BYE) or ringing (CANCEL).
+        let legs: Vec<CallKey> = self.legs.iter().filter(|(_, l)| l.caller == key).map(|(k, _)| *k).collect();
+        for leg in legs {
+            endpoint.hangup(now, leg);
+            self.drop_leg(leg, ports);
+        }
+        let outcome = if h.bridged.is_some() { "served" } else { "abandoned" };
+        if h.kind != "transfer" {
+            self.acd.caller_left(now, key.0, false);
+        }
         c.record.handoffs.push(handoff_record(&h, outcome, now));
     }
 
@@ -168,6 +192,14 @@ impl Agents {
         for (to, d) in self.keys_out.drain(..) {
             endpoint.send_dtmf(now, to, d);
         }
+        for (key, target) in std::mem::take(&mut self.transfers) {
+            let Some(c) = calls.get_mut(&key) else { continue };
+            let uri = self.transfer_gateway.as_deref().unwrap_or("").replace("{number}", &target);
+            if let Err(e) = self.place(now, key, c, &target, Some(&uri), None, 0, true, endpoint, ports) {
+                warn!(call_id = %c.record.call_id, %target, "cannot transfer: {e}");
+                end_transfer(c, format!("transfer_failed:{target}"), now);
+            }
+        }
         while let Some(cmd) = self.acd.poll_command() {
             match cmd {
                 Command::Offer { call, agent, contact, queue, priority } => {
@@ -176,7 +208,7 @@ impl Agents {
                         self.acd.caller_left(now, call, false);
                         continue;
                     };
-                    match self.place(now, key, c, &agent, contact.as_deref(), queue.as_deref(), priority, endpoint, ports) {
+                    match self.place(now, key, c, &agent, contact.as_deref(), queue.as_deref(), priority, false, endpoint, ports) {
                         Ok(leg) => info!(call_id = %c.record.call_id, %agent, leg = leg.0, "ringing an agent"),
                         Err(e) => {
                             warn!(call_id = %c.record.call_id, %agent, "cannot ring the agent: {e}");
@@ -203,7 +235,9 @@ impl Agents {
                     c.stream.stop();
                     info!(call_id = %c.record.call_id, outcome = outcome.name(), "back in the flow");
                     c.record.handoffs.push(handoff_record(&h, outcome.name(), now));
-                    c.session.handle_event(now, Event::Completed { op: h.op, outcome: outcome.name().into(), fields: vec![] });
+                    if let Some(op) = h.op {
+                        c.session.handle_event(now, Event::Completed { op, outcome: outcome.name().into(), fields: vec![] });
+                    }
                     dirty.push(key);
                 }
                 Command::Announce { call, position, wait_ms } => {
@@ -228,7 +262,8 @@ impl Agents {
         }
     }
 
-    /// INVITE the agent's phone for `key`, offering the caller's codec.
+    /// INVITE the agent's phone (or the transfer target) for `key`, offering
+    /// the caller's codec.
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
@@ -239,6 +274,7 @@ impl Agents {
         contact: Option<&str>,
         queue: Option<&str>,
         priority: i64,
+        transfer: bool,
         endpoint: &mut Endpoint,
         ports: &mut Ports,
     ) -> Result<CallKey, String> {
@@ -259,14 +295,14 @@ impl Agents {
         }
         let caller = c.record.caller.clone();
         let leg = endpoint.call(now, contact, dest, &caller, &extra, &body);
-        self.legs.insert(leg, Leg { caller: key, agent: agent.to_string(), rtp, port, receiver: None, relay: Arc::new(std::sync::Mutex::new(None)) });
+        self.legs.insert(leg, Leg { caller: key, agent: agent.to_string(), transfer, rtp, port, receiver: None, relay: Arc::new(std::sync::Mutex::new(None)) });
         Ok(leg)
     }
 
     /// The agent's phone answered: bridge, or hang up if the ACD no longer wants it.
     pub fn leg_answered(&mut self, now: u64, leg: CallKey, answer: &[u8], calls: &mut HashMap<CallKey, Call>, endpoint: &mut Endpoint, ports: &mut Ports) {
         let Some(l) = self.legs.get(&leg) else { return };
-        let (caller, agent) = (l.caller, l.agent.clone());
+        let (caller, agent, transfer) = (l.caller, l.agent.clone(), l.transfer);
         let neg = sdp::parse_offer(&String::from_utf8_lossy(answer)).and_then(|o| o.negotiate());
         let Some(c) = calls.get_mut(&caller) else {
             endpoint.hangup(now, leg);
@@ -275,18 +311,26 @@ impl Agents {
         let neg = match neg {
             Ok(n) if n.codec == c.stream.codec() => n,
             other => {
-                warn!(call_id = %c.record.call_id, %agent, "the agent's answer has no usable audio ({:?}); hanging up that leg", other.err());
+                warn!(call_id = %c.record.call_id, %agent, "the answer has no usable audio ({:?}); hanging up that leg", other.err());
                 endpoint.hangup(now, leg);
                 self.drop_leg(leg, ports);
-                self.acd.offer_failed(now, caller.0, &agent, OfferFailure::Unreachable);
+                if transfer {
+                    end_transfer(c, format!("transfer_failed:{agent}"), now);
+                } else {
+                    self.acd.offer_failed(now, caller.0, &agent, OfferFailure::Unreachable);
+                }
                 return;
             }
         };
-        if !self.acd.answered(now, caller.0, &agent) {
+        if transfer {
+            info!(call_id = %c.record.call_id, target = %agent, "transfer answered; bridged");
+            c.record.outcome = Some(format!("transferred:{agent}"));
+        } else if !self.acd.answered(now, caller.0, &agent) {
             endpoint.hangup(now, leg);
             return self.drop_leg(leg, ports);
+        } else {
+            info!(call_id = %c.record.call_id, %agent, "agent answered; bridged");
         }
-        info!(call_id = %c.record.call_id, %agent, "agent answered; bridged");
         // Caller → agent through the caller's receive task; agent → caller through the leg's.
         let caller_dtmf = c.remote.as_ref().and_then(|n| n.dtmf_payload_type);
         let l = self.legs.get_mut(&leg).unwrap();
@@ -303,25 +347,39 @@ impl Agents {
         }
     }
 
-    /// The agent's phone did not take the call.
-    pub fn leg_failed(&mut self, now: u64, leg: CallKey, code: u16, ports: &mut Ports) {
+    /// The agent's phone (or the transfer target) did not take the call.
+    pub fn leg_failed(&mut self, now: u64, leg: CallKey, code: u16, calls: &mut HashMap<CallKey, Call>, ports: &mut Ports) {
         let Some(l) = self.legs.get(&leg) else { return };
-        let (caller, agent) = (l.caller, l.agent.clone());
+        let (caller, agent, transfer) = (l.caller, l.agent.clone(), l.transfer);
         self.drop_leg(leg, ports);
+        if transfer {
+            info!(target = %agent, code, "the transfer failed");
+            if let Some(c) = calls.get_mut(&caller) {
+                end_transfer(c, format!("transfer_failed:{agent}:{code}"), now);
+            }
+            return;
+        }
         info!(%agent, code, "the agent's phone refused or failed");
         let why = if matches!(code, 486 | 600 | 603) { OfferFailure::Declined } else { OfferFailure::Unreachable };
         self.acd.offer_failed(now, caller.0, &agent, why);
     }
 
-    /// The agent hung up: the caller goes back to the flow.
+    /// The agent hung up: the caller goes back to the flow. The transfer
+    /// target hung up: so does the caller's call.
     pub fn leg_ended(&mut self, now: u64, leg: CallKey, calls: &mut HashMap<CallKey, Call>, ports: &mut Ports) {
         let Some(l) = self.legs.get(&leg) else { return };
-        let caller = l.caller;
+        let (caller, transfer) = (l.caller, l.transfer);
         if let Some(c) = calls.get_mut(&caller) {
             self.unbridge(c);
+            if transfer {
+                let outcome = c.record.outcome.take().unwrap_or_default();
+                end_transfer(c, outcome, now);
+            }
         }
         self.drop_leg(leg, ports);
-        self.acd.talk_ended(now, caller.0, true);
+        if !transfer {
+            self.acd.talk_ended(now, caller.0, true);
+        }
     }
 
     fn unbridge(&mut self, c: &mut Call) {
@@ -404,6 +462,20 @@ impl Agents {
         }
         self.acd.handle_timeout(now);
     }
+}
+
+/// A transfer is over (failed, or the far end hung up): the caller's call ends
+/// once its audio has played out.
+fn end_transfer(c: &mut Call, outcome: String, now: u64) {
+    if let Some(h) = c.handoff.take() {
+        let result = if h.bridged.is_some() { "served" } else { "failed" };
+        c.record.handoffs.push(handoff_record(&h, result, now.max(h.started)));
+    }
+    c.stream.set_hold(None);
+    c.stream.stop();
+    c.stream.set_muted(false);
+    c.record.outcome = Some(outcome);
+    c.hangup_when_quiet = true;
 }
 
 #[derive(serde::Serialize)]

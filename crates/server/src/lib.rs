@@ -29,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+pub use handoff::contact_addr;
 pub use media::{reading, PromptAudio};
 pub use records::CallRecord;
 
@@ -66,6 +67,9 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// The digest realm agents' phones authenticate in.
     pub realm: String,
+    /// Where `transfer NUMBER` calls go: a SIP URI with `{number}`, e.g.
+    /// `sip:{number}@192.0.2.1:5060` (a gateway). Without one a transfer ends the call.
+    pub transfer_gateway: Option<String>,
 }
 
 /// Produces a fresh set of compiled flows, or says why not.
@@ -203,7 +207,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut hangups = reload_signal();
     let mut calls: HashMap<CallKey, Call> = HashMap::new();
     let mut ports = Ports { free: (cfg.rtp_ports.0..=cfg.rtp_ports.1).filter(|p| p % 2 == 0).collect() };
-    let mut agents = handoff::Agents::new(cfg.acd.clone(), cfg.realm.clone(), seed, 0);
+    let mut agents = handoff::Agents::new(cfg.acd.clone(), cfg.realm.clone(), cfg.transfer_gateway.clone(), seed, 0);
     endpoint.set_registrar(!cfg.acd.agents.is_empty());
 
     if let Some(addr) = cfg.admin {
@@ -432,7 +436,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 }
                 SipEvent::Progress { .. } => {}
                 SipEvent::Answered { call, sdp } => agents.leg_answered(t, call, &sdp, &mut calls, &mut endpoint, &mut ports),
-                SipEvent::Failed { call, code } => agents.leg_failed(t, call, code, &mut ports),
+                SipEvent::Failed { call, code } => agents.leg_failed(t, call, code, &mut calls, &mut ports),
                 SipEvent::Register(r) => agents.register(t, jiff::Timestamp::now().as_millisecond() as u64, r, &mut endpoint),
                 SipEvent::Bye { call } | SipEvent::AckTimeout { call } if agents.is_leg(call) => agents.leg_ended(t, call, &mut calls, &mut ports),
                 SipEvent::Cancelled { call } | SipEvent::Bye { call } | SipEvent::AckTimeout { call } => {
@@ -468,7 +472,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 while let Some(a) = c.session.poll_action() {
                     perform(key, c, a, &cfg, &tx, &mut agents, now_ms());
                 }
-                if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() {
+                if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.stream.is_idle() && c.handoff.is_none() {
                     let c = calls.remove(&key).unwrap();
                     finish(c, &mut records, &mut ports);
                     continue;
@@ -627,9 +631,11 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
         Action::Cancel { .. } => {}
         Action::SetLanguage { .. } => {}
         Action::Transfer { target } => {
-            warn!(call_id = %c.record.call_id, %target, "transfer is not supported yet; ending the call");
             c.record.outcome = Some(format!("transfer:{target}"));
-            c.hangup_when_quiet = true;
+            if !agents.transfer(now, key, c, target.clone()) {
+                warn!(call_id = %c.record.call_id, %target, "no transfer_gateway is configured (or the number is not one); ending the call");
+                c.hangup_when_quiet = true;
+            }
         }
         Action::Fault { message, pc } => {
             let at = c.program.line_of(pc as usize).map(|(f, l)| format!("{f}:{l}")).unwrap_or_default();
