@@ -102,6 +102,13 @@ fn a_caller_queues_is_bridged_to_an_agent_and_rates_the_call_after() {
     assert!(q["waited_ms"].as_u64().unwrap() < 2_000 && q["wrap_up_ms"].as_u64().unwrap() >= 1_000, "{q}");
     let states: Vec<String> = lines(&s, "agents.jsonl", 4).iter().filter(|r| r["agent"] == "1001").map(|r| r["state"].as_str().unwrap().to_string()).collect();
     assert_eq!(states, ["ready", "ringing", "talking", "wrap_up"]);
+
+    // The day's report reads the same records.
+    let out = ivr(&["report", "--data", s.data.to_str().unwrap(), "--tz", "UTC", "--date", &utc_date_days_ago(1), "--days", "3", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap_or_default();
+    assert_eq!((r["ivr"]["calls"].as_u64(), r["all_queues"]["answered"].as_u64(), r["survey"]["answers"].as_u64()), (Some(1), Some(1), Some(1)), "{r}");
+    assert_eq!(r["agents"][0]["agent"], "1001");
+    assert_eq!(r["agents"][0]["calls"], 1);
 }
 
 /// Sends RTP with a recognisable payload and counts what comes back.
@@ -356,4 +363,18 @@ fn transfer_calls_the_number_through_the_gateway_and_bridges() {
     assert_eq!(call["outcome"], "transferred:02195588", "{call}");
     let h = &call["handoffs"][0];
     assert_eq!((h["kind"].as_str(), h["target"].as_str(), h["outcome"].as_str()), (Some("transfer"), Some("02195588"), Some("served")), "{call}");
+}
+
+/// The UTC date `n` days ago, as YYYY-MM-DD (civil-from-days, H. Hinnant).
+fn utc_date_days_ago(n: i64) -> String {
+    let z = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 86_400 - n + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }

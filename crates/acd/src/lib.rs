@@ -119,7 +119,7 @@ pub enum OfferFailure {
 }
 
 /// One call's life in the ACD, for the KPIs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CallRecord {
     pub call: CallId,
     pub queue: Option<String>,

@@ -3,6 +3,7 @@
 //! This binary is the only place that touches files and the terminal for the
 //! compiler and the VM; they reach files through [`FsWorld`].
 
+mod kpis;
 mod report;
 mod sim;
 
@@ -251,6 +252,27 @@ enum Command {
         #[arg(long)]
         admin: Option<String>,
     },
+    /// The day's numbers from `ivr serve`'s records: IVR calls and menu hits,
+    /// queues (service level, ASA, abandon rate, AHT), agents, survey.
+    Report {
+        /// The server's data directory.
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
+        /// The first day (YYYY-MM-DD; default today).
+        #[arg(long)]
+        date: Option<String>,
+        /// How many days from it (7 for a week).
+        #[arg(long, default_value_t = 1)]
+        days: u32,
+        /// The centre's time zone, for where days begin.
+        #[arg(long, default_value = "Asia/Shanghai")]
+        tz: String,
+        /// Service level: answered within this many seconds.
+        #[arg(long, default_value_t = 20)]
+        sl: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
         /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
@@ -293,6 +315,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { paths, format, deny_warnings, config } => check(&paths, format, deny_warnings, config.as_deref()),
         Command::Agents { admin, json } => agents_cmd(admin, json),
+        Command::Report { data, date, days, tz, sl, json } => report_cmd(&data, date, days, &tz, sl, json),
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
@@ -502,6 +525,24 @@ fn agent_cmd(action: AgentAction, id: &str, reason: Option<String>, admin: Optio
     let a = admin_call(admin, "POST", &format!("/agents/{id}/{action}"), Some(body))?;
     let reason = a["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
     println!("agent {id}: {}{reason}", a["state"].as_str().unwrap_or("?"));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr report`.
+fn report_cmd(data: &Path, date: Option<String>, days: u32, tz: &str, sl: u64, json: bool) -> Result<ExitCode, String> {
+    let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz}: {e}"))?;
+    let day = match date {
+        Some(d) => d.parse::<jiff::civil::Date>().map_err(|e| format!("--date {d}: {e}"))?,
+        None => jiff::Timestamp::now().to_zoned(zone.clone()).date(),
+    };
+    let end = day.checked_add(jiff::Span::new().days(days.max(1) as i64)).map_err(|e| e.to_string())?;
+    let at = |d: jiff::civil::Date| d.to_zoned(zone.clone()).map(|z| z.timestamp().as_millisecond()).map_err(|e| e.to_string());
+    let report = kpis::build(data, at(day)?, at(end)?, (day.to_string(), end.to_string()), sl * 1000)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", kpis::render(&report));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

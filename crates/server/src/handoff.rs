@@ -72,6 +72,8 @@ pub struct Agents {
     transfer_gateway: Option<String>,
     /// Transfers the flows asked for, placed in `drain`.
     transfers: Vec<(CallKey, String)>,
+    /// Wall-clock milliseconds at the server's time 0 (records carry both).
+    wall_base: i64,
 }
 
 impl Agents {
@@ -89,6 +91,7 @@ impl Agents {
             keys_out: Vec::new(),
             transfer_gateway,
             transfers: Vec::new(),
+            wall_base: jiff::Timestamp::now().as_millisecond() - now as i64,
         }
     }
 
@@ -252,9 +255,13 @@ impl Agents {
                 Record::Call(rec) => {
                     self.history.push(rec.clone());
                     let call_id = calls.get(&CallKey(rec.call)).map(|c| c.record.call_id.clone());
-                    records.write(Log::Queue, &QueueLine { call_id, record: rec })
+                    let joined_at_ms = self.wall_base + rec.joined_ms as i64;
+                    records.write(Log::Queue, &QueueLine { call_id, joined_at_ms, record: rec })
                 }
-                Record::Agent(rec) => records.write(Log::Agents, rec),
+                Record::Agent(rec) => {
+                    let (from_at_ms, to_at_ms) = (self.wall_base + rec.from_ms as i64, self.wall_base + rec.to_ms as i64);
+                    records.write(Log::Agents, &AgentLine { from_at_ms, to_at_ms, record: rec })
+                }
             };
             if let Err(e) = written {
                 warn!("cannot write queue records: {e}");
@@ -478,9 +485,21 @@ fn end_transfer(c: &mut Call, outcome: String, now: u64) {
     c.hangup_when_quiet = true;
 }
 
+/// A line of `agents.jsonl`: the state record, with wall-clock times.
+#[derive(serde::Serialize)]
+struct AgentLine<'a> {
+    from_at_ms: i64,
+    to_at_ms: i64,
+    #[serde(flatten)]
+    record: &'a ivr_acd::AgentStateRecord,
+}
+
+/// A line of `queue.jsonl`: the ACD's record, with the call's SIP Call-ID and
+/// the wall-clock time it joined.
 #[derive(serde::Serialize)]
 struct QueueLine<'a> {
     call_id: Option<String>,
+    joined_at_ms: i64,
     #[serde(flatten)]
     record: &'a ivr_acd::CallRecord,
 }
