@@ -378,3 +378,37 @@ fn utc_date_days_ago(n: i64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+#[test]
+fn ring_no_answer_moves_on_to_the_next_agent_and_pauses_the_first() {
+    let (silent, silent_port) = agent_phone("uas_no_answer.xml", &[]);
+    let (phone, phone_port) = agent_phone("uas_agent_direct.xml", &[]);
+    let admin = free_tcp_port();
+    let cfg = config(&[("1001", silent_port), ("1002", phone_port)], admin).replace("ring_ms = 5000", "ring_ms = 2000");
+    let s = serve("agents-rna", &cfg);
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "rna-1");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("rna-1", &tag, "Signal=0\r\nDuration=160\r\n");
+    assert!(finished(silent).status.success(), "1001's phone rang and was cancelled");
+    assert!(finished(phone).status.success(), "1002 took the call");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &format!("127.0.0.1:{admin}")]))).unwrap();
+    assert_eq!((v["agents"][0]["state"].as_str(), v["agents"][0]["reason"].as_str()), (Some("not_ready"), Some("ring_no_answer")), "{v}");
+    ua.bye("rna-1", &tag);
+    let q = &lines(&s, "queue.jsonl", 1)[0];
+    assert_eq!((q["agent"].as_str(), q["offers"].as_u64()), (Some("1002"), Some(2)), "{q}");
+    assert!(q["waited_ms"].as_u64().unwrap() >= 2_000, "{q}");
+}
+
+#[test]
+fn the_admin_api_can_require_a_token() {
+    let admin = free_tcp_port();
+    let s = serve("agents-token", &format!("admin_token = \"t0ken-for-tests\"\n{}", config(&[], admin)));
+    let at = format!("127.0.0.1:{admin}");
+    let refused = ivr(&["agents", "--admin", &at]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("a bearer token is required"), "{}", stderr(&refused));
+    let ok = Command::new(ivr_path()).args(["agent", "login", "1003", "--admin", &at]).env("IVR_ADMIN_TOKEN", "t0ken-for-tests").current_dir(root()).output().unwrap();
+    assert!(stdout(&ok).contains("agent 1003: ready"), "{}{}", stdout(&ok), stderr(&ok));
+    drop(s);
+}
