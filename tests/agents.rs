@@ -193,9 +193,17 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
 
 /// A plain HTTP GET of the admin API.
 fn admin_get(admin: u16, path: &str) -> serde_json::Value {
+    admin_http(admin, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+}
+
+fn admin_post(admin: u16, path: &str, body: &str) -> serde_json::Value {
+    admin_http(admin, &format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
+}
+
+fn admin_http(admin: u16, request: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
@@ -302,6 +310,10 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     let state: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &admin_at]))).unwrap();
     assert_eq!(state["queues"][0]["waiting"], 1, "{state}");
     assert_eq!(state["queues"][0]["callers"][0]["call_id"], "leave-1");
+    // A supervisor raises the caller's priority; the queue re-ranks at once.
+    let raised = admin_post(admin, "/calls/leave-1/priority", r#"{"priority": 10}"#);
+    assert_eq!(raised["priority"], 10, "{raised}");
+    assert_eq!(admin_get(admin, "/queues")[0]["callers"][0]["priority"], 10);
     ua.info("leave-1", &tag, "Signal=*\r\nDuration=160\r\n");
     let recs = records(&s, 1);
     assert_eq!(recs[0]["handoffs"][0]["outcome"], "left", "{}", recs[0]);
