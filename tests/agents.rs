@@ -424,3 +424,31 @@ fn the_admin_api_can_require_a_token() {
     assert!(stdout(&ok).contains("agent 1003: ready"), "{}{}", stdout(&ok), stderr(&ok));
     drop(s);
 }
+
+#[test]
+fn reload_reads_the_agents_and_queues_again_and_refuses_a_broken_set() {
+    let admin = free_tcp_port();
+    let s = serve("agents-reload", &config(&[], admin));
+    let at = format!("127.0.0.1:{admin}");
+    let ids = || -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &at]))).unwrap();
+        v["agents"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(), ["1003"]);
+    let path = s.data.join("ivr.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let added = text.replace("[[queues]]", "[[agents]]\nid = \"1004\"\nname = \"New\"\nskills = [[\"general\", 6]]\n\n[[queues]]");
+    std::fs::write(&path, &added).unwrap();
+    let data = s.data.to_str().unwrap();
+    assert!(ivr(&["reload", "--data", data]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ids().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ids(), ["1003", "1004"]);
+    // Two agents with one work number: refused; the running set stays.
+    std::fs::write(&path, added.replace("id = \"1004\"", "id = \"1003\"")).unwrap();
+    assert!(ivr(&["reload", "--data", data]).status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ids(), ["1003", "1004"]);
+}

@@ -188,6 +188,8 @@ struct Agent {
     /// The record of the call being wrapped up, completed when wrap-up ends.
     wrapping: Option<CallRecord>,
     time_in: [Millis; 6],
+    /// No longer configured (kept only while a call of theirs finishes).
+    retired: bool,
 }
 
 #[derive(Debug)]
@@ -212,10 +214,37 @@ struct Entry {
 
 struct Queue {
     cfg: QueueConfig,
+    /// No longer configured: takes no callers.
+    retired: bool,
     /// Round robin: the member offered last.
     last_offered: Option<usize>,
     handled: u64,
     handle_ms_total: u64,
+}
+
+impl Agent {
+    /// A configured agent: ready at once with a fixed address and `auto_login`.
+    fn new(a: AgentConfig, now: Millis) -> Agent {
+        let ready = a.auto_login && a.address.is_some();
+        Agent {
+            contact: a.address.clone(),
+            cfg: a,
+            state: if ready { AgentState::Ready } else { AgentState::LoggedOut },
+            since: now,
+            ready_since: now,
+            calls: 0,
+            after_call: None,
+            wrapping: None,
+            time_in: [0; 6],
+            retired: false,
+        }
+    }
+}
+
+impl Queue {
+    fn new(cfg: QueueConfig) -> Queue {
+        Queue { cfg, retired: false, last_offered: None, handled: 0, handle_ms_total: 0 }
+    }
 }
 
 pub struct Acd {
@@ -235,26 +264,9 @@ pub struct Acd {
 impl Acd {
     /// Agents with a fixed address and `auto_login` start ready; others logged out.
     pub fn new(cfg: AcdConfig, now: Millis) -> Acd {
-        let agents: Vec<Agent> = cfg
-            .agents
-            .into_iter()
-            .map(|a| {
-                let ready = a.auto_login && a.address.is_some();
-                Agent {
-                    contact: a.address.clone(),
-                    cfg: a,
-                    state: if ready { AgentState::Ready } else { AgentState::LoggedOut },
-                    since: now,
-                    ready_since: now,
-                    calls: 0,
-                    after_call: None,
-                    wrapping: None,
-                    time_in: [0; 6],
-                }
-            })
-            .collect();
+        let agents: Vec<Agent> = cfg.agents.into_iter().map(|a| Agent::new(a, now)).collect();
         let by_id = agents.iter().enumerate().map(|(i, a)| (a.cfg.id.clone(), i)).collect();
-        let queues = cfg.queues.into_iter().map(|q| Queue { cfg: q, last_offered: None, handled: 0, handle_ms_total: 0 }).collect();
+        let queues = cfg.queues.into_iter().map(Queue::new).collect();
         Acd {
             agents,
             by_id,
@@ -278,7 +290,7 @@ impl Acd {
     }
 
     pub fn queue_config(&self, name: &str) -> Option<&QueueConfig> {
-        self.queues.iter().find(|q| q.cfg.name == name).map(|q| &q.cfg)
+        self.queues.iter().find(|q| q.cfg.name == name && !q.retired).map(|q| &q.cfg)
     }
 
     pub fn agent_config(&self, id: &str) -> Option<&AgentConfig> {
@@ -404,13 +416,81 @@ impl Acd {
         Ok(())
     }
 
+    /// Applies a new configuration without dropping a call. Agents and queues
+    /// are matched by work number and name: new ones are added (an agent with
+    /// a fixed address and `auto_login` ready at once), changed ones take their
+    /// new settings and keep their state; a removed agent is logged out (after
+    /// their call, if on one) and a removed queue sends its waiting callers on
+    /// with `no_agents`.
+    pub fn reconfigure(&mut self, now: Millis, cfg: AcdConfig) {
+        self.now = self.now.max(now);
+        for i in 0..self.queues.len() {
+            if !self.queues[i].retired && !cfg.queues.iter().any(|q| q.name == self.queues[i].cfg.name) {
+                self.queues[i].retired = true;
+                let mut gone: Vec<(u64, CallId)> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q, .. } if q == i))
+                    .map(|(c, e)| (e.seq, *c))
+                    .collect();
+                gone.sort_unstable();
+                for (_, call) in gone {
+                    let e = self.calls.remove(&call).unwrap();
+                    for (a, _) in &e.offers {
+                        self.withdraw_agent(now, call, *a);
+                    }
+                    self.records.push_back(Record::Call(self.record_of(call, &e, now, "no_agents")));
+                    self.commands.push_back(Command::Finish { call, outcome: Outcome::NoAgents });
+                }
+            }
+        }
+        for qc in cfg.queues {
+            match self.queues.iter_mut().find(|q| q.cfg.name == qc.name) {
+                Some(q) => {
+                    q.cfg = qc;
+                    q.retired = false;
+                }
+                None => self.queues.push(Queue::new(qc)),
+            }
+        }
+        let removed: Vec<String> = self.by_id.keys().filter(|id| !cfg.agents.iter().any(|a| &a.id == *id)).cloned().collect();
+        for id in removed {
+            let _ = self.logout(now, &id);
+            if let Some(a) = self.by_id.remove(&id) {
+                self.agents[a].retired = true;
+            }
+        }
+        for ac in cfg.agents {
+            match self.agents.iter().position(|a| a.cfg.id == ac.id) {
+                Some(i) => {
+                    let a = &mut self.agents[i];
+                    // A phone at a fixed address moves with it; a registered one stays.
+                    if a.contact == a.cfg.address {
+                        a.contact = ac.address.clone();
+                    }
+                    a.cfg = ac;
+                    a.retired = false;
+                    self.by_id.insert(a.cfg.id.clone(), i);
+                }
+                None => {
+                    self.by_id.insert(ac.id.clone(), self.agents.len());
+                    self.agents.push(Agent::new(ac, now));
+                }
+            }
+        }
+        self.tiers = cfg.tiers;
+        self.direct_wrap_up_ms = cfg.direct_wrap_up_ms;
+        self.leave_if_empty(now);
+        self.dispatch(now);
+    }
+
     // ---------------------------------------------------------------- callers
 
     /// A caller joins `queue`. The outcome comes later as [`Command::Finish`]
     /// (at once for `full`, `no_agents` and an unknown queue).
     pub fn enqueue(&mut self, now: Millis, call: CallId, queue: &str, priority: i64, max_wait_ms: Millis) {
         self.now = self.now.max(now);
-        let Some(q) = self.queues.iter().position(|x| x.cfg.name == queue) else {
+        let Some(q) = self.queues.iter().position(|x| x.cfg.name == queue && !x.retired) else {
             return self.commands.push_back(Command::Finish { call, outcome: Outcome::Failed });
         };
         let cfg = &self.queues[q].cfg;
@@ -657,7 +737,7 @@ impl Acd {
 
     fn members(&self, q: usize) -> impl Iterator<Item = usize> + '_ {
         let skill = self.queues[q].cfg.skill();
-        self.agents.iter().enumerate().filter(move |(_, a)| a.cfg.level(skill).is_some()).map(|(i, _)| i)
+        self.agents.iter().enumerate().filter(move |(_, a)| !a.retired && a.cfg.level(skill).is_some()).map(|(i, _)| i)
     }
 
     fn logged_in_members(&self, q: usize) -> usize {
@@ -870,6 +950,7 @@ impl Acd {
         let agents = self
             .agents
             .iter()
+            .filter(|a| !a.retired)
             .map(|a| {
                 let mut time_in = BTreeMap::new();
                 for (i, name) in AgentState::NAMES.iter().enumerate() {
@@ -902,6 +983,7 @@ impl Acd {
             })
             .collect();
         let queues = (0..self.queues.len())
+            .filter(|&q| !self.queues[q].retired)
             .map(|q| {
                 let mut callers: Vec<CallerView> = self
                     .calls

@@ -392,3 +392,38 @@ fn an_agent_made_not_ready_by_a_ring_out_can_be_ready_again() {
     acd.ready(70 * S, "1001").unwrap();
     assert_eq!(state(&acd, "1001"), "ringing");
 }
+
+#[test]
+fn reconfiguring_keeps_calls_and_states() {
+    let a = [agent("1001", &[("general", 5)]), agent("1002", &[("general", 5)])];
+    let mut other = queue(Strategy::LongestIdle);
+    other.name = "other".into();
+    other.skill = Some("general".into());
+    let mut acd = Acd::new(AcdConfig { agents: a.to_vec(), queues: vec![queue(Strategy::LongestIdle), other.clone()], ..AcdConfig::default() }, 0);
+    acd.login(0, "1001", None).unwrap();
+    acd.login(0, "1002", None).unwrap();
+    acd.enqueue(S, 1, "general", 0, 0);
+    assert!(acd.answered(2 * S, 1, "1001"));
+    acd.pause(3 * S, "1002", "meeting").unwrap();
+    acd.enqueue(4 * S, 2, "other", 0, 0);
+    drain(&mut acd);
+    // 1001 (talking) and the queue `other` (with a waiting caller) go; 1003 comes.
+    let mut new_agent = agent("1003", &[("general", 7)]);
+    new_agent.auto_login = true;
+    let mut cfg = AcdConfig { agents: vec![a[1].clone(), new_agent], queues: vec![queue(Strategy::Skills)], ..AcdConfig::default() };
+    cfg.queues[0].wrap_up_ms = 0;
+    acd.reconfigure(5 * S, cfg);
+    let cmds = drain(&mut acd);
+    assert_eq!(finished(&cmds), vec![(2, Outcome::NoAgents)], "the removed queue's caller goes on");
+    assert_eq!(state(&acd, "1002"), "not_ready", "kept its state");
+    assert_eq!(state(&acd, "1003"), "ready");
+    assert!(acd.agent_state("1001").is_none(), "gone from the roster");
+    assert_eq!(acd.snapshot(5 * S).agents.len(), 2);
+    // 1001's call goes on and ends normally; then 1001 is logged out for good.
+    acd.talk_ended(6 * S, 1, true);
+    assert_eq!(finished(&drain(&mut acd)), vec![(1, Outcome::Served)]);
+    acd.enqueue(7 * S, 3, "general", 0, 0);
+    assert_eq!(offers(&drain(&mut acd)), vec![(3, "1003".into())], "the new agent takes calls");
+    acd.enqueue(8 * S, 4, "other", 0, 0);
+    assert_eq!(finished(&drain(&mut acd)), vec![(4, Outcome::Failed)], "no such queue any more");
+}

@@ -364,8 +364,9 @@ fn root_flows(dir: &Path) -> Result<Vec<PathBuf>, String> {
 fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<ExitCode, String> {
     let level = if std::env::var_os("IVR_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).with_max_level(level).init();
-    let cfg = match config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file())) {
-        Some(p) => read_config(&p)?,
+    let config = config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()));
+    let cfg = match &config {
+        Some(p) => read_config(p)?,
         None => Config::default(),
     };
     let (acd, admin, admin_token) = (cfg.acd()?, cfg.admin_addr(), cfg.admin_token.clone());
@@ -409,7 +410,15 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
         rate_per_source: cfg.rate_per_source.unwrap_or(10_000),
         inband_dtmf: cfg.inband_dtmf,
         latch_rtp: cfg.latch_rtp,
-        reload: Some(Box::new(move || compile_all(&flows))),
+        // A reload recompiles the flows and reads the agents and queues again
+        // (other settings need a restart).
+        reload: Some(Box::new(move || {
+            let acd = match &config {
+                Some(p) => read_config(p)?.acd().map_err(|e| format!("`{}`: {e}", p.display()))?,
+                None => ivr_acd::AcdConfig::default(),
+            };
+            Ok(ivr_server::Reloaded { programs: compile_all(&flows)?, acd })
+        })),
         acd,
         admin,
         admin_token,

@@ -95,6 +95,12 @@ impl Agents {
         }
     }
 
+    /// New agents and queues (a reload): see [`Acd::reconfigure`].
+    pub fn reconfigure(&mut self, now: u64, cfg: ivr_acd::AcdConfig) {
+        self.enabled = !cfg.queues.is_empty() || !cfg.agents.is_empty();
+        self.acd.reconfigure(now, cfg);
+    }
+
     pub fn is_leg(&self, key: CallKey) -> bool {
         self.legs.contains_key(&key)
     }

@@ -72,8 +72,15 @@ pub struct ServerConfig {
     pub transfer_gateway: Option<String>,
 }
 
-/// Produces a fresh set of compiled flows, or says why not.
-pub type Reloader = Box<dyn Fn() -> Result<Vec<(String, Arc<Program>)>, String>>;
+/// What a reload produces: the recompiled flows and the agents and queues
+/// read again.
+pub struct Reloaded {
+    pub programs: Vec<(String, Arc<Program>)>,
+    pub acd: ivr_acd::AcdConfig,
+}
+
+/// Produces a fresh set of compiled flows and agents, or says why not.
+pub type Reloader = Box<dyn Fn() -> Result<Reloaded, String>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -330,10 +337,12 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             _ = hangups.recv() => {
                 // New calls get the new flows; calls in progress keep theirs.
                 match cfg.reload.as_ref().map(|r| r()) {
-                    Some(Ok(programs)) => {
+                    Some(Ok(Reloaded { programs, acd })) => {
                         prepared = prepare(&programs, &cfg.flows_dir);
-                        info!(flows = programs.len(), "reloaded the flows for new calls");
+                        info!(flows = programs.len(), agents = acd.agents.len(), queues = acd.queues.len(), "reloaded the flows for new calls, and the agents and queues");
                         cfg.programs = programs;
+                        endpoint.set_registrar(!acd.agents.is_empty());
+                        agents.reconfigure(now_ms(), acd);
                     }
                     Some(Err(e)) => warn!("reload refused, keeping the current flows: {e}"),
                     None => {}
