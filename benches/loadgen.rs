@@ -1,7 +1,7 @@
 //! A SIP/RTP load generator for `ivr serve` on loopback (not run in CI).
 //!
 //! Holds CALLS concurrent calls (their audio goes to one shared port that only
-//! counts packets) plus PROBES probe calls, each with its own socket and thread,
+//! counts packets, 64 at a time with recvmmsg) plus PROBES probe calls, each with its own socket and thread,
 //! that time every RTP packet they receive. Reports call failures, the packets
 //! received, and the probes' inter-packet gaps (p50/p99/max).
 //!
@@ -18,6 +18,44 @@ use std::time::{Duration, Instant};
 struct Call {
     to_tag: Option<String>,
     done: bool,
+}
+
+/// Up to 64 datagrams per system call (recvmmsg), into buffers allocated once.
+struct RecvBatch {
+    bufs: Vec<[u8; 256]>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
+}
+
+impl RecvBatch {
+    const N: usize = 64;
+
+    fn new() -> RecvBatch {
+        let mut bufs = vec![[0u8; 256]; Self::N];
+        let mut iovecs: Vec<libc::iovec> = bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+        let headers = iovecs
+            .iter_mut()
+            .map(|iov| {
+                // SAFETY: an all-zero msghdr is valid (no name, no control data).
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        RecvBatch { bufs, iovecs, headers }
+    }
+
+    /// Waits for at least one datagram (up to the socket's read timeout) and
+    /// returns how many arrived.
+    fn recv(&mut self, socket: &UdpSocket) -> usize {
+        use std::os::fd::AsRawFd;
+        debug_assert_eq!(self.bufs.len(), self.iovecs.len());
+        // SAFETY: headers point at iovecs that point at bufs, all owned by self
+        // and alive for the call; the kernel writes at most N entries.
+        let n = unsafe { libc::recvmmsg(socket.as_raw_fd(), self.headers.as_mut_ptr(), Self::N as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
+        n.max(0) as usize
+    }
 }
 
 fn invite(server: SocketAddr, me: SocketAddr, id: &str, rtp_port: u16, cseq: u32) -> String {
@@ -58,6 +96,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64) {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sink_port = sink.local_addr().unwrap().port();
+    // A deep receive buffer, so bursts while this process waits for a core are
+    // not lost in the kernel (SO_RCVBUFFORCE needs root; else the sysctl cap).
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 64 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt with a valid fd and an int option value.
+            let r = unsafe { libc::setsockopt(sink.as_raw_fd(), libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32) };
+            if r == 0 {
+                break;
+            }
+        }
+    }
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sip.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -168,17 +219,28 @@ fn main() {
     // Bulk audio goes to one port that only counts what arrives.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sink_port = sink.local_addr().unwrap().port();
+    // A deep receive buffer, so bursts while this process waits for a core are
+    // not lost in the kernel (SO_RCVBUFFORCE needs root; else the sysctl cap).
+    {
+        use std::os::fd::AsRawFd;
+        let size: libc::c_int = 64 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: setsockopt with a valid fd and an int option value.
+            let r = unsafe { libc::setsockopt(sink.as_raw_fd(), libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32) };
+            if r == 0 {
+                break;
+            }
+        }
+    }
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     {
         let (received, stop) = (received.clone(), stop.clone());
         sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 2048];
+            let mut batch = RecvBatch::new();
             while !stop.load(Ordering::Relaxed) {
-                if sink.recv_from(&mut buf).is_ok() {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
+                received.fetch_add(batch.recv(&sink) as u64, Ordering::Relaxed);
             }
         });
     }
