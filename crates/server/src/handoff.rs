@@ -110,38 +110,28 @@ impl Agents {
         [self.acd.poll_timeout(), regs].into_iter().flatten().min()
     }
 
-    /// The flow hands the caller over: `Action::Enqueue` or `Action::DialAgent`.
+    /// The flow hands the caller over: `Action::Enqueue` (join a queue) or
+    /// `Action::DialAgent` (ring one agent). The caller hears music meanwhile.
     pub fn start(&mut self, now: u64, key: CallKey, c: &mut Call, action: ivr_vm::Action) {
+        use ivr_vm::Action::{DialAgent, Enqueue};
+        let (op, kind, target, priority, nobody) = match &action {
+            Enqueue { op, queue, priority, .. } => (*op, "queue", queue.clone(), *priority, "no_agents"),
+            DialAgent { op, work_number, .. } => (*op, "agent", work_number.clone(), 0, "absent"),
+            _ => return,
+        };
+        if !self.enabled {
+            c.session.handle_event(now, Event::Completed { op, outcome: nobody.into(), fields: vec![] });
+            return;
+        }
+        let leave_key = if kind == "queue" { self.acd.queue_config(&target).and_then(|q| q.leave_key) } else { None };
+        info!(call_id = %c.record.call_id, %kind, %target, priority, "handing over to agents");
+        c.handoff = Some(Pending { op: Some(op), kind, target, priority, leave_key, started: now, bridged: None });
+        c.stream.set_hold(Some(c.prompts.hold()));
         match action {
-            ivr_vm::Action::Enqueue { op, queue, priority, max_wait_ms } => self.enqueue(now, key, c, op, (queue, priority, max_wait_ms)),
-            ivr_vm::Action::DialAgent { op, work_number, timeout_ms } => self.dial(now, key, c, op, work_number, timeout_ms),
+            Enqueue { queue, priority, max_wait_ms, .. } => self.acd.enqueue(now, key.0, &queue, priority, max_wait_ms),
+            DialAgent { work_number, timeout_ms, .. } => self.acd.dial(now, key.0, &work_number, timeout_ms),
             _ => {}
         }
-    }
-
-    /// Join a queue (name, priority, maximum wait).
-    fn enqueue(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, (queue, priority, max_wait_ms): (String, i64, u64)) {
-        if !self.enabled {
-            c.session.handle_event(now, Event::Completed { op, outcome: "no_agents".into(), fields: vec![] });
-            return;
-        }
-        let leave_key = self.acd.queue_config(&queue).and_then(|q| q.leave_key);
-        info!(call_id = %c.record.call_id, %queue, priority, "queued for an agent");
-        c.handoff = Some(Pending { op: Some(op), kind: "queue", target: queue.clone(), priority, leave_key, started: now, bridged: None });
-        c.stream.set_hold(Some(c.prompts.hold()));
-        self.acd.enqueue(now, key.0, &queue, priority, max_wait_ms);
-    }
-
-    /// Ring an agent by work number.
-    fn dial(&mut self, now: u64, key: CallKey, c: &mut Call, op: OpId, work_number: String, timeout_ms: u64) {
-        if !self.enabled {
-            c.session.handle_event(now, Event::Completed { op, outcome: "absent".into(), fields: vec![] });
-            return;
-        }
-        info!(call_id = %c.record.call_id, agent = %work_number, "dialling an agent");
-        c.handoff = Some(Pending { op: Some(op), kind: "agent", target: work_number.clone(), priority: 0, leave_key: None, started: now, bridged: None });
-        c.stream.set_hold(Some(c.prompts.hold()));
-        self.acd.dial(now, key.0, &work_number, timeout_ms);
     }
 
     /// The flow ended with `transfer NUMBER`: with a gateway configured, the
