@@ -675,22 +675,27 @@ impl Acd {
 
     /// The next time [`Acd::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let calls = self.calls.values().flat_map(|e| {
-            let deadline = match e.kind {
-                Kind::Queue { deadline, .. } if e.talking.is_none() => deadline,
-                _ => None,
-            };
-            let widening = match e.kind {
-                Kind::Queue { q, .. } if e.talking.is_none() => self.queues[q].cfg.widen.iter().map(|w| e.joined + w.after_ms).filter(|&t| t > self.now).collect::<Vec<_>>(),
-                _ => Vec::new(),
-            };
-            e.offers.iter().map(|o| o.1).chain(deadline).chain(e.next_announce).chain(widening.into_iter().filter(move |_| e.offers.is_empty()))
-        });
-        let wraps = self.agents.iter().filter_map(|a| match a.state {
-            AgentState::WrapUp { until } => Some(until),
-            _ => None,
-        });
-        calls.chain(wraps).min()
+        let mut next: Option<Millis> = None;
+        let mut at = |t: Millis| next = Some(next.map_or(t, |n| n.min(t)));
+        for e in self.calls.values() {
+            e.offers.iter().for_each(|o| at(o.1));
+            e.next_announce.into_iter().for_each(&mut at);
+            if let (Kind::Queue { q, deadline }, None) = (&e.kind, e.talking) {
+                if let Some(d) = *deadline {
+                    at(d);
+                }
+                // The next widening step still ahead (steps are in order).
+                if let Some(w) = self.queues[*q].cfg.widen.iter().map(|w| e.joined + w.after_ms).find(|&t| t > self.now).filter(|_| e.offers.is_empty()) {
+                    at(w);
+                }
+            }
+        }
+        for a in &self.agents {
+            if let AgentState::WrapUp { until } = a.state {
+                at(until);
+            }
+        }
+        next
     }
 
     pub fn handle_timeout(&mut self, now: Millis) {
