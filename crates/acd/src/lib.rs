@@ -12,6 +12,8 @@
 
 mod config;
 mod kpi;
+#[cfg(test)]
+mod proptests;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -520,9 +522,13 @@ impl Acd {
         }
         self.calls.insert(call, entry);
         self.dispatch(now);
-        // The first announcement, unless an agent is already ringing.
-        if announce.is_some() && self.calls.get(&call).is_some_and(|e| e.offers.is_empty()) {
-            self.announce(now, call);
+        // The first announcement now, or a period from now if an agent is
+        // already ringing.
+        let every = self.queues[q].cfg.announce_every_ms;
+        match self.calls.get_mut(&call) {
+            Some(e) if announce.is_some() && e.offers.is_empty() => self.announce(now, call),
+            Some(e) if announce.is_some() => e.next_announce = Some(now + every),
+            _ => {}
         }
     }
 
