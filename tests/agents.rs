@@ -452,3 +452,20 @@ fn reload_reads_the_agents_and_queues_again_and_refuses_a_broken_set() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(ids(), ["1003", "1004"]);
 }
+
+#[test]
+fn an_agent_putting_the_caller_on_hold_is_answered_and_the_call_goes_on() {
+    let (phone, phone_port) = agent_phone("uas_agent_hold.xml", &[]);
+    let admin = free_tcp_port();
+    let s = serve("agents-hold", &config(&[("1002", phone_port)], admin));
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "hold-1");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("hold-1", &tag, "Signal=8\r\nDuration=160\r\n");
+    let agent = finished(phone);
+    assert!(agent.status.success(), "the hold re-INVITE was not answered: {}", String::from_utf8_lossy(&agent.stdout));
+    ua.info("hold-1", &tag, "Signal=4\r\nDuration=160\r\n");
+    let call = &records(&s, 1)[0];
+    assert_eq!(call["handoffs"][0]["outcome"], "served", "{call}");
+    assert_eq!(call["survey_score"], "4");
+}

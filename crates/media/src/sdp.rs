@@ -131,15 +131,22 @@ impl Offer {
 
     /// Picks the offerer's preferred codec we support, and telephone-event.
     pub fn negotiate(&self) -> Result<Negotiated, SdpError> {
-        let codec = self
+        self.negotiate_keeping(None)
+    }
+
+    /// Like [`Offer::negotiate`], but keeps `current` when the offer still has
+    /// it (a re-INVITE on a bridged call, whose audio is relayed as it is).
+    pub fn negotiate_keeping(&self, current: Option<Codec>) -> Result<Negotiated, SdpError> {
+        let offered: Vec<Codec> = self
             .payload_types
             .iter()
-            .find_map(|&pt| match (pt, self.encoding(pt).as_deref()) {
+            .filter_map(|&pt| match (pt, self.encoding(pt).as_deref()) {
                 (0, None) | (_, Some("pcmu/8000")) => Some(Codec::Pcmu),
                 (8, None) | (_, Some("pcma/8000")) => Some(Codec::Pcma),
                 _ => None,
             })
-            .ok_or(SdpError::NoCommonCodec)?;
+            .collect();
+        let codec = current.filter(|c| offered.contains(c)).or(offered.first().copied()).ok_or(SdpError::NoCommonCodec)?;
         let dtmf = self
             .payload_types
             .iter()

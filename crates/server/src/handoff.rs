@@ -367,6 +367,36 @@ impl Agents {
         self.acd.offer_failed(now, caller.0, &agent, why);
     }
 
+    /// A re-INVITE from the far end of a leg (the agent puts the caller on
+    /// hold, takes them off, or moves media): answered on the leg's own port
+    /// in the bridged codec; the caller's audio follows the new address.
+    pub fn leg_reinvite(&mut self, now: u64, leg: CallKey, offer: &[u8], calls: &mut HashMap<CallKey, Call>, endpoint: &mut Endpoint) {
+        let Some(l) = self.legs.get(&leg) else { return };
+        let Some(c) = calls.get_mut(&l.caller) else { return endpoint.reject(now, leg, 488, "Not Acceptable Here", &[]) };
+        let codec = c.stream.codec();
+        match sdp::parse_offer(&String::from_utf8_lossy(offer)).and_then(|o| o.negotiate_keeping(Some(codec))) {
+            Ok(neg) if neg.codec == codec => {
+                let local = l.rtp.local_addr().map_err(|_| ());
+                if let (Ok(local), Some(r)) = (local, c.relay.lock().unwrap().as_mut()) {
+                    r.retarget(neg.remote);
+                    endpoint.accept(now, leg, &sdp::answer(&neg, local, leg.0 ^ 0xa6e7, 2));
+                } else if let Ok(local) = local {
+                    endpoint.accept(now, leg, &sdp::answer(&neg, local, leg.0 ^ 0xa6e7, 2));
+                }
+            }
+            _ => endpoint.reject(now, leg, 488, "Not Acceptable Here", &[]),
+        }
+    }
+
+    /// The caller's media moved while bridged: the agent's audio follows.
+    pub fn caller_moved(&mut self, key: CallKey, to: SocketAddr) {
+        for l in self.legs.values().filter(|l| l.caller == key) {
+            if let Some(r) = l.relay.lock().unwrap().as_mut() {
+                r.retarget(to);
+            }
+        }
+    }
+
     /// The agent hung up: the caller goes back to the flow. The transfer
     /// target hung up: so does the caller's call.
     pub fn leg_ended(&mut self, now: u64, leg: CallKey, calls: &mut HashMap<CallKey, Call>, ports: &mut Ports) {

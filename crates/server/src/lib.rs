@@ -423,16 +423,23 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                         c.confirmed = true;
                     }
                 }
+                SipEvent::Reinvite { call, sdp } if agents.is_leg(call) => agents.leg_reinvite(t, call, &sdp, &mut calls, &mut endpoint),
                 SipEvent::Reinvite { call, sdp } => {
                     if let Some(c) = calls.get_mut(&call) {
-                        match sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate()) {
-                            Ok(neg) => {
+                        // Bridged audio is relayed as it is: keep its codec if offered.
+                        let bridged = c.relay.lock().unwrap().is_some();
+                        let keep = bridged.then(|| c.stream.codec());
+                        match sdp::parse_offer(&String::from_utf8_lossy(&sdp)).and_then(|o| o.negotiate_keeping(keep)) {
+                            Ok(neg) if keep.is_none_or(|k| k == neg.codec) => {
                                 c.stream.renegotiate(neg.codec, neg.remote, neg.send, neg.ptime_ms);
                                 let local_rtp = c.rtp.local_addr().unwrap_or_else(|_| SocketAddr::new(local.ip(), c.port));
                                 endpoint.accept(t, call, &sdp::answer(&neg, local_rtp, call.0, 2));
+                                if bridged {
+                                    agents.caller_moved(call, neg.remote);
+                                }
                                 c.remote = Some(neg);
                             }
-                            Err(_) => endpoint.reject(t, call, 488, "Not Acceptable Here", &[]),
+                            _ => endpoint.reject(t, call, 488, "Not Acceptable Here", &[]),
                         }
                     }
                 }

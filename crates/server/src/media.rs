@@ -376,6 +376,11 @@ impl Relay {
         Relay { socket, to, ssrc: seed as u32 ^ 0x5eed_0000, seq: (seed >> 20) as u16, ts_offset: None, ts_base: (seed >> 8) as u32, dtmf, out: Vec::with_capacity(256) }
     }
 
+    /// The other side's media moved (a re-INVITE).
+    pub fn retarget(&mut self, to: SocketAddr) {
+        self.to = to;
+    }
+
     pub fn forward(&mut self, p: &rtp::RtpPacket) {
         let pt = match self.dtmf {
             Some((from, to)) if p.payload_type == from => to,

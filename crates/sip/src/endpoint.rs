@@ -74,6 +74,8 @@ struct Call {
     peer: SocketAddr,
     /// The INVITE that made the call (theirs, or ours for calls we place).
     invite: Message,
+    /// A re-INVITE from the far end waiting for `accept` or `reject`.
+    reinvite: Option<Message>,
     /// For calls we place: the INVITE client transaction.
     uac: Option<uac::Uac>,
     state: State,
@@ -356,7 +358,7 @@ impl Endpoint {
                 return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
             };
             if let Some(c) = self.calls.get_mut(&call) {
-                c.invite = msg.clone();
+                c.reinvite = Some(msg.clone());
                 c.peer = from;
             }
             self.events.push_back(Event::Reinvite { call, sdp: msg.body.clone() });
@@ -397,6 +399,7 @@ impl Endpoint {
                 local_tag,
                 peer: from,
                 invite: msg,
+                reinvite: None,
                 uac: None,
                 state: State::Early,
                 ok: None,
@@ -413,23 +416,26 @@ impl Endpoint {
     /// retransmitted until the ACK comes.
     pub fn accept(&mut self, now: Millis, call: CallKey, sdp: &str) {
         let Some(c) = self.calls.get(&call) else { return };
-        if c.state == State::Ended || c.uac.is_some() {
+        // The pending re-INVITE, else the INVITE itself (never our own).
+        let Some(req) = c.reinvite.as_ref().or((c.uac.is_none()).then_some(&c.invite)) else { return };
+        if c.state == State::Ended {
             return;
         }
         let contact = format!("<sip:ivr@{}>", self.local_for(c.peer));
-        let mut r = response(&c.invite, 200, "OK", Some(&c.local_tag));
+        let mut r = response(req, 200, "OK", Some(&c.local_tag));
         r.headers.push(("Contact".into(), contact));
         r.headers.push(("Server".into(), self.user_agent.clone()));
         r.headers.push(("Allow".into(), ALLOW.into()));
         r.headers.push(("Content-Type".into(), "application/sdp".into()));
         r.body = sdp.as_bytes().to_vec();
         let peer = c.peer;
-        let branch = c.invite.transaction_key();
+        let branch = req.transaction_key();
         let bytes = self.send(peer, &r);
         if let Some(b) = branch {
             self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer, expires: now + 64 * T1_MS });
         }
         let c = self.calls.get_mut(&call).unwrap();
+        c.reinvite = None;
         c.state = State::Answered;
         c.ok = Some((bytes, now + T1_MS, T1_MS, now + 64 * T1_MS));
     }
@@ -443,7 +449,12 @@ impl Endpoint {
 
     /// Refuses the call with a final response (e.g. 404, 486, 488, 503).
     pub fn reject(&mut self, now: Millis, call: CallKey, code: u16, reason: &str, extra: &[(&str, &str)]) {
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        // A refused re-INVITE leaves the call as it was (RFC 3261 §14.2).
+        if let Some(re) = c.reinvite.take() {
+            let (peer, tag) = (c.peer, c.local_tag.clone());
+            return self.respond(now, &re, peer, code, reason, Some(&tag), extra);
+        }
         if c.state != State::Early {
             return;
         }

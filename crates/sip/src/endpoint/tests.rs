@@ -313,3 +313,35 @@ fn keys_go_to_the_far_end_of_a_placed_call_by_info() {
     ep.handle_timeout(2_000);
     assert!(sent(&mut ep).is_empty());
 }
+
+#[test]
+fn a_reinvite_on_a_placed_call_is_answered_and_a_refused_one_keeps_the_call() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    let inv = sent(&mut ep).remove(0);
+    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
+    let _ = ep.poll_event();
+    sent(&mut ep);
+    let call_id = inv.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap();
+    let our_tag = inv.lines().find(|l| l.starts_with("From:")).unwrap().split("tag=").nth(1).unwrap();
+    let reinvite = |cseq: u32, branch: &str| {
+        format!(
+            "INVITE sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:1001@127.0.0.1:5070>;tag=a1\r\nTo: <sip:138@127.0.0.1:5060>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1001@127.0.0.1:5070>\r\nContent-Type: application/sdp\r\nContent-Length: 10\r\n\r\na=sendonly"
+        )
+    };
+    // The agent puts the caller on hold: reported, and answered by accept.
+    ep.handle(20, agent(), reinvite(2, "z9hG4bK-h1").as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Reinvite { call, sdp: b"a=sendonly".to_vec() }));
+    sent(&mut ep);
+    ep.accept(25, call, "v=0\r\n");
+    let ok = sent(&mut ep).remove(0);
+    assert!(ok.starts_with("SIP/2.0 200 OK") && ok.contains("CSeq: 2 INVITE"), "{ok}");
+    // A second one we refuse: 488, and the call goes on (BYE still works).
+    ep.handle(30, agent(), reinvite(3, "z9hG4bK-h2").as_bytes());
+    let _ = ep.poll_event();
+    sent(&mut ep);
+    ep.reject(35, call, 488, "Not Acceptable Here", &[]);
+    assert!(sent(&mut ep)[0].starts_with("SIP/2.0 488"));
+    ep.hangup(40, call);
+    assert!(sent(&mut ep)[0].starts_with("BYE sip:1001@127.0.0.1:5070"));
+}

@@ -74,6 +74,7 @@ impl Endpoint {
                 local_tag,
                 peer: dest,
                 invite,
+                reinvite: None,
                 uac: Some(Uac {
                     data,
                     branch,
