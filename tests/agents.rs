@@ -175,9 +175,12 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
     let call = &records(&s, 1)[0];
     assert_eq!(call["survey_score"], "5", "{call}");
     assert_eq!(call["handoffs"][0]["priority"], 10, "the VIP number queues at priority 10");
-    // The table view.
+    // The table view, and the wallboard (two screens, a second apart).
     let table = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}")]));
     assert!(table.contains("1001") && table.contains("general") && table.contains("longest_idle"), "{table}");
+    let board = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--watch", "1", "--count", "2"]));
+    assert_eq!(board.matches("SL(20s)").count(), 2, "{board}");
+    assert!(board.contains("general"), "{board}");
     // The KPIs count the call once the agent's wrap-up (1 s) is over.
     let deadline = Instant::now() + Duration::from_secs(5);
     let kpi = loop {

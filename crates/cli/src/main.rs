@@ -239,6 +239,12 @@ enum Command {
         admin: Option<String>,
         #[arg(long)]
         json: bool,
+        /// A wallboard: redraw every SECS seconds, with today's queue KPIs.
+        #[arg(long, value_name = "SECS")]
+        watch: Option<u64>,
+        /// With --watch: stop after this many screens.
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Change an agent's state on a running `ivr serve`.
     Agent {
@@ -314,7 +320,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths, format, deny_warnings, config } => check(&paths, format, deny_warnings, config.as_deref()),
-        Command::Agents { admin, json } => agents_cmd(admin, json),
+        Command::Agents { admin, json, watch: None, .. } => agents_cmd(admin, json),
+        Command::Agents { admin, watch: Some(secs), count, .. } => wallboard(admin, secs, count),
         Command::Report { data, date, days, tz, sl, json } => report_cmd(&data, date, days, &tz, sl, json),
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
@@ -493,6 +500,43 @@ fn agents_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
         println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
         return Ok(ExitCode::SUCCESS);
     }
+    print_state(&state);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr agents --watch`: the wallboard (大屏幕) — callers waiting, longest
+/// wait, agents by state, and the KPIs since the server started.
+fn wallboard(admin: Option<String>, secs: u64, count: Option<u64>) -> Result<ExitCode, String> {
+    let tty = std::io::stdout().is_terminal();
+    for n in 1.. {
+        let state = admin_call(admin.clone(), "GET", "/state", None)?;
+        let kpi = admin_call(admin.clone(), "GET", "/kpi", None)?;
+        if tty {
+            print!("\x1b[2J\x1b[H");
+        }
+        let k = &kpi["all"];
+        println!(
+            "{}   offered {}  answered {}  abandoned {}  SL(20s) {:.1}%  ASA {:.1} s  AHT {:.0} s",
+            jiff::Zoned::now().strftime("%Y-%m-%d %H:%M:%S"),
+            k["offered"].as_u64().unwrap_or(0),
+            k["answered"].as_u64().unwrap_or(0),
+            k["abandoned"].as_u64().unwrap_or(0),
+            k["service_level"].as_f64().unwrap_or(0.0),
+            k["asa_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+            k["aht_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        );
+        println!();
+        print_state(&state);
+        let _ = std::io::stdout().flush();
+        if count.is_some_and(|c| n >= c) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(secs.max(1)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_state(state: &serde_json::Value) {
     println!("{:<8} {:<12} {:<10} {:>7}  {:>5}  {:<16} skills", "agent", "name", "state", "for", "calls", "reason");
     for a in state["agents"].as_array().into_iter().flatten() {
         let skills = a["skills"].as_array().into_iter().flatten().map(|s| format!("{}:{}", s[0].as_str().unwrap_or(""), s[1])).collect::<Vec<_>>().join(" ");
@@ -519,7 +563,6 @@ fn agents_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
             q["talking"].as_u64().unwrap_or(0)
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `ivr agent login|ready|pause|logout ID`.
