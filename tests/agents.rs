@@ -259,7 +259,7 @@ fn agents_log_in_by_register_with_digest_authentication() {
         let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         let msg = format!(
             "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1003@127.0.0.1>;tag=r\r\n\
-To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: <sip:1003@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: <sip:1003@phone.invalid:5099>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
         );
         phone.send_to(msg.as_bytes(), s.sip).unwrap();
         let mut buf = [0u8; 4096];
@@ -274,11 +274,26 @@ To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: 
     let right = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c2");
     let ok = register(3, Some(right));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    assert!(ok.contains(&format!("<sip:1003@{me}>;expires=600")));
+    assert!(ok.contains("<sip:1003@phone.invalid:5099>;expires=600"), "{ok}");
     let state = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--json"]));
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     let a = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "1003").unwrap();
     assert_eq!((a["state"].as_str(), a["registered"].as_bool()), (Some("ready"), Some(true)), "{a}");
+    // A caller queues: the INVITE goes to where the phone registered from
+    // (through any NAT), its Request-URI to the registered contact.
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("7001", "to-registered");
+    std::thread::sleep(Duration::from_millis(300));
+    ua.info("to-registered", &tag, "Signal=0\r\nDuration=160\r\n");
+    let mut buf = [0u8; 8192];
+    let invite = loop {
+        let (n, _) = phone.recv_from(&mut buf).expect("the agent's phone is rung");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.starts_with("INVITE ") {
+            break text;
+        }
+    };
+    assert!(invite.starts_with("INVITE sip:1003@phone.invalid:5099 SIP/2.0"), "{invite}");
     // The password never reaches the logs or the records.
     for f in ["calls.jsonl", "queue.jsonl", "agents.jsonl"] {
         assert!(!std::fs::read_to_string(s.data.join(f)).unwrap_or_default().contains("s3cret"));

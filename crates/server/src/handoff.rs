@@ -59,8 +59,10 @@ pub struct Agents {
     /// Queues are configured (else hand-offs answer `no_agents` / `absent`).
     enabled: bool,
     legs: HashMap<CallKey, Leg>,
-    /// Registered agents: work number → when the registration expires.
-    registrations: HashMap<String, u64>,
+    /// Registered agents: work number → when the registration expires, and
+    /// where the REGISTER came from (the phone is reached there, through any
+    /// NAT, whatever its Contact says).
+    registrations: HashMap<String, (u64, SocketAddr)>,
     auth_failures: HashMap<IpAddr, (u32, u64)>,
     nonce_secret: String,
     realm: String,
@@ -106,7 +108,7 @@ impl Agents {
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {
-        let regs = self.registrations.values().copied().min();
+        let regs = self.registrations.values().map(|r| r.0).min();
         [self.acd.poll_timeout(), regs].into_iter().flatten().min()
     }
 
@@ -282,7 +284,8 @@ impl Agents {
         ports: &mut Ports,
     ) -> Result<CallKey, String> {
         let contact = contact.ok_or("the agent's phone is not registered")?;
-        let dest = contact_addr(contact).ok_or_else(|| format!("{contact} is not a SIP address with an IP host"))?;
+        let registered = self.registrations.get(agent).filter(|_| !transfer).map(|r| r.1);
+        let dest = registered.or_else(|| contact_addr(contact)).ok_or_else(|| format!("{contact} is not a SIP address with an IP host"))?;
         let ip = endpoint.local_for(dest).ip();
         let (port, rtp) = ports.bind(ip).ok_or("no free RTP port")?;
         let codec = c.stream.codec();
@@ -474,7 +477,7 @@ impl Agents {
             }
             Some(contact) => {
                 let expires = r.expires.clamp(60, 3600);
-                self.registrations.insert(r.user.clone(), now + expires as u64 * 1_000);
+                self.registrations.insert(r.user.clone(), (now + expires as u64 * 1_000, r.source));
                 let _ = self.acd.set_contact(&r.user, Some(contact.to_string()));
                 let _ = self.acd.login(now, &r.user, None);
                 info!(agent = %r.user, %contact, expires, "agent registered; logged in");
@@ -486,7 +489,7 @@ impl Agents {
 
     /// Registrations that ran out log their agents out.
     pub fn handle_timeout(&mut self, now: u64) {
-        let expired: Vec<String> = self.registrations.iter().filter(|(_, &t)| t <= now).map(|(a, _)| a.clone()).collect();
+        let expired: Vec<String> = self.registrations.iter().filter(|(_, r)| r.0 <= now).map(|(a, _)| a.clone()).collect();
         for a in expired {
             self.registrations.remove(&a);
             let _ = self.acd.set_contact(&a, None);
