@@ -255,23 +255,27 @@ fn agents_log_in_by_register_with_digest_authentication() {
     let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
     phone.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let me = phone.local_addr().unwrap();
-    let register = |n: u32, auth: Option<String>| {
+    let register_for = |n: u32, auth: Option<String>, expires: u32| {
         let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
         let msg = format!(
             "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg{n}\r\nMax-Forwards: 70\r\nFrom: <sip:1003@127.0.0.1>;tag=r\r\n\
-To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: <sip:1003@phone.invalid:5099>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: <sip:1003@phone.invalid:5099>\r\nExpires: {expires}\r\n{auth}Content-Length: 0\r\n\r\n"
         );
         phone.send_to(msg.as_bytes(), s.sip).unwrap();
         let mut buf = [0u8; 4096];
         let (n, _) = phone.recv_from(&mut buf).unwrap();
         String::from_utf8_lossy(&buf[..n]).to_string()
     };
+    let register = |n: u32, auth: Option<String>| register_for(n, auth, 600);
     let challenge = register(1, None);
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let wrong = ivr_sip::digest::authorization("1003", "ivr", "guess", "REGISTER", "sip:127.0.0.1", &nonce, "c1");
     assert!(register(2, Some(wrong)).starts_with("SIP/2.0 403"));
     let right = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c2");
+    let brief = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c3");
+    let too_brief = register_for(4, Some(brief), 30);
+    assert!(too_brief.starts_with("SIP/2.0 423") && too_brief.contains("Min-Expires: 60"), "{too_brief}");
     let ok = register(3, Some(right));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(ok.contains("<sip:1003@phone.invalid:5099>;expires=600"), "{ok}");

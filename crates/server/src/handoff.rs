@@ -51,6 +51,8 @@ struct Leg {
 /// Ten failed logins from one address within this long block it for as long.
 const AUTH_WINDOW_MS: u64 = 60_000;
 const AUTH_MAX_FAILURES: u32 = 10;
+/// The shortest registration kept, in seconds (shorter ones get 423).
+const MIN_EXPIRES: u32 = 60;
 /// Nonces are good for this long.
 const NONCE_MS: u64 = 300_000;
 
@@ -475,8 +477,12 @@ impl Agents {
                 info!(agent = %r.user, "agent unregistered; logged out");
                 endpoint.answer(now, r.id, 200, "OK", &[]);
             }
+            // Shorter than we keep bindings: the phone asks again (RFC 3261 §10.3).
+            Some(_) if r.expires < MIN_EXPIRES => {
+                endpoint.answer(now, r.id, 423, "Interval Too Brief", &[("Min-Expires", &MIN_EXPIRES.to_string())]);
+            }
             Some(contact) => {
-                let expires = r.expires.clamp(60, 3600);
+                let expires = r.expires.min(3600);
                 self.registrations.insert(r.user.clone(), (now + expires as u64 * 1_000, r.source));
                 let _ = self.acd.set_contact(&r.user, Some(contact.to_string()));
                 let _ = self.acd.login(now, &r.user, None);
