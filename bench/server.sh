@@ -13,6 +13,8 @@ data = "$work"
 max_calls = 20000
 rate_per_source = 1000000
 TOML
+# More configuration (agents, queues) from the caller of this script.
+[ -n "${EXTRA_TOML:-}" ] && cat "$EXTRA_TOML" >> "$work/ivr.toml"
 "$CARGO_TARGET_DIR/release/ivr" serve --config "$work/ivr.toml" > "$work/out.log" 2> "$work/err.log" &
 server=$!
 until grep -q "ivr serving" "$work/out.log" 2>/dev/null; do sleep 0.1; done
