@@ -342,8 +342,9 @@ impl Agents {
         // Caller → agent through the caller's receive task; agent → caller through the leg's.
         let caller_dtmf = c.remote.as_ref().and_then(|n| n.dtmf_payload_type);
         let l = self.legs.get_mut(&leg).unwrap();
-        let to_agent = Relay::new(l.rtp.clone(), neg.remote, leg.0 ^ 0x1234_5678_9abc, caller_dtmf.zip(neg.dtmf_payload_type));
-        let to_caller = Relay::new(c.rtp.clone(), c.stream.remote(), caller.0 ^ 0x0fed_cba9_8765, neg.dtmf_payload_type.zip(caller_dtmf));
+        let pt = neg.codec.payload_type();
+        let to_agent = Relay::new(l.rtp.clone(), neg.remote, leg.0 ^ 0x1234_5678_9abc, pt, caller_dtmf.zip(neg.dtmf_payload_type));
+        let to_caller = Relay::new(c.rtp.clone(), c.stream.remote(), caller.0 ^ 0x0fed_cba9_8765, pt, neg.dtmf_payload_type.zip(caller_dtmf));
         *c.relay.lock().unwrap() = Some(to_agent);
         *l.relay.lock().unwrap() = Some(to_caller);
         l.receiver = Some(media::spawn_leg_receiver(l.rtp.clone(), neg.remote, l.relay.clone()));
