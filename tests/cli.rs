@@ -89,3 +89,25 @@ fn compiled_programs_round_trip() {
     assert!(stderr(&out).contains("truncated") || stderr(&out).contains("malformed"), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_broken_deployment_is_refused_with_the_file_and_the_reason() {
+    let dir = std::env::temp_dir().join(format!("ivr-bad-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("twice.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 5]]\n[[agents]]\nid = \"1001\"\nskills = [[\"general\", 5]]\n", "agent 1001 is defined twice"),
+        ("strategy.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 5]]\n[[queues]]\nname = \"general\"\nstrategy = \"fastest\"\n", "unknown variant `fastest`"),
+        ("skill.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 5]]\n[[queues]]\nname = \"vip\"\n", "queue vip: no agent has the skill \"vip\""),
+        ("level.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 11]]\n", "levels are 1 to 10"),
+        ("gateway.toml", "transfer_gateway = \"sip:gw.example.com\"\n", "transfer_gateway"),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("listen = \"127.0.0.1:1\"\n{text}")).unwrap();
+        let out = ivr(&["serve", "--config", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = stderr(&out);
+        assert!(err.contains(want) && err.contains(name), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

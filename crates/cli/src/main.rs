@@ -376,12 +376,14 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
         Some(p) => read_config(p)?,
         None => Config::default(),
     };
-    let (acd, admin, admin_token) = (cfg.acd()?, cfg.admin_addr(), cfg.admin_token.clone());
+    let where_ = config.as_ref().map_or_else(|| "the configuration".to_string(), |p| format!("`{}`", p.display()));
+    let acd = cfg.acd().map_err(|e| format!("{where_}: {e}"))?;
+    let (admin, admin_token) = (cfg.admin_addr(), cfg.admin_token.clone());
     let realm = cfg.realm.clone().unwrap_or_else(|| "ivr".into());
     let transfer_gateway = cfg.transfer_gateway.clone();
     if let Some(g) = &transfer_gateway {
         if !g.contains("{number}") || ivr_server::contact_addr(&g.replace("{number}", "1")).is_none() {
-            return Err(format!("transfer_gateway {g:?} must be a SIP URI with an IP host and {{number}}, e.g. \"sip:{{number}}@192.0.2.1:5060\""));
+            return Err(format!("{where_}: transfer_gateway {g:?} must be a SIP URI with an IP host and {{number}}, e.g. \"sip:{{number}}@192.0.2.1:5060\""));
         }
     }
     let flows = match cfg.flows {
