@@ -996,13 +996,15 @@ impl Acd {
         let queues = (0..self.queues.len())
             .filter(|&q| !self.queues[q].retired)
             .map(|q| {
-                let mut callers: Vec<CallerView> = self
-                    .calls
+                // In queue order (one sort, not a position count per caller).
+                let mut waiting: Vec<(&CallId, &Entry)> =
+                    self.calls.iter().filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q: x, .. } if x == q)).collect();
+                waiting.sort_by_key(|(_, e)| (-e.priority, e.seq));
+                let callers: Vec<CallerView> = waiting
                     .iter()
-                    .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q: x, .. } if x == q))
-                    .map(|(c, e)| CallerView { call: *c, priority: e.priority, waited_ms: now - e.joined, position: self.position(*c).unwrap_or(0), ringing: !e.offers.is_empty() })
+                    .enumerate()
+                    .map(|(i, (c, e))| CallerView { call: **c, priority: e.priority, waited_ms: now.saturating_sub(e.joined), position: i as u32 + 1, ringing: !e.offers.is_empty() })
                     .collect();
-                callers.sort_by_key(|c| c.position);
                 let mut agents = BTreeMap::new();
                 for a in self.members(q) {
                     *agents.entry(self.agents[a].state.name().to_string()).or_insert(0) += 1;

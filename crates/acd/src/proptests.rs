@@ -172,7 +172,12 @@ proptest! {
             }
             while acd.poll_record().is_some() {}
             prop_assert_eq!(check(&acd), Ok(()));
-            let _ = acd.snapshot(now);
+            // The wallboard's positions are the ones announced.
+            for q in acd.snapshot(now).queues {
+                for c in q.callers {
+                    prop_assert_eq!(Some(c.position), acd.position(c.call));
+                }
+            }
         }
     }
 }
