@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /state` | queues (waiting callers, longest wait, agents by state) and agents |
 //! | `GET /agents`, `GET /queues` | either half of it |
-//! | `GET /kpi` | service level, ASA, abandon rate, AHT since start-up, per queue and in all |
+//! | `GET /kpi` | service level, ASA, abandon rate, AHT over the last 24 hours, per queue and in all |
 //! | `POST /agents/ID/login` `…/ready` `…/pause` `…/logout` | the agent's new state; `pause` takes `{"reason": "…"}` |
 //! | `POST /calls/ID/priority` `{"priority": N}` | re-ranks a waiting caller |
 

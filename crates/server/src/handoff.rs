@@ -68,8 +68,8 @@ pub struct Agents {
     auth_failures: HashMap<IpAddr, (u32, u64)>,
     nonce_secret: String,
     realm: String,
-    /// The ACD's call records since start-up, for the KPIs.
-    pub history: Vec<ivr_acd::CallRecord>,
+    /// The ACD's call records of the last 24 hours, for the live KPIs.
+    pub history: std::collections::VecDeque<ivr_acd::CallRecord>,
     /// Keys sent by SIP INFO to pass to the other leg of a bridge.
     keys_out: Vec<(CallKey, char)>,
     /// Where `transfer` sends calls: a SIP URI with `{number}` (a gateway).
@@ -91,7 +91,7 @@ impl Agents {
             auth_failures: HashMap::new(),
             nonce_secret: format!("{seed:016x}{:016x}", seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15),
             realm,
-            history: Vec::new(),
+            history: std::collections::VecDeque::new(),
             keys_out: Vec::new(),
             transfer_gateway,
             transfers: Vec::new(),
@@ -253,7 +253,12 @@ impl Agents {
         while let Some(r) = self.acd.poll_record() {
             let written = match &r {
                 Record::Call(rec) => {
-                    self.history.push(rec.clone());
+                    // The live KPIs cover the last 24 hours (`ivr report` reads the files).
+                    let horizon = now.saturating_sub(24 * 3_600_000);
+                    while self.history.front().is_some_and(|r| r.joined_ms < horizon) {
+                        self.history.pop_front();
+                    }
+                    self.history.push_back(rec.clone());
                     let call_id = calls.get(&CallKey(rec.call)).map(|c| c.record.call_id.clone());
                     let joined_at_ms = self.wall_base + rec.joined_ms as i64;
                     records.write(Log::Queue, &QueueLine { call_id, joined_at_ms, record: rec })
