@@ -466,6 +466,10 @@ impl Agents {
         let password = self.acd.agent_config(&r.user).and_then(|a| a.password.clone());
         let good = creds.username == r.user && creds.realm == self.realm && password.is_some_and(|p| creds.verify("REGISTER", &p));
         if !good {
+            // Many sources: forget those whose window has passed.
+            if self.auth_failures.len() > 10_000 {
+                self.auth_failures.retain(|_, (_, since)| now.saturating_sub(*since) <= AUTH_WINDOW_MS);
+            }
             let e = self.auth_failures.entry(ip).or_insert((0, now));
             e.0 += 1;
             warn!(source = %r.source, user = %r.user, "REGISTER refused: wrong credentials");
