@@ -20,6 +20,24 @@ struct Call {
     done: bool,
 }
 
+/// The socket bulk audio goes to, with a deep receive buffer so bursts while
+/// this process waits for a core are not lost in the kernel (SO_RCVBUFFORCE
+/// needs root; else the sysctl cap applies).
+fn sink() -> (UdpSocket, u16) {
+    use std::os::fd::AsRawFd;
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let size: libc::c_int = 64 << 20;
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt with a valid fd and an int option value.
+        let r = unsafe { libc::setsockopt(sink.as_raw_fd(), libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32) };
+        if r == 0 {
+            break;
+        }
+    }
+    (sink, port)
+}
+
 /// Up to 64 datagrams per system call (recvmmsg), into buffers allocated once.
 struct RecvBatch {
     bufs: Vec<[u8; 256]>,
@@ -94,21 +112,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Churn: CALLS calls arrive at RATE a second, each hanging up `hold` after it
 /// is answered, as on a live trunk. Reports the set-up rate held and failures.
 fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64) {
+    // Audio goes to a port that is bound (no ICMP back to the server) and never read.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sink_port = sink.local_addr().unwrap().port();
-    // A deep receive buffer, so bursts while this process waits for a core are
-    // not lost in the kernel (SO_RCVBUFFORCE needs root; else the sysctl cap).
-    {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 64 << 20;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt with a valid fd and an int option value.
-            let r = unsafe { libc::setsockopt(sink.as_raw_fd(), libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32) };
-            if r == 0 {
-                break;
-            }
-        }
-    }
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sip.local_addr().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -217,21 +223,7 @@ fn main() {
     let rate: f64 = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(500.0);
 
     // Bulk audio goes to one port that only counts what arrives.
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_port = sink.local_addr().unwrap().port();
-    // A deep receive buffer, so bursts while this process waits for a core are
-    // not lost in the kernel (SO_RCVBUFFORCE needs root; else the sysctl cap).
-    {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 64 << 20;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt with a valid fd and an int option value.
-            let r = unsafe { libc::setsockopt(sink.as_raw_fd(), libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as u32) };
-            if r == 0 {
-                break;
-            }
-        }
-    }
+    let (sink, sink_port) = sink();
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     {
