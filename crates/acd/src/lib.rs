@@ -429,21 +429,7 @@ impl Acd {
         for i in 0..self.queues.len() {
             if !self.queues[i].retired && !cfg.queues.iter().any(|q| q.name == self.queues[i].cfg.name) {
                 self.queues[i].retired = true;
-                let mut gone: Vec<(u64, CallId)> = self
-                    .calls
-                    .iter()
-                    .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q, .. } if q == i))
-                    .map(|(c, e)| (e.seq, *c))
-                    .collect();
-                gone.sort_unstable();
-                for (_, call) in gone {
-                    let e = self.calls.remove(&call).unwrap();
-                    for (a, _) in &e.offers {
-                        self.withdraw_agent(now, call, *a);
-                    }
-                    self.records.push_back(Record::Call(self.record_of(call, &e, now, "no_agents")));
-                    self.commands.push_back(Command::Finish { call, outcome: Outcome::NoAgents });
-                }
+                self.send_on_waiting(now, &[i]);
             }
         }
         for qc in cfg.queues {
@@ -624,14 +610,10 @@ impl Acd {
         if e.talking.is_some() {
             return self.talk_ended(now, call, false);
         }
-        let e = self.calls.remove(&call).unwrap();
-        for (a, _) in &e.offers {
-            self.withdraw_agent(now, call, *a);
-        }
-        let result = if pressed_key { "left" } else { "abandoned" };
-        self.records.push_back(Record::Call(self.record_of(call, &e, now, result)));
         if pressed_key {
-            self.commands.push_back(Command::Finish { call, outcome: Outcome::Left });
+            self.leave(now, call, "left", Some(Outcome::Left));
+        } else {
+            self.leave(now, call, "abandoned", None);
         }
         self.dispatch(now);
     }
@@ -728,12 +710,7 @@ impl Acd {
             let Some(e) = self.calls.get(&call) else { continue };
             if let Kind::Queue { deadline: Some(d), .. } = e.kind {
                 if d <= now && e.talking.is_none() {
-                    let e = self.calls.remove(&call).unwrap();
-                    for (a, _) in &e.offers {
-                        self.withdraw_agent(now, call, *a);
-                    }
-                    self.records.push_back(Record::Call(self.record_of(call, &e, now, "timeout")));
-                    self.commands.push_back(Command::Finish { call, outcome: Outcome::Timeout });
+                    self.leave(now, call, "timeout", Some(Outcome::Timeout));
                     continue;
                 }
             }
@@ -851,11 +828,38 @@ impl Acd {
                 }
             }
             Kind::Direct { .. } => {
-                let e = self.calls.remove(&call).unwrap();
                 let outcome = direct.unwrap_or(Outcome::NoAnswer);
-                self.records.push_back(Record::Call(self.record_of(call, &e, now, outcome.name())));
-                self.commands.push_back(Command::Finish { call, outcome });
+                self.leave(now, call, outcome.name(), Some(outcome));
             }
+        }
+    }
+
+    /// A waiting caller leaves the ACD: any offers withdrawn, the call
+    /// recorded with `result`, and the flow told `outcome` (none when the
+    /// caller hung up).
+    fn leave(&mut self, now: Millis, call: CallId, result: &str, outcome: Option<Outcome>) {
+        let Some(e) = self.calls.remove(&call) else { return };
+        for (a, _) in &e.offers {
+            self.withdraw_agent(now, call, *a);
+        }
+        self.records.push_back(Record::Call(self.record_of(call, &e, now, result)));
+        if let Some(outcome) = outcome {
+            self.commands.push_back(Command::Finish { call, outcome });
+        }
+    }
+
+    /// Every caller waiting in `queues` goes on with `no_agents`, in the order
+    /// they joined.
+    fn send_on_waiting(&mut self, now: Millis, queues: &[usize]) {
+        let mut leaving: Vec<(u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q, .. } if queues.contains(&q)))
+            .map(|(c, e)| (e.seq, *c))
+            .collect();
+        leaving.sort_unstable();
+        for (_, call) in leaving {
+            self.leave(now, call, "no_agents", Some(Outcome::NoAgents));
         }
     }
 
@@ -868,21 +872,7 @@ impl Acd {
         if empty.is_empty() {
             return;
         }
-        let mut leaving: Vec<(u64, CallId)> = self
-            .calls
-            .iter()
-            .filter(|(_, e)| e.talking.is_none() && matches!(e.kind, Kind::Queue { q, .. } if empty.contains(&q)))
-            .map(|(c, e)| (e.seq, *c))
-            .collect();
-        leaving.sort_unstable();
-        for (_, call) in leaving {
-            let e = self.calls.remove(&call).unwrap();
-            for (a, _) in &e.offers {
-                self.withdraw_agent(now, call, *a);
-            }
-            self.records.push_back(Record::Call(self.record_of(call, &e, now, "no_agents")));
-            self.commands.push_back(Command::Finish { call, outcome: Outcome::NoAgents });
-        }
+        self.send_on_waiting(now, &empty);
     }
 
     /// Offers waiting callers, best first, to the agents their queues choose.
