@@ -191,6 +191,19 @@ fn agent() -> SocketAddr {
     "127.0.0.1:5070".parse().unwrap()
 }
 
+/// Places a call to the agent's phone and answers it (tag a1): the call, its
+/// Call-ID and our tag.
+fn answered_call(ep: &mut Endpoint) -> (CallKey, String, String) {
+    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    let inv = sent(ep).remove(0);
+    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
+    let _ = ep.poll_event();
+    sent(ep);
+    let call_id = inv.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap().to_string();
+    let our_tag = inv.lines().find(|l| l.starts_with("From:")).unwrap().split("tag=").nth(1).unwrap().to_string();
+    (call, call_id, our_tag)
+}
+
 #[test]
 fn places_a_call_acks_the_answer_and_hangs_up() {
     let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
@@ -225,13 +238,8 @@ fn places_a_call_acks_the_answer_and_hangs_up() {
 #[test]
 fn the_agent_hanging_up_ends_the_placed_call() {
     let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
-    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
-    let inv = sent(&mut ep).remove(0);
-    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
-    let _ = ep.poll_event();
-    sent(&mut ep);
-    let call_id = inv.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap();
-    let our_tag = inv.lines().find(|l| l.starts_with("From:")).unwrap().split("tag=").nth(1).unwrap();
+    let (call, call_id, our_tag) = answered_call(&mut ep);
+    let (call_id, our_tag) = (call_id.as_str(), our_tag.as_str());
     let bye = format!(
         "BYE sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-b\r\nFrom: <sip:1001@127.0.0.1:5070>;tag=a1\r\nTo: <sip:138@127.0.0.1:5060>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
     );
@@ -317,13 +325,8 @@ fn keys_go_to_the_far_end_of_a_placed_call_by_info() {
 #[test]
 fn a_reinvite_on_a_placed_call_is_answered_and_a_refused_one_keeps_the_call() {
     let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr-test", 7);
-    let call = ep.call(0, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
-    let inv = sent(&mut ep).remove(0);
-    ep.handle(10, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
-    let _ = ep.poll_event();
-    sent(&mut ep);
-    let call_id = inv.lines().find_map(|l| l.strip_prefix("Call-ID: ")).unwrap();
-    let our_tag = inv.lines().find(|l| l.starts_with("From:")).unwrap().split("tag=").nth(1).unwrap();
+    let (call, call_id, our_tag) = answered_call(&mut ep);
+    let (call_id, our_tag) = (call_id.as_str(), our_tag.as_str());
     let reinvite = |cseq: u32, branch: &str| {
         format!(
             "INVITE sip:ivr@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:1001@127.0.0.1:5070>;tag=a1\r\nTo: <sip:138@127.0.0.1:5060>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\nContact: <sip:1001@127.0.0.1:5070>\r\nContent-Type: application/sdp\r\nContent-Length: 10\r\n\r\na=sendonly"
