@@ -490,18 +490,8 @@ impl Acd {
             None
         };
         let announce = (cfg.announce_every_ms > 0).then_some(now);
-        self.seq += 1;
-        let entry = Entry {
-            kind: Kind::Queue { q, deadline: (max_wait_ms > 0).then_some(now + max_wait_ms) },
-            priority,
-            seq: self.seq,
-            joined: now,
-            offers: Vec::new(),
-            offered: 0,
-            last_position: None,
-            next_announce: announce,
-            talking: None,
-        };
+        let mut entry = self.entry(Kind::Queue { q, deadline: (max_wait_ms > 0).then_some(now + max_wait_ms) }, priority, now);
+        entry.next_announce = announce;
         if let Some(outcome) = early {
             self.records.push_back(Record::Call(self.record_of(call, &entry, now, outcome.name())));
             return self.commands.push_back(Command::Finish { call, outcome });
@@ -518,6 +508,12 @@ impl Acd {
         }
     }
 
+    /// A new hand-off, numbered in arrival order.
+    fn entry(&mut self, kind: Kind, priority: i64, now: Millis) -> Entry {
+        self.seq += 1;
+        Entry { kind, priority, seq: self.seq, joined: now, offers: Vec::new(), offered: 0, last_position: None, next_announce: None, talking: None }
+    }
+
     /// A caller dials an agent by work number; `ring_ms` 0 means the default 20 s.
     pub fn dial(&mut self, now: Millis, call: CallId, work_number: &str, ring_ms: Millis) {
         self.now = self.now.max(now);
@@ -530,18 +526,7 @@ impl Acd {
             AgentState::Ready => None,
             _ => Some(Outcome::Busy),
         };
-        self.seq += 1;
-        let entry = Entry {
-            kind: Kind::Direct { agent: a },
-            priority: 0,
-            seq: self.seq,
-            joined: now,
-            offers: Vec::new(),
-            offered: 0,
-            last_position: None,
-            next_announce: None,
-            talking: None,
-        };
+        let entry = self.entry(Kind::Direct { agent: a }, 0, now);
         if let Some(outcome) = outcome {
             self.records.push_back(Record::Call(self.record_of(call, &entry, now, outcome.name())));
             return self.commands.push_back(Command::Finish { call, outcome });
