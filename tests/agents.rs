@@ -148,7 +148,7 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
     let ua = TestUa::new(s.sip);
     let reply = ua.invite("7002", &ua.sdp(), "bridge-1");
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    let tag = to_tag(&reply);
     ua.ack("bridge-1", &tag);
     let port: u16 = reply.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|l| l.split(' ').next()).unwrap().parse().unwrap();
     let media: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

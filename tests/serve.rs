@@ -226,7 +226,7 @@ fn ipv6_calls() {
     let reply = ua.invite("95588", &ua.sdp(), "v6-1");
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
     assert!(reply.contains("c=IN IP6 ::1"), "{reply}");
-    let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+    let to_tag = to_tag(&reply);
     ua.ack("v6-1", &to_tag);
     let mut buf = [0u8; 2048];
     let (n, from) = ua.rtp.recv_from(&mut buf).expect("RTP over IPv6");
@@ -246,7 +246,7 @@ fn one_server_on_an_ipv4_and_an_ipv6_address() {
         assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
         assert!(reply.contains(&format!("c=IN {family}")), "media on the address family called: {reply}");
         assert!(reply.contains(&format!("Contact: <sip:ivr@{server}>")), "Contact names the address called: {reply}");
-        let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+        let to_tag = to_tag(&reply);
         ua.ack(call_id, &to_tag);
         let mut buf = [0u8; 2048];
         let (_, from) = ua.rtp.recv_from(&mut buf).expect("RTP");

@@ -117,6 +117,11 @@ pub fn records(server: &Server, want: usize) -> Vec<serde_json::Value> {
     }
 }
 
+/// The To tag of a response: the dialog's remote tag.
+pub fn to_tag(reply: &str) -> String {
+    reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).expect("a To tag").trim().to_string()
+}
+
 /// A minimal SIP caller with its own RTP socket.
 pub struct TestUa {
     pub sip: UdpSocket,
@@ -161,7 +166,7 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
     pub fn establish(&self, user: &str, call_id: &str) -> String {
         let reply = self.invite(user, &self.sdp(), call_id);
         assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-        let to_tag = reply.lines().find(|l| l.starts_with("To:")).and_then(|l| l.split("tag=").nth(1)).unwrap().trim().to_string();
+        let to_tag = to_tag(&reply);
         self.ack(call_id, &to_tag);
         to_tag
     }

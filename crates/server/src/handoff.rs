@@ -23,11 +23,30 @@ use crate::media::{self, Relay};
 use crate::records::{self, Handoff as HandoffRecord, Log};
 use crate::{Call, Ports};
 
+/// Where a caller is handed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum To {
+    Queue,
+    Agent,
+    Transfer,
+}
+
+impl To {
+    /// The name in call records.
+    fn name(self) -> &'static str {
+        match self {
+            To::Queue => "queue",
+            To::Agent => "agent",
+            To::Transfer => "transfer",
+        }
+    }
+}
+
 /// A caller's hand-off in progress: to a queue or an agent (the flow waits
 /// for `op`), or a transfer (the flow has ended; `op` is `None`).
 pub struct Pending {
     op: Option<OpId>,
-    kind: &'static str,
+    kind: To,
     target: String,
     priority: i64,
     leave_key: Option<char>,
@@ -119,16 +138,16 @@ impl Agents {
     pub fn start(&mut self, now: u64, key: CallKey, c: &mut Call, action: ivr_vm::Action) {
         use ivr_vm::Action::{DialAgent, Enqueue};
         let (op, kind, target, priority, nobody) = match &action {
-            Enqueue { op, queue, priority, .. } => (*op, "queue", queue.clone(), *priority, "no_agents"),
-            DialAgent { op, work_number, .. } => (*op, "agent", work_number.clone(), 0, "absent"),
+            Enqueue { op, queue, priority, .. } => (*op, To::Queue, queue.clone(), *priority, "no_agents"),
+            DialAgent { op, work_number, .. } => (*op, To::Agent, work_number.clone(), 0, "absent"),
             _ => return,
         };
         if !self.enabled {
             c.session.handle_event(now, Event::Completed { op, outcome: nobody.into(), fields: vec![] });
             return;
         }
-        let leave_key = if kind == "queue" { self.acd.queue_config(&target).and_then(|q| q.leave_key) } else { None };
-        info!(call_id = %c.record.call_id, %kind, %target, priority, "handing over to agents");
+        let leave_key = if kind == To::Queue { self.acd.queue_config(&target).and_then(|q| q.leave_key) } else { None };
+        info!(call_id = %c.record.call_id, kind = kind.name(), %target, priority, "handing over to agents");
         c.handoff = Some(Pending { op: Some(op), kind, target, priority, leave_key, started: now, bridged: None });
         c.stream.set_hold(Some(c.prompts.hold()));
         match action {
@@ -146,7 +165,7 @@ impl Agents {
             return false;
         }
         info!(call_id = %c.record.call_id, %target, "transferring");
-        c.handoff = Some(Pending { op: None, kind: "transfer", target: target.clone(), priority: 0, leave_key: None, started: now, bridged: None });
+        c.handoff = Some(Pending { op: None, kind: To::Transfer, target: target.clone(), priority: 0, leave_key: None, started: now, bridged: None });
         c.stream.set_hold(Some(c.prompts.hold()));
         self.transfers.push((key, target));
         true
@@ -177,7 +196,7 @@ impl Agents {
             self.drop_leg(leg, ports);
         }
         let outcome = if h.bridged.is_some() { "served" } else { "abandoned" };
-        if h.kind != "transfer" {
+        if h.kind != To::Transfer {
             self.acd.caller_left(now, key.0, false);
         }
         c.record.handoffs.push(handoff_record(&h, outcome, now));
@@ -385,15 +404,13 @@ impl Agents {
         let Some(l) = self.legs.get(&leg) else { return };
         let Some(c) = calls.get_mut(&l.caller) else { return endpoint.reject(now, leg, 488, "Not Acceptable Here", &[]) };
         let codec = c.stream.codec();
-        match sdp::parse_offer(&String::from_utf8_lossy(offer)).and_then(|o| o.negotiate_keeping(Some(codec))) {
-            Ok(neg) if neg.codec == codec => {
-                let local = l.rtp.local_addr().map_err(|_| ());
-                if let (Ok(local), Some(r)) = (local, c.relay.lock().unwrap().as_mut()) {
+        let neg = sdp::parse_offer(&String::from_utf8_lossy(offer)).and_then(|o| o.negotiate_keeping(Some(codec)));
+        match (neg, l.rtp.local_addr()) {
+            (Ok(neg), Ok(local)) if neg.codec == codec => {
+                if let Some(r) = c.relay.lock().unwrap().as_mut() {
                     r.retarget(neg.remote);
-                    endpoint.accept(now, leg, &sdp::answer(&neg, local, leg.0 ^ 0xa6e7, 2));
-                } else if let Ok(local) = local {
-                    endpoint.accept(now, leg, &sdp::answer(&neg, local, leg.0 ^ 0xa6e7, 2));
                 }
+                endpoint.accept(now, leg, &sdp::answer(&neg, local, leg.0 ^ 0xa6e7, 2));
             }
             _ => endpoint.reject(now, leg, 488, "Not Acceptable Here", &[]),
         }
@@ -554,7 +571,7 @@ fn handoff_record(h: &Pending, outcome: &str, now: u64) -> HandoffRecord {
         Some((_, agent, since)) => (Some(agent.clone()), now - since, since - h.started),
         None => (None, 0, now - h.started),
     };
-    HandoffRecord { kind: h.kind, target: h.target.clone(), priority: h.priority, outcome: outcome.to_string(), waited_ms, agent, talk_ms }
+    HandoffRecord { kind: h.kind.name(), target: h.target.clone(), priority: h.priority, outcome: outcome.to_string(), waited_ms, agent, talk_ms }
 }
 
 /// `sip:1001@127.0.0.1:5070;transport=udp` → 127.0.0.1:5070 (IP hosts only;
@@ -575,13 +592,8 @@ pub fn contact_addr(uri: &str) -> Option<SocketAddr> {
 /// "please hold", from the flow's catalogue in the caller's language.
 fn announce(c: &mut Call, position: Option<u32>, wait_ms: Option<u64>) {
     let lang = c.session.language() as usize;
-    let lang_name = c.program.languages.get(lang).cloned().unwrap_or_else(|| "zh".into());
     let mut audio = Vec::new();
-    let number = |n: u64, audio: &mut Vec<_>| {
-        for s in media::say_segments(ivr_bytecode::SayKind::Number, &Value::Num(n.into()), &lang_name) {
-            audio.push(c.prompts.segment(&lang_name, s));
-        }
-    };
+    let number = |n: u64, audio: &mut Vec<_>| audio.extend(c.prompts.say(&c.program, ivr_bytecode::SayKind::Number, &Value::Num(n.into()), lang));
     match position {
         Some(1) => audio.extend(c.prompts.by_id("queue_next", lang)),
         Some(p) => {

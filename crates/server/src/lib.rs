@@ -585,9 +585,7 @@ fn perform(key: CallKey, c: &mut Call, action: Action, cfg: &ServerConfig, tx: &
             c.stream.queue(id, vec![audio]);
         }
         Action::Say { id, kind, value, lang } => {
-            let lang_name = c.program.languages.get(lang as usize).map(String::as_str).unwrap_or("zh");
-            let segments = media::say_segments(kind, &value, lang_name);
-            let audio = segments.iter().map(|s| c.prompts.segment(lang_name, s)).collect();
+            let audio = c.prompts.say(&c.program, kind, &value, lang as usize);
             c.stream.queue(id, audio);
         }
         Action::StopPlayback => c.stream.stop(),

@@ -90,8 +90,15 @@ impl PromptAudio {
         self.beep.clone()
     }
 
-    pub fn segment(&self, _lang: &str, id: &str) -> Arc<EncodedPrompt> {
+    pub fn segment(&self, id: &str) -> Arc<EncodedPrompt> {
         self.segments.iter().find(|(s, _)| s == id).map_or_else(|| self.silence.clone(), |(_, p)| p.clone())
+    }
+
+    /// `value` read aloud as `kind` in language `lang` (an index into the
+    /// program's languages): its segment prompts, in order.
+    pub fn say(&self, program: &Program, kind: SayKind, value: &Value, lang: usize) -> Vec<Arc<EncodedPrompt>> {
+        let lang = program.languages.get(lang).map(String::as_str).unwrap_or("zh");
+        say_segments(kind, value, lang).iter().map(|s| self.segment(s)).collect()
     }
 
     /// The encoded audio of a prompt in one language (for tests and tools).
@@ -129,7 +136,7 @@ pub fn reading(kind: SayKind, value: &Value, lang: &str) -> Option<ivr_speech::R
 }
 
 /// The segment prompts that speak a value.
-pub fn say_segments(kind: SayKind, value: &Value, lang: &str) -> Vec<&'static str> {
+fn say_segments(kind: SayKind, value: &Value, lang: &str) -> Vec<&'static str> {
     reading(kind, value, lang).map(|r| r.segments).unwrap_or_default()
 }
 
