@@ -109,7 +109,20 @@ pub fn records(server: &Server, want: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(server.data.join("calls.jsonl")).unwrap_or_default();
-        let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        // Each call's record is its last line; only closed calls count.
+        let closed: Vec<&serde_json::Value> = lines.iter().filter(|l| l["state"] == "closed").collect();
+        let opened: Vec<&serde_json::Value> = lines.iter().filter(|l| l["end_ms"] == 0 && l["state"] == "open").collect();
+        let mut firsts: Vec<String> = Vec::new();
+        for l in &opened {
+            let id = l["call_id"].as_str().unwrap_or("").to_string();
+            if !firsts.contains(&id) {
+                firsts.push(id);
+            }
+        }
+        // In the order the calls started.
+        let mut recs: Vec<serde_json::Value> = closed.into_iter().cloned().collect();
+        recs.sort_by_key(|r| firsts.iter().position(|id| r["call_id"] == id.as_str()).unwrap_or(usize::MAX));
         if recs.len() >= want || Instant::now() > deadline {
             return recs;
         }

@@ -54,46 +54,9 @@ impl AgentState {
     const NAMES: [&'static str; 6] = ["logged_out", "ready", "not_ready", "ringing", "talking", "wrap_up"];
 }
 
-/// What the flow hears back from `enqueue` / `dial agent`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// An agent talked with the caller and hung up; the caller is back in the flow.
-    Served,
-    /// The queue's maximum wait passed.
-    Timeout,
-    /// The queue was at its maximum length.
-    Full,
-    /// No agent of the queue is logged in.
-    NoAgents,
-    /// The caller pressed the queue's leave key.
-    Left,
-    /// The dialled agent is logged in but not ready.
-    Busy,
-    /// The dialled agent is not logged in, or there is no such work number.
-    Absent,
-    /// The dialled agent's phone rang out.
-    NoAnswer,
-    /// Something went wrong (an unknown queue, an agent phone that cannot be reached).
-    Failed,
-}
-
-impl Outcome {
-    /// The outcome's name in flows (`served`, `no_agents`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Served => "served",
-            Outcome::Timeout => "timeout",
-            Outcome::Full => "full",
-            Outcome::NoAgents => "no_agents",
-            Outcome::Left => "left",
-            Outcome::Busy => "busy",
-            Outcome::Absent => "absent",
-            Outcome::NoAnswer => "no_answer",
-            Outcome::Failed => "failed",
-        }
-    }
-}
+/// What the flow hears back from `enqueue` / `dial agent`: the one outcome
+/// type the compiler, the VM, this core and the call core share.
+pub use ivr_bytecode::contract::Outcome;
 
 /// What the host must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -5,6 +5,7 @@
 //! This crate performs no I/O: it turns bytes into a verified program and back.
 //! The format is documented in `docs/bytecode.md`.
 
+pub mod contract;
 mod disasm;
 mod format;
 mod value;

@@ -66,6 +66,22 @@ fn lines(path: &Path) -> Result<Vec<Value>, String> {
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
+/// Each call's record: `ivr serve` writes a call's line when it starts, again
+/// as it goes and when it ends; the last line of each call is its record (a
+/// crash leaves it open, and the next start closes it). In order of start.
+fn call_records(lines: Vec<Value>) -> Vec<Value> {
+    let mut order: Vec<String> = Vec::new();
+    let mut last: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    for l in lines {
+        let id = l["call_id"].as_str().unwrap_or("").to_string();
+        if !last.contains_key(&id) {
+            order.push(id.clone());
+        }
+        last.insert(id, l);
+    }
+    order.into_iter().filter_map(|id| last.remove(&id)).collect()
+}
+
 /// Builds the report from the records in `data` over `[from, to)`.
 pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl_threshold_ms: u64) -> Result<Report, String> {
     let within = |t: Option<i64>| t.is_some_and(|t| t >= from_ms && t < to_ms);
@@ -74,7 +90,7 @@ pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl
     let mut survey = Survey::default();
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     let mut duration_ms = 0i64;
-    for c in lines(&data.join("calls.jsonl"))?.iter().filter(|c| within(c["start_ms"].as_i64())) {
+    for c in call_records(lines(&data.join("calls.jsonl"))?).iter().filter(|c| within(c["start_ms"].as_i64())) {
         ivr.calls += 1;
         *ivr.by_number.entry(c["dialed"].as_str().unwrap_or("").to_string()).or_default() += 1;
         let outcome = c["outcome"].as_str().unwrap_or("unknown");

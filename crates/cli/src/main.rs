@@ -32,6 +32,8 @@ struct Config {
     quotes: Option<PathBuf>,
     /// Calls at once; more get 503 with Retry-After.
     max_calls: Option<usize>,
+    /// A call is ended after this many seconds (default two hours).
+    max_call_s: Option<u64>,
     /// Ring this long before answering, in milliseconds (default 0).
     ring_ms: Option<u64>,
     /// SIP requests a second allowed from one address (default 10000).
@@ -433,6 +435,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
         admin_token,
         realm,
         transfer_gateway,
+        limits: ivr_server::CallLimits { max_call_ms: cfg.max_call_s.map_or(2 * 3_600_000, |s| s.saturating_mul(1_000)), ..Default::default() },
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;

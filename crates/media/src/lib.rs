@@ -10,4 +10,6 @@ pub mod dtmf;
 pub mod g711;
 pub mod inband;
 pub mod rtp;
+pub mod relay;
 pub mod sdp;
+pub mod stream;

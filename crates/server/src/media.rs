@@ -1,349 +1,195 @@
-//! Per-call media: the play queue and RTP sender driven by the shared 20 ms
-//! tick, the DTMF receive task, and the prompt audio loaded once per flow.
+//! The media plane of `ivr serve`: each call's RTP socket, its outgoing
+//! [`Stream`] driven by one shared 20 ms tick, the receive task that turns the
+//! caller's RFC 4733 packets (and tones) into keys, and the relays of bridged
+//! calls. It does what the call core's [`Media`] commands say and reports
+//! back; it decides nothing.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 
-use ivr_bytecode::{Program, SayKind, Value};
-use ivr_media::audio::{EncodedPrompt, SAMPLES_PER_20MS};
+use ivr_call::{CallKey, Media, PlayId, RelaySpec, StreamSpec};
 use ivr_media::dtmf::DtmfReceiver;
-use ivr_media::rtp::{self, Packetizer};
+use ivr_media::relay::Rewriter;
+use ivr_media::rtp;
 use ivr_media::sdp::Codec;
-use ivr_sip::endpoint::CallKey;
-use ivr_vm::PlayId;
+use ivr_media::stream::Stream;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::Internal;
 
-/// Every prompt of a flow, per language, decoded and G.711-encoded once, plus the
-/// speech segments.
-pub struct PromptAudio {
-    /// Prompt ids, by index (announcements find their prompts by id).
-    ids: Vec<String>,
-    /// Music on hold: the catalogue's `hold_music`, or a gentle synthesized loop.
-    hold: Arc<EncodedPrompt>,
-    prompts: Vec<Vec<Arc<EncodedPrompt>>>,
-    segments: Vec<(String, Arc<EncodedPrompt>)>,
-    silence: Arc<EncodedPrompt>,
-    beep: Arc<EncodedPrompt>,
+/// One call's (or agent leg's) media.
+struct Endpoint {
+    rtp: Arc<UdpSocket>,
+    /// The caller's outgoing audio (agent legs have none: they only relay).
+    stream: Option<Stream>,
+    confirmed: bool,
+    receiver: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the receive task to forward the caller's audio.
+    capture: Arc<std::sync::atomic::AtomicBool>,
+    /// Set while bridged: what this side receives goes to the other.
+    relay: RelaySlot,
+    spec: StreamSpec,
 }
 
-impl PromptAudio {
-    pub fn load(program: &Program, flows_dir: &Path) -> PromptAudio {
-        let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
-        let missing = std::cell::RefCell::new(Vec::new());
-        let load = |rel: &str| match EncodedPrompt::load(&flows_dir.join(rel)) {
-            Ok(p) => Arc::new(p),
-            Err(e) => {
-                missing.borrow_mut().push(e.to_string());
-                silence.clone()
-            }
-        };
-        let prompts: Vec<Vec<Arc<EncodedPrompt>>> = program
-            .prompts
-            .iter()
-            .map(|p| p.audio.iter().map(|a| a.as_deref().map_or_else(|| silence.clone(), load)).collect())
-            .collect();
-        let mut segments = Vec::new();
-        for lang in &program.languages {
-            for (id, _) in ivr_speech::SEGMENTS.iter().filter(|(id, _)| id.starts_with(&format!("{lang}_"))) {
-                segments.push((id.to_string(), load(&format!("audio/{lang}/seg/{id}.wav"))));
-            }
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        if let Some(r) = self.receiver.take() {
+            r.abort();
         }
-        let missing = missing.into_inner();
-        if let Some(first) = missing.first() {
-            warn!(count = missing.len(), "{first}; these play 200 ms of silence (render prompts with scripts/render-prompts.sh)");
-        }
-        // The record tone: 400 ms of 1 kHz.
-        let tone: Vec<i16> = (0..3200).map(|i| ((i as f64 * 2.0 * std::f64::consts::PI / 8.0).sin() * 8000.0) as i16).collect();
-        let ids: Vec<String> = program.prompts.iter().map(|p| p.id.clone()).collect();
-        let hold = ids.iter().position(|i| i == "hold_music").and_then(|i| prompts.get(i)).and_then(|p: &Vec<Arc<EncodedPrompt>>| p.first().cloned());
-        let hold = hold.unwrap_or_else(|| Arc::new(EncodedPrompt::from_pcm(&hold_music())));
-        PromptAudio { ids, hold, prompts, segments, silence, beep: Arc::new(EncodedPrompt::from_pcm(&tone)) }
-    }
-
-    /// A prompt by catalogue id, in language `lang`, if the flow has it.
-    pub fn by_id(&self, id: &str, lang: usize) -> Option<Arc<EncodedPrompt>> {
-        let i = self.ids.iter().position(|x| x == id)?;
-        Some(self.prompt(i, lang))
-    }
-
-    pub fn hold(&self) -> Arc<EncodedPrompt> {
-        self.hold.clone()
-    }
-
-    pub fn prompt(&self, index: usize, lang: usize) -> Arc<EncodedPrompt> {
-        self.prompts.get(index).and_then(|p| p.get(lang)).cloned().unwrap_or_else(|| self.silence.clone())
-    }
-
-    /// No prompts at all (for calls to numbers nobody serves).
-    pub fn empty() -> PromptAudio {
-        let silence = Arc::new(EncodedPrompt::from_pcm(&[0; 1600]));
-        PromptAudio { ids: Vec::new(), hold: silence.clone(), prompts: Vec::new(), segments: Vec::new(), beep: silence.clone(), silence }
-    }
-
-    pub fn beep(&self) -> Arc<EncodedPrompt> {
-        self.beep.clone()
-    }
-
-    pub fn segment(&self, id: &str) -> Arc<EncodedPrompt> {
-        self.segments.iter().find(|(s, _)| s == id).map_or_else(|| self.silence.clone(), |(_, p)| p.clone())
-    }
-
-    /// `value` read aloud as `kind` in language `lang` (an index into the
-    /// program's languages): its segment prompts, in order.
-    pub fn say(&self, program: &Program, kind: SayKind, value: &Value, lang: usize) -> Vec<Arc<EncodedPrompt>> {
-        let lang = program.languages.get(lang).map(String::as_str).unwrap_or("zh");
-        say_segments(kind, value, lang).iter().map(|s| self.segment(s)).collect()
-    }
-
-    /// The encoded audio of a prompt in one language (for tests and tools).
-    pub fn prompt_bytes(&self, index: usize, lang: usize, codec: Codec) -> Arc<[u8]> {
-        self.prompt(index, lang).bytes(codec).clone()
     }
 }
 
-/// How a flow's `say` of `value` is read in `lang`: its segment prompts and
-/// their text. `None` when the value cannot be read as that kind.
-/// Eight seconds of quiet arpeggio (C major, then F, then G, then C), a soft
-/// sine with gentle attack and decay: music on hold when a flow ships none.
-fn hold_music() -> Vec<i16> {
-    let chords: [[f64; 3]; 4] = [[261.63, 329.63, 392.0], [349.23, 440.0, 523.25], [392.0, 493.88, 587.33], [261.63, 329.63, 392.0]];
-    let note = 8_000 * 2 / 3;
-    let mut out = Vec::with_capacity(8 * 8_000);
-    for chord in chords {
-        for f in chord {
-            for i in 0..note {
-                let t = i as f64 / 8_000.0;
-                let env = (t / 0.03).min(1.0) * (-(t * 2.5)).exp();
-                let v = (2.0 * std::f64::consts::PI * f * t).sin() * env * 5_000.0;
-                out.push(v as i16);
-            }
-        }
-    }
-    out.resize(8 * 8_000, 0);
-    out
+/// Every call's media.
+pub struct Plane {
+    calls: HashMap<CallKey, Endpoint>,
+    tx: UnboundedSender<Internal>,
 }
 
-pub fn reading(kind: SayKind, value: &Value, lang: &str) -> Option<ivr_speech::Reading> {
-    let k = ivr_speech::Kind::parse(kind.name())?;
-    let l = ivr_speech::Lang::parse(lang)?;
-    ivr_speech::read(k, &value.to_string(), l).ok()
-}
+/// Calls at which the media tick splits its work over two threads.
+const PARALLEL_TICK_CALLS: usize = 256;
 
-/// The segment prompts that speak a value.
-fn say_segments(kind: SayKind, value: &Value, lang: &str) -> Vec<&'static str> {
-    reading(kind, value, lang).map(|r| r.segments).unwrap_or_default()
-}
-
-/// One call's outgoing audio.
-pub struct Stream {
-    codec: Codec,
-    remote: SocketAddr,
-    send: bool,
-    pk: Packetizer,
-    queue: VecDeque<(PlayId, Vec<Arc<EncodedPrompt>>)>,
-    seg: usize,
-    pos: usize,
-    /// Bytes per packet: the negotiated ptime × 8.
-    packet_bytes: usize,
-    /// Audio produced by ticks and not yet sent (less than one packet).
-    pending: Vec<u8>,
-    packet: [u8; 12 + 480],
-    /// Played in a loop whenever nothing is queued (music on hold).
-    hold: Option<(Arc<EncodedPrompt>, usize)>,
-    /// Bridged to an agent: the relay carries the audio, this stream is silent.
-    muted: bool,
-}
-
-impl Stream {
-    pub fn new(codec: Codec, remote: SocketAddr, send: bool, ptime_ms: u32, seed: u64) -> Stream {
-        let ssrc = (seed as u32) ^ (seed >> 32) as u32;
-        Stream {
-            codec,
-            remote,
-            send,
-            pk: Packetizer::new(ssrc, codec.payload_type(), (seed >> 16) as u16, (seed >> 24) as u32),
-            queue: VecDeque::new(),
-            seg: 0,
-            pos: 0,
-            packet_bytes: Self::packet_bytes(ptime_ms),
-            pending: Vec::with_capacity(480 + SAMPLES_PER_20MS),
-            packet: [0; 12 + 480],
-            hold: None,
-            muted: false,
-        }
+impl Plane {
+    pub fn new(tx: UnboundedSender<Internal>) -> Plane {
+        Plane { calls: HashMap::new(), tx }
     }
 
-    fn packet_bytes(ptime_ms: u32) -> usize {
-        (ptime_ms.clamp(10, 60) / 10 * 80) as usize
-    }
-
-    pub fn renegotiate(&mut self, codec: Codec, remote: SocketAddr, send: bool, ptime_ms: u32) {
-        self.packet_bytes = Self::packet_bytes(ptime_ms);
-        self.codec = codec;
-        self.remote = remote;
-        self.send = send;
-        self.pk.payload_type = codec.payload_type();
-        self.pk.talkspurt();
-    }
-
-    /// Sends from now on to `addr` (symmetric RTP).
-    pub fn latch(&mut self, addr: SocketAddr) {
-        self.remote = addr;
-    }
-
-    /// Where this stream's packets go.
-    pub fn remote(&self) -> SocketAddr {
-        self.remote
-    }
-
-    pub fn codec(&self) -> Codec {
-        self.codec
-    }
-
-    /// Music on hold between queued audio (`None`: comfort silence).
-    pub fn set_hold(&mut self, hold: Option<Arc<EncodedPrompt>>) {
-        self.hold = hold.map(|h| (h, 0));
-    }
-
-    /// Sends nothing while muted (the call is bridged).
-    pub fn set_muted(&mut self, muted: bool) {
-        self.muted = muted;
-        self.pk.talkspurt();
-    }
-
-    pub fn queue(&mut self, id: PlayId, audio: Vec<Arc<EncodedPrompt>>) {
-        if self.queue.is_empty() {
-            self.pk.talkspurt();
-        }
-        self.queue.push_back((id, audio));
-    }
-
-    pub fn stop(&mut self) {
-        self.queue.clear();
-        self.seg = 0;
-        self.pos = 0;
-        self.pk.talkspurt();
-    }
-
-    pub fn is_idle(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    /// Produces the next 20 ms (prompt audio, or silence) and hands `send` every
-    /// packet now complete (one per tick at 20 ms ptime; two at 10 ms; one every
-    /// other tick at 40 ms); returns the play that just finished, if one did.
-    pub fn tick(&mut self, confirmed: bool, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<PlayId> {
-        if !confirmed || self.muted {
-            return None;
-        }
-        let silence = match self.codec {
-            Codec::Pcmu => 0xff,
-            Codec::Pcma => 0xd5,
-        };
-        let mut payload = [silence; SAMPLES_PER_20MS];
-        let mut finished = None;
-        // Skip empty segments, then copy one frame.
-        while let Some((id, segs)) = self.queue.front() {
-            match segs.get(self.seg) {
-                Some(seg) => {
-                    let bytes = seg.bytes(self.codec);
-                    if self.pos + SAMPLES_PER_20MS <= bytes.len() {
-                        payload.copy_from_slice(&bytes[self.pos..self.pos + SAMPLES_PER_20MS]);
-                        self.pos += SAMPLES_PER_20MS;
-                        if self.pos >= bytes.len() {
-                            self.seg += 1;
-                            self.pos = 0;
-                            if self.seg >= segs.len() {
-                                finished = Some(*id);
-                                self.queue.pop_front();
-                                self.seg = 0;
-                            }
-                        }
-                        break;
+    /// Carries out one command; `Open` answers whether the port could be
+    /// bound (the caller feeds that to the core at once).
+    pub fn perform(&mut self, m: Media) -> Option<(CallKey, bool)> {
+        match m {
+            Media::Open { call, local, stream, leg } => {
+                let rtp = match bind(local) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("cannot bind RTP port {local}: {e}");
+                        return Some((call, false));
                     }
-                    self.seg += 1;
-                    self.pos = 0;
-                }
-                None => {
-                    finished = Some(*id);
-                    self.queue.pop_front();
-                    self.seg = 0;
-                    self.pos = 0;
-                }
+                };
+                let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
+                let (out, receiver) = if leg {
+                    (None, None)
+                } else {
+                    let opts = ReceiveOptions { dtmf_pt: stream.dtmf_payload_type, codec: stream.codec, inband_dtmf: stream.inband_dtmf, latch: stream.latch };
+                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, capture.clone(), relay.clone(), call, self.tx.clone());
+                    (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
+                };
+                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, spec: stream });
+                return Some((call, true));
             }
-        }
-        if self.queue.is_empty() && finished.is_none() {
-            if let Some((hold, pos)) = self.hold.as_mut() {
-                let bytes = hold.bytes(self.codec);
-                if bytes.len() >= SAMPLES_PER_20MS {
-                    if *pos + SAMPLES_PER_20MS > bytes.len() {
-                        *pos = 0;
+            Media::Confirmed { call } => self.with(call, |e| e.confirmed = true),
+            Media::Play { call, id, audio } => self.stream(call, |s| s.queue(id.0, audio)),
+            Media::Stop { call } => self.stream(call, Stream::stop),
+            Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
+            Media::Renegotiate { call, stream } => self.stream(call, |s| s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms)),
+            Media::Capture { call, on } => self.with(call, |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
+            Media::Bridge { caller, leg, to_leg, to_caller } => self.bridge(caller, leg, to_leg, to_caller),
+            Media::Unbridge { caller, leg } => {
+                self.with(leg, |e| set_relay(&e.relay, None));
+                self.with(caller, |e| {
+                    set_relay(&e.relay, None);
+                    if let Some(s) = e.stream.as_mut() {
+                        s.set_muted(false);
                     }
-                    payload.copy_from_slice(&bytes[*pos..*pos + SAMPLES_PER_20MS]);
-                    *pos += SAMPLES_PER_20MS;
+                });
+            }
+            Media::Retarget { call, to } => self.with(call, |e| {
+                if let Some(r) = e.relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+                    r.retarget(to);
                 }
+            }),
+            Media::Close { call } => {
+                self.calls.remove(&call);
             }
         }
-        self.pending.extend_from_slice(&payload);
-        while self.pending.len() >= self.packet_bytes {
-            let size = self.packet_bytes;
-            let n = self.pk.write(&self.pending[..size], size as u32, &mut self.packet);
-            if self.send {
-                send(&self.packet[..n], self.remote);
-            }
-            self.pending.drain(..size);
+        None
+    }
+
+    fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint)) {
+        if let Some(e) = self.calls.get_mut(&call) {
+            f(e);
         }
-        finished
+    }
+
+    fn stream(&mut self, call: CallKey, f: impl FnOnce(&mut Stream)) {
+        if let Some(s) = self.calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
+            f(s);
+        }
+    }
+
+    fn bridge(&mut self, caller: CallKey, leg: CallKey, to_leg: RelaySpec, to_caller: RelaySpec) {
+        let (Some(c), Some(l)) = (self.calls.get(&caller), self.calls.get(&leg)) else { return };
+        let caller_remote = c.stream.as_ref().map_or(c.spec.remote, Stream::remote);
+        let leg_remote = to_leg.to.unwrap_or(l.spec.remote);
+        let relay_to_leg = Relay::new(l.rtp.clone(), leg_remote, to_leg.seed, to_leg.audio_pt, to_leg.dtmf);
+        let relay_to_caller = Relay::new(c.rtp.clone(), to_caller.to.unwrap_or(caller_remote), to_caller.seed, to_caller.audio_pt, to_caller.dtmf);
+        set_relay(&c.relay, Some(relay_to_leg));
+        let l = self.calls.get_mut(&leg).expect("present");
+        set_relay(&l.relay, Some(relay_to_caller));
+        if l.receiver.is_none() {
+            l.receiver = Some(spawn_leg_receiver(l.rtp.clone(), leg_remote, l.relay.clone()));
+        }
+        self.stream(caller, |s| {
+            s.stop();
+            s.set_hold(None);
+            s.set_muted(true);
+        });
+    }
+
+    /// Sends the next 20 ms of every call; returns the plays that finished.
+    pub fn tick(&mut self) -> Vec<(CallKey, PlayId)> {
+        let mut all: Vec<(&CallKey, &mut Endpoint)> = self.calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
+        if all.len() >= PARALLEL_TICK_CALLS {
+            // The tick's sends are the server's biggest cost: with many calls
+            // they are split over two threads (sockets are shared, streams are
+            // per call).
+            let mid = all.len() / 2;
+            let (a, b) = all.split_at_mut(mid);
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| tick_some(a));
+                let mut mine = tick_some(b);
+                mine.extend(other.join().unwrap_or_default());
+                mine
+            })
+        } else {
+            tick_some(&mut all)
+        }
+    }
+
+    /// The caller's RTP comes from elsewhere than negotiated (NAT): send there.
+    pub fn latch(&mut self, call: CallKey, addr: SocketAddr) {
+        info!(%addr, "RTP latched to the caller's source address");
+        self.stream(call, |s| s.latch(addr));
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sent(ptime: u32, ticks: usize) -> Vec<(usize, u32)> {
-        let mut s = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, ptime, 5);
-        s.queue(PlayId(1), vec![Arc::new(EncodedPrompt::from_pcm(&[100; 1600]))]);
-        let mut out = Vec::new();
-        for _ in 0..ticks {
-            s.tick(true, |p, _| {
-                let r = rtp::parse(p).unwrap();
-                out.push((r.payload.len(), r.timestamp));
-            });
+fn tick_some(calls: &mut [(&CallKey, &mut Endpoint)]) -> Vec<(CallKey, PlayId)> {
+    let mut played = Vec::new();
+    for (key, e) in calls.iter_mut() {
+        let rtp = &e.rtp;
+        let Some(stream) = e.stream.as_mut() else { continue };
+        if let Some(done) = stream.tick(e.confirmed, |packet, to| {
+            let _ = rtp.try_send_to(packet, to);
+        }) {
+            played.push((**key, PlayId(done)));
         }
-        out
     }
+    played
+}
 
-    #[test]
-    fn packets_follow_the_negotiated_ptime() {
-        let p20 = sent(20, 5);
-        assert_eq!(p20.len(), 5);
-        assert!(p20.windows(2).all(|w| w[0].0 == 160 && w[1].1.wrapping_sub(w[0].1) == 160));
-        let p10 = sent(10, 5);
-        assert_eq!(p10.len(), 10);
-        assert!(p10.windows(2).all(|w| w[0].0 == 80 && w[1].1.wrapping_sub(w[0].1) == 80));
-        let p40 = sent(40, 6);
-        assert_eq!(p40.len(), 3);
-        assert!(p40.windows(2).all(|w| w[0].0 == 320 && w[1].1.wrapping_sub(w[0].1) == 320));
-        let p30 = sent(30, 6);
-        assert_eq!(p30.len(), 4, "960 bytes in 240-byte packets");
-    }
+fn set_relay(slot: &RelaySlot, relay: Option<Relay>) {
+    // A poisoned slot (a receive task panicked) is reset, never propagated.
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    *guard = relay;
+}
 
-    #[test]
-    fn a_play_finishes_when_its_audio_has_gone() {
-        let mut s = Stream::new(Codec::Pcma, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
-        s.queue(PlayId(7), vec![Arc::new(EncodedPrompt::from_pcm(&[0; 320]))]);
-        assert_eq!(s.tick(true, |_, _| {}), None);
-        assert_eq!(s.tick(true, |_, _| {}), Some(PlayId(7)));
-        assert!(s.is_idle());
-        assert_eq!(s.tick(false, |_, _| panic!("nothing is sent before the ACK")), None);
-    }
+fn bind(local: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
+    let s = std::net::UdpSocket::bind(local)?;
+    s.set_nonblocking(true)?;
+    Ok(Arc::new(UdpSocket::from_std(s)?))
 }
 
 /// How a call's incoming RTP is treated.
@@ -387,79 +233,6 @@ impl Relay {
         if let Some(out) = self.rewrite.packet(p) {
             let _ = self.socket.try_send_to(out, self.to);
         }
-    }
-}
-
-/// One direction's RTP header rewriting: our SSRC, continuous sequence
-/// numbers, timestamps offset once; the bridged codec and telephone-event
-/// (mapped to the payload type the receiving side negotiated) pass, anything
-/// else the two sides did not agree on is dropped.
-pub struct Rewriter {
-    ssrc: u32,
-    seq: u16,
-    /// Added to incoming timestamps (set by the first packet).
-    ts_offset: Option<u32>,
-    ts_base: u32,
-    audio_pt: u8,
-    dtmf: Option<(u8, u8)>,
-    out: Vec<u8>,
-}
-
-impl Rewriter {
-    pub fn new(seed: u64, audio_pt: u8, dtmf: Option<(u8, u8)>) -> Rewriter {
-        Rewriter { ssrc: seed as u32 ^ 0x5eed_0000, seq: (seed >> 20) as u16, ts_offset: None, ts_base: (seed >> 8) as u32, audio_pt, dtmf, out: Vec::with_capacity(256) }
-    }
-
-    /// The packet to send for `p`, if it is to be relayed.
-    pub fn packet(&mut self, p: &rtp::RtpPacket) -> Option<&[u8]> {
-        let pt = match self.dtmf {
-            Some((from, to)) if p.payload_type == from => to,
-            _ if p.payload_type == self.audio_pt => p.payload_type,
-            _ => return None,
-        };
-        let offset = *self.ts_offset.get_or_insert(self.ts_base.wrapping_sub(p.timestamp));
-        self.seq = self.seq.wrapping_add(1);
-        self.out.clear();
-        self.out.extend_from_slice(&[0x80, pt | if p.marker { 0x80 } else { 0 }]);
-        self.out.extend_from_slice(&self.seq.to_be_bytes());
-        self.out.extend_from_slice(&p.timestamp.wrapping_add(offset).to_be_bytes());
-        self.out.extend_from_slice(&self.ssrc.to_be_bytes());
-        self.out.extend_from_slice(p.payload);
-        Some(&self.out)
-    }
-}
-
-#[cfg(test)]
-mod relay_tests {
-    use super::*;
-
-    fn pkt(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
-        let mut v = vec![0x80, pt | if marker { 0x80 } else { 0 }];
-        v.extend_from_slice(&seq.to_be_bytes());
-        v.extend_from_slice(&ts.to_be_bytes());
-        v.extend_from_slice(&ssrc.to_be_bytes());
-        v.extend_from_slice(payload);
-        v
-    }
-
-    #[test]
-    fn relayed_packets_are_ours_continuous_and_only_what_was_agreed() {
-        let mut r = Rewriter::new(42, 0, Some((101, 96)));
-        let mut out = Vec::new();
-        for (pt, seq, ts, marker) in [(0u8, 7000u16, 160_000u32, true), (0, 7001, 160_160, false), (8, 7002, 160_320, false), (101, 7003, 160_320, true), (13, 7004, 160_480, false), (0, 7005, 160_640, false)] {
-            let raw = pkt(pt, seq, ts, 0xdead_beef, marker, &[1, 2, 3]);
-            if let Some(p) = r.packet(&rtp::parse(&raw).unwrap()) {
-                let q = rtp::parse(p).unwrap();
-                out.push((q.payload_type, q.sequence, q.timestamp, q.ssrc, q.marker, q.payload.to_vec()));
-            }
-        }
-        assert_eq!(out.len(), 4, "PCMA (8) and comfort noise (13) were not agreed: dropped");
-        assert!(out.iter().all(|p| p.3 != 0xdead_beef && p.3 == out[0].3), "one SSRC of ours");
-        assert!(out.windows(2).all(|w| w[1].1 == w[0].1.wrapping_add(1)), "sequence numbers without gaps");
-        assert_eq!(out[1].2.wrapping_sub(out[0].2), 160, "timestamps keep their spacing");
-        assert_eq!(out[3].2.wrapping_sub(out[0].2), 640);
-        assert_eq!((out[2].0, out[2].4), (96, true), "telephone-event mapped to the receiver's payload type, marker kept");
-        assert_eq!(out[0].5, [1, 2, 3], "payload as it came");
     }
 }
 

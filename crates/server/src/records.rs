@@ -1,102 +1,19 @@
-//! Call records: one JSON line per call, appended and synced to disk.
+//! The record files' writer: lines the call core produces, appended and
+//! synced on a thread of its own, so a burst of hang-ups never waits on one
+//! fsync per call in the signalling loop. On opening, `calls.jsonl` is
+//! recovered from a crash (see [`ivr_call::records::recover`]): a torn last
+//! line is never appended to, and calls it left open are closed as ended by
+//! the crash.
 
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use ivr_bytecode::Program;
-use serde::Serialize;
+use ivr_call::records::{self, Log};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CallRecord {
-    pub call_id: String,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub dialed: String,
-    pub caller: String,
-    pub flow: String,
-    /// A fingerprint of the program the call ran (calls keep the version they started with).
-    pub flow_version: String,
-    pub nodes: Vec<String>,
-    /// Keys pressed; secret input is recorded as `*`.
-    pub keys: String,
-    pub outcome: Option<String>,
-    /// Queues joined and agents dialled, with what came of each.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub handoffs: Vec<Handoff>,
-    /// The survey score the caller gave (a service argument named `score`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub survey_score: Option<String>,
-}
-
-/// One `enqueue` or `dial agent` of a call.
-#[derive(Debug, Clone, Serialize)]
-pub struct Handoff {
-    /// `queue` or `agent`.
-    pub kind: &'static str,
-    /// The queue's name or the work number dialled.
-    pub target: String,
-    pub priority: i64,
-    /// The flow's outcome (`served`, `timeout`, …; `abandoned` when the caller hung up).
-    pub outcome: String,
-    pub waited_ms: u64,
-    /// Who answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    pub talk_ms: u64,
-}
-
-impl CallRecord {
-    pub fn new(call_id: &str, dialed: &str, caller: &str, flow: &str, flow_version: &str) -> CallRecord {
-        CallRecord {
-            call_id: call_id.to_string(),
-            start_ms: jiff::Timestamp::now().as_millisecond(),
-            end_ms: 0,
-            dialed: dialed.to_string(),
-            caller: caller.to_string(),
-            flow: flow.to_string(),
-            flow_version: flow_version.to_string(),
-            nodes: Vec::new(),
-            keys: String::new(),
-            outcome: None,
-            handoffs: Vec::new(),
-            survey_score: None,
-        }
-    }
-
-    pub fn key(&mut self, key: char, secret: bool) {
-        self.keys.push(if secret { '*' } else { key });
-    }
-
-    pub fn end(&mut self) {
-        self.end_ms = jiff::Timestamp::now().as_millisecond();
-    }
-}
-
-/// Appends call records on a thread of its own: each batch of records that
-/// arrive together is written and synced once, so a burst of hang-ups never
-/// waits on one fsync per call in the signalling loop.
-/// A fingerprint of a compiled flow (FNV-1a of its stripped encoding), computed
-/// once per flow when it is loaded.
-pub fn fingerprint(program: &Program) -> String {
-    let bytes = ivr_bytecode::encode(program, true);
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
-}
-
-/// The record files, each one JSON object per line in the data directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Log {
-    /// `calls.jsonl`: one [`CallRecord`] per call.
-    Calls = 0,
-    /// `queue.jsonl`: one ACD record per queued or direct-dialled call (wait,
-    /// answer or abandon, agent, talk, wrap-up).
-    Queue = 1,
-    /// `agents.jsonl`: one record per agent state, with its duration.
-    Agents = 2,
-}
-
-const LOG_FILES: [&str; 3] = ["calls.jsonl", "queue.jsonl", "agents.jsonl"];
+/// How much of the end of `calls.jsonl` is read for calls left open: far
+/// more than the records of every call a node can have in progress.
+const RECOVERY_TAIL_BYTES: u64 = 64 << 20;
 
 pub struct Writer {
     tx: std::sync::mpsc::Sender<(Log, Vec<u8>)>,
@@ -107,8 +24,15 @@ impl Writer {
     pub fn open(dir: &Path) -> std::io::Result<Writer> {
         std::fs::create_dir_all(dir)?;
         let mut files = Vec::new();
-        for name in LOG_FILES {
-            files.push(OpenOptions::new().create(true).append(true).open(dir.join(name))?);
+        for log in Log::ALL {
+            let path = dir.join(log.file_name());
+            let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+            if log == Log::Calls {
+                recover(&mut file)?;
+            } else if ends_torn(&mut file)? {
+                file.write_all(b"\n")?;
+            }
+            files.push(file);
         }
         let (tx, rx) = std::sync::mpsc::channel::<(Log, Vec<u8>)>();
         let thread = std::thread::Builder::new().name("call-records".into()).spawn(move || {
@@ -130,11 +54,11 @@ impl Writer {
         Ok(Writer { tx, thread })
     }
 
-    /// Queues one record for `log`.
-    pub fn write(&mut self, log: Log, record: &impl Serialize) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        self.tx.send((log, line)).map_err(|_| std::io::Error::other("the record writer has stopped"))
+    /// Queues one line (JSON, newline-terminated) for `log`.
+    pub fn write(&mut self, log: Log, line: Vec<u8>) {
+        if self.tx.send((log, line)).is_err() {
+            tracing::warn!("the record writer has stopped");
+        }
     }
 
     /// Writes what is queued and stops.
@@ -142,8 +66,39 @@ impl Writer {
         drop(self.tx);
         let _ = self.thread.join();
     }
+}
 
-    pub fn append(&mut self, r: &CallRecord) -> std::io::Result<()> {
-        self.write(Log::Calls, r)
+fn ends_torn(file: &mut File) -> std::io::Result<bool> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
     }
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// Closes the calls a crash left open and starts a fresh line after a torn one.
+fn recover(file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(RECOVERY_TAIL_BYTES);
+    file.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    file.take(RECOVERY_TAIL_BYTES).read_to_end(&mut tail)?;
+    let found = records::recover(&tail, from == 0);
+    let mut out = Vec::new();
+    if found.torn {
+        out.push(b'\n');
+    }
+    for r in &found.closing {
+        tracing::warn!(call_id = %r.call_id, "the call was in progress when the server stopped; its record is closed as {}", records::CRASHED);
+        out.extend(serde_json::to_vec(r).map_err(std::io::Error::other)?);
+        out.push(b'\n');
+    }
+    if !out.is_empty() {
+        file.write_all(&out)?;
+        file.sync_data()?;
+    }
+    Ok(())
 }

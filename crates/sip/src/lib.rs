@@ -12,3 +12,4 @@ pub mod endpoint;
 pub mod framing;
 pub mod limit;
 pub mod message;
+pub mod uri;

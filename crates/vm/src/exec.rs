@@ -139,6 +139,18 @@ impl Session {
                 self.frames.clear();
                 self.current_node = Some(n);
                 self.actions.push_back(Action::EnterNode { name: node.name.clone(), menu });
+                // The loop guard: a flow going round without the caller doing anything.
+                self.nodes_without_input += 1;
+                if self.nodes_without_input > self.limits.max_nodes_without_input {
+                    return Err(format!(
+                        "{} steps entered without the caller pressing a key (a loop through failing services or hand-offs?)",
+                        self.nodes_without_input - 1
+                    ));
+                }
+                let idle = self.now.saturating_sub(self.last_input_ms);
+                if idle > self.limits.max_idle_ms {
+                    return Err(format!("{} s without the caller pressing a key or being served", idle / 1_000));
+                }
             }
             Instr::Back => {
                 let in_menu = self.current_node.is_some_and(|n| p.nodes[n as usize].kind == NodeKind::Menu);
@@ -248,6 +260,8 @@ impl Session {
     }
 
     pub(crate) fn digit(&mut self, key: char) {
+        self.nodes_without_input = 0;
+        self.last_input_ms = self.now;
         match &self.wait {
             Wait::Collecting(col) => {
                 let spec = &self.program.collects[col.spec as usize];
@@ -352,6 +366,10 @@ impl Session {
         }
         let p = Arc::clone(&self.program);
         let op = &p.ops[a.op as usize];
+        // Time with an agent (or waiting for one) is the caller's time, not idling.
+        if !matches!(op.kind, OpKind::Request { .. }) {
+            self.last_input_ms = self.now;
+        }
         let stop_hold = a.hold_playing.is_some();
         let mut index = op.outcomes.iter().position(|o| o.name == outcome);
         // Fields must come with the declared types, or the answer counts as failed.

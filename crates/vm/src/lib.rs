@@ -32,6 +32,26 @@ pub const HOLD_AFTER_MS: Millis = 1_500;
 /// Menus remembered for `back`.
 pub const MENU_HISTORY_MAX: usize = 16;
 
+/// The guard against calls that outlive their purpose: a flow that goes
+/// round (through failing services, hand-offs or `goto`s) without the caller
+/// doing anything ends with [`Action::Fault`] when it enters a step past
+/// either limit. A key press resets both; a finished hand-off (the caller
+/// waited for or talked to an agent) resets the idle time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Steps and menus entered in a row without a key from the caller.
+    pub max_nodes_without_input: u32,
+    /// Milliseconds without a key (or a finished hand-off) after which
+    /// entering a step ends the call.
+    pub max_idle_ms: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_nodes_without_input: 100, max_idle_ms: 20 * 60_000 }
+    }
+}
+
 /// What the host knows about a call when it starts.
 #[derive(Debug, Clone)]
 pub struct CallInfo {
@@ -175,11 +195,19 @@ pub struct Session {
     wall_at_start: i64,
     now: Millis,
     executed: u64,
+    limits: Limits,
+    nodes_without_input: u32,
+    last_input_ms: Millis,
 }
 
 impl Session {
     /// Starts the flow bound to `info.dialed` and runs it to its first wait.
     pub fn start(program: Arc<Program>, info: CallInfo, now: Millis) -> Result<Session, StartError> {
+        Session::start_with(program, info, now, Limits::default())
+    }
+
+    /// [`Session::start`] with other limits than the defaults.
+    pub fn start_with(program: Arc<Program>, info: CallInfo, now: Millis, limits: Limits) -> Result<Session, StartError> {
         let entry = program
             .entries
             .iter()
@@ -215,6 +243,9 @@ impl Session {
             wall_at_start: info.wall_clock_ms,
             now,
             executed: 0,
+            limits,
+            nodes_without_input: 0,
+            last_input_ms: now,
         };
         s.run();
         Ok(s)

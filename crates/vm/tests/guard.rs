@@ -1,0 +1,97 @@
+//! The loop guard: a flow that goes round through failing services without the
+//! caller doing anything ends with a fault, on a simulated clock.
+
+use std::sync::Arc;
+
+use ivr_compiler::{compile, MemoryWorld};
+use ivr_vm::{Action, CallInfo, Event, HangupReason, Limits, Program, Session};
+
+const CATALOGUE: &str = "[sorry]\nzh = \"抱歉。\"\n[ask]\nzh = \"请输入。\"\n";
+
+/// `lookup` fails; the flow tries again for ever.
+const RETRY_FOREVER: &str = r#"
+service lookup(code: text) {
+    ok
+}
+entry 1 -> try_again
+step try_again {
+    request lookup("1") as r timeout 2s {
+        ok -> try_again
+        failed {
+            play sorry
+            goto try_again
+        }
+    }
+}
+"#;
+
+fn program(src: &str) -> Arc<Program> {
+    let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", CATALOGUE);
+    let c = compile(&world, "main.ivr");
+    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
+    Arc::new(c.program.unwrap())
+}
+
+fn info() -> CallInfo {
+    CallInfo { dialed: "1".into(), caller: "100".into(), language: None, wall_clock_ms: 0 }
+}
+
+/// Answers every request `failed` and every prompt at once; returns how many
+/// requests the flow made and how it ended.
+fn run(s: &mut Session, mut t: u64, keys_every: Option<u32>) -> (u32, Option<Action>) {
+    let mut requests = 0;
+    for _ in 0..10_000 {
+        let mut progressed = false;
+        while let Some(a) = s.poll_action() {
+            progressed = true;
+            match a {
+                Action::Request { op, .. } => {
+                    requests += 1;
+                    t += 100;
+                    if keys_every.is_some_and(|n| requests % n == 0) {
+                        s.handle_event(t, Event::Digit('5'));
+                    }
+                    s.handle_event(t, Event::Completed { op, outcome: "failed".into(), fields: vec![] });
+                }
+                Action::Play { id, .. } => s.handle_event(t, Event::PlayDone(id)),
+                a @ (Action::Fault { .. } | Action::Hangup { .. }) if !matches!(a, Action::Hangup { reason: HangupReason::Fault }) => return (requests, Some(a)),
+                _ => {}
+            }
+        }
+        if !progressed || requests > 5_000 {
+            return (requests, None);
+        }
+    }
+    (requests, None)
+}
+
+#[test]
+fn a_loop_through_a_failing_service_ends_with_a_fault() {
+    let mut s = Session::start(program(RETRY_FOREVER), info(), 0).unwrap();
+    let (requests, end) = run(&mut s, 0, None);
+    let Some(Action::Fault { message, .. }) = end else { panic!("expected a fault, got {end:?} after {requests} requests") };
+    assert!(message.contains("without the caller pressing a key"), "{message}");
+    assert_eq!(requests, Limits::default().max_nodes_without_input, "the guard stops the loop at its limit, not before");
+    assert!(s.is_finished());
+}
+
+#[test]
+fn a_caller_who_keeps_pressing_keys_is_not_stopped_by_the_step_count() {
+    // Keys reset the count: the same loop with a key every 50 rounds runs on
+    // until the test stops it.
+    let limits = Limits { max_nodes_without_input: 60, max_idle_ms: u64::MAX };
+    let mut s = Session::start_with(program(RETRY_FOREVER), info(), 0, limits).unwrap();
+    let (requests, end) = run(&mut s, 0, Some(50));
+    assert!(end.is_none(), "{end:?}");
+    assert!(requests > 5_000);
+}
+
+#[test]
+fn a_long_silence_ends_the_loop_even_below_the_step_count() {
+    let limits = Limits { max_nodes_without_input: 1_000_000, max_idle_ms: 60_000 };
+    let mut s = Session::start_with(program(RETRY_FOREVER), info(), 0, limits).unwrap();
+    let (requests, end) = run(&mut s, 0, None);
+    let Some(Action::Fault { message, .. }) = end else { panic!("expected a fault, got {end:?}") };
+    assert!(message.contains("61 s without"), "{message}");
+    assert_eq!(requests, 610, "100 ms a round: the step entered after 60 s of silence is the last");
+}
