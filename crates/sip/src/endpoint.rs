@@ -80,7 +80,7 @@ struct Call {
     uac: Option<uac::Uac>,
     state: State,
     /// The 2xx being retransmitted until ACK, with its schedule.
-    ok: Option<(Vec<u8>, Millis, Millis, Millis)>,
+    ok: Option<Retransmit>,
     remote_target: String,
     route_set: Vec<String>,
     /// The far end's From/To value (with its tag once known).
@@ -90,10 +90,22 @@ struct Call {
     local_cseq: u32,
 }
 
+/// Our 2xx to an INVITE, resent until the ACK comes (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Retransmit {
+    data: Vec<u8>,
+    /// Where the INVITE's responses go ([`Message::response_addr`]).
+    to: SocketAddr,
+    next: Millis,
+    interval: Millis,
+    deadline: Millis,
+}
+
 /// A server transaction's last response, resent for retransmitted requests.
 #[derive(Debug)]
 struct ServerTx {
     response: Option<Vec<u8>>,
+    /// Where its responses go.
     peer: SocketAddr,
     expires: Millis,
 }
@@ -126,6 +138,8 @@ pub struct Endpoint {
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     registrar: bool,
+    /// Answer UDP requests at their source port even without `rport`.
+    force_rport: bool,
     pending: HashMap<u64, (Message, SocketAddr)>,
     /// Calls we placed that are still in the INVITE transaction (few; the
     /// timers look only at these).
@@ -151,6 +165,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             registrar: false,
+            force_rport: false,
             pending: HashMap::new(),
             placed: std::collections::HashSet::new(),
             next_pending: 1,
@@ -160,6 +175,15 @@ impl Endpoint {
     /// Accept REGISTER (agents' phones logging in), reported as [`Event::Register`].
     pub fn set_registrar(&mut self, on: bool) {
         self.registrar = on;
+    }
+
+    /// Answer every UDP request at the address and port it came from, as if it
+    /// carried `rport` (and say so in its Via). Off by default, as RFC 3261
+    /// §18.2.2 has it: without `rport` a response goes to the source IP at the
+    /// port the Via names. On for sites whose phones sit behind NATs but do
+    /// not ask for `rport` (what other servers call `force_rport`).
+    pub fn set_force_rport(&mut self, on: bool) {
+        self.force_rport = on;
     }
 
     /// The primary address.
@@ -207,7 +231,7 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.1.min(o.3)));
+        let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.next.min(o.deadline)));
         let invites = self.placed.iter().filter_map(|k| self.calls.get(k)?.uac.as_ref()?.deadline());
         let byes = self.client_txs.values().map(|t| t.next.min(t.give_up));
         let txs = self.server_txs.values().map(|t| t.expires);
@@ -220,7 +244,23 @@ impl Endpoint {
         bytes
     }
 
+    /// Where the responses to `req` (from `from`) go; with several addresses
+    /// of ours, they leave from the one `from` reached.
+    fn reply_to(&mut self, req: &Message, from: SocketAddr) -> SocketAddr {
+        let to = req.response_addr(from);
+        if to != from {
+            if let Some(l) = self.routes.get(&from).copied() {
+                self.routes.insert(to, l);
+            }
+        }
+        to
+    }
+
+    /// Answers `req`, which came from `from`: the response goes where
+    /// [`Message::response_addr`] says, and a final one (or any to an INVITE)
+    /// is kept to answer retransmissions.
     fn respond(&mut self, now: Millis, req: &Message, from: SocketAddr, code: u16, reason: &str, tag: Option<&str>, extra: &[(&str, &str)]) {
+        let from = self.reply_to(req, from);
         let mut r = response(req, code, reason, tag);
         r.headers.push(("Server".into(), self.user_agent.clone()));
         for (n, v) in extra {
@@ -254,12 +294,13 @@ impl Endpoint {
         if data.len() > MAX_MESSAGE_BYTES {
             return self.too_large(now, from, &data[..MAX_MESSAGE_BYTES]);
         }
-        let msg = match Message::parse(data, true) {
+        let mut msg = match Message::parse(data, true) {
             Ok(m) => m,
             Err(e) => {
                 // Answer 400 (505 for another SIP version) when we can tell
                 // where to; drop responses and noise.
-                if let Some(p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
+                if let Some(mut p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
+                    p.stamp_via(from, self.force_rport);
                     let why: String = e.reason.chars().filter(|c| !c.is_control()).take(60).collect();
                     let reason = if e.status == 505 { "Version Not Supported".to_string() } else { format!("Bad Request ({why})") };
                     self.respond(now, &p, from, e.status, &reason, None, &[]);
@@ -282,6 +323,7 @@ impl Endpoint {
             }
             StartLine::Request { method, .. } => {
                 let method = method.clone();
+                msg.stamp_via(from, self.force_rport);
                 self.request(now, from, msg, &method);
             }
         }
@@ -294,7 +336,8 @@ impl Endpoint {
             Ok(m) => Some(m),
             Err(e) => e.partial,
         };
-        if let Some(p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+        if let Some(mut p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+            p.stamp_via(from, self.force_rport);
             self.respond(now, &p, from, 513, "Message Too Large", None, &[]);
         }
     }
@@ -421,23 +464,23 @@ impl Endpoint {
         if c.state == State::Ended {
             return;
         }
-        let contact = format!("<sip:ivr@{}>", self.local_for(c.peer));
-        let mut r = response(req, 200, "OK", Some(&c.local_tag));
+        let (req, peer, tag) = (req.clone(), c.peer, c.local_tag.clone());
+        let contact = format!("<sip:ivr@{}>", self.local_for(peer));
+        let mut r = response(&req, 200, "OK", Some(&tag));
         r.headers.push(("Contact".into(), contact));
         r.headers.push(("Server".into(), self.user_agent.clone()));
         r.headers.push(("Allow".into(), ALLOW.into()));
         r.headers.push(("Content-Type".into(), "application/sdp".into()));
         r.body = sdp.as_bytes().to_vec();
-        let peer = c.peer;
-        let branch = req.transaction_key();
-        let bytes = self.send(peer, &r);
-        if let Some(b) = branch {
-            self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer, expires: now + 64 * T1_MS });
+        let to = self.reply_to(&req, peer);
+        let bytes = self.send(to, &r);
+        if let Some(b) = req.transaction_key() {
+            self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer: to, expires: now + 64 * T1_MS });
         }
-        let c = self.calls.get_mut(&call).unwrap();
+        let Some(c) = self.calls.get_mut(&call) else { return };
         c.reinvite = None;
         c.state = State::Answered;
-        c.ok = Some((bytes, now + T1_MS, T1_MS, now + 64 * T1_MS));
+        c.ok = Some(Retransmit { data: bytes, to, next: now + T1_MS, interval: T1_MS, deadline: now + 64 * T1_MS });
     }
 
     /// Tells the caller it is ringing (180), before `accept`.
@@ -570,13 +613,13 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Millis) {
         let mut give_up = Vec::new();
         for (&call, c) in self.calls.iter_mut() {
-            if let Some((bytes, next, interval, deadline)) = c.ok.as_mut() {
-                if *deadline <= now {
+            if let Some(ok) = c.ok.as_mut() {
+                if ok.deadline <= now {
                     give_up.push(call);
-                } else if *next <= now {
-                    self.transmits.push_back((c.peer, bytes.clone()));
-                    *interval = (*interval * 2).min(T2_MS);
-                    *next = now + *interval;
+                } else if ok.next <= now {
+                    self.transmits.push_back((ok.to, ok.data.clone()));
+                    ok.interval = (ok.interval * 2).min(T2_MS);
+                    ok.next = now + ok.interval;
                 }
             }
         }
@@ -603,7 +646,7 @@ impl Endpoint {
         if !self.routes.is_empty() && now >= self.routes_pruned + 64 * T1_MS {
             self.routes_pruned = now;
             let live: std::collections::HashSet<SocketAddr> =
-                self.calls.values().map(|c| c.peer).chain(self.server_txs.values().map(|t| t.peer)).chain(self.client_txs.values().map(|t| t.peer)).collect();
+                self.calls.values().flat_map(|c| [Some(c.peer), c.ok.as_ref().map(|o| o.to)]).flatten().chain(self.server_txs.values().map(|t| t.peer)).chain(self.client_txs.values().map(|t| t.peer)).collect();
             self.routes.retain(|p, _| live.contains(p));
         }
     }

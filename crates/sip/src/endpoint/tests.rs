@@ -348,3 +348,95 @@ fn a_reinvite_on_a_placed_call_is_answered_and_a_refused_one_keeps_the_call() {
     ep.hangup(40, call);
     assert!(sent(&mut ep)[0].starts_with("BYE sip:1001@127.0.0.1:5070"));
 }
+
+// ------------------------------------------------- where responses go (RFC 3261 §18.2.2, RFC 3581)
+
+fn options_via(via: &str, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:ivr@192.0.2.1 SIP/2.0\r\nVia: {via};branch={branch}\r\nFrom: <sip:probe@example.com>;tag=p\r\nTo: <sip:ivr@192.0.2.1>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn top_via(msg: &str) -> String {
+    msg.lines().find_map(|l| l.strip_prefix("Via: ")).unwrap().to_string()
+}
+
+#[test]
+fn an_empty_rport_is_filled_in_and_the_answer_goes_to_the_source_port() {
+    let mut ep = Endpoint::new("192.0.2.1:5060".parse().unwrap(), "t", 1);
+    let nat: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    ep.handle(0, nat, options_via("SIP/2.0/UDP 192.168.1.10:5060;rport", "z9hG4bK-rp").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    let text = String::from_utf8(data).unwrap();
+    assert_eq!(to, nat, "RFC 3581 §4: to the source address and port");
+    assert_eq!(top_via(&text), "SIP/2.0/UDP 192.168.1.10:5060;received=203.0.113.7;rport=40000;branch=z9hG4bK-rp");
+    // received even when the sent-by is the source (RFC 3581 §4 says always).
+    ep.handle(0, nat, options_via("SIP/2.0/UDP 203.0.113.7:5060;rport", "z9hG4bK-rp2").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    assert_eq!(to, nat);
+    assert!(top_via(&String::from_utf8(data).unwrap()).contains(";received=203.0.113.7;rport=40000"));
+}
+
+#[test]
+fn without_rport_a_udp_answer_goes_to_the_source_ip_at_the_via_port() {
+    let mut ep = Endpoint::new("192.0.2.1:5060".parse().unwrap(), "t", 1);
+    let src: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    ep.handle(0, src, options_via("SIP/2.0/UDP 192.168.1.10:5062", "z9hG4bK-n1").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    assert_eq!(to, "203.0.113.7:5062".parse().unwrap(), "received address, sent-by port");
+    let via = top_via(&String::from_utf8(data).unwrap());
+    assert_eq!(via, "SIP/2.0/UDP 192.168.1.10:5062;branch=z9hG4bK-n1;received=203.0.113.7");
+    // No port in the sent-by: 5060.
+    ep.handle(0, src, options_via("SIP/2.0/UDP phone.example.com", "z9hG4bK-n2").as_bytes());
+    assert_eq!(ep.poll_transmit().unwrap().0, "203.0.113.7:5060".parse().unwrap());
+    // The sent-by is the source IP: no received, still the Via's port.
+    ep.handle(0, src, options_via("SIP/2.0/UDP 203.0.113.7:5070", "z9hG4bK-n3").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    assert_eq!(to, "203.0.113.7:5070".parse().unwrap());
+    assert_eq!(top_via(&String::from_utf8(data).unwrap()), "SIP/2.0/UDP 203.0.113.7:5070;branch=z9hG4bK-n3");
+    // A received the request brought along is not believed.
+    ep.handle(0, src, options_via("SIP/2.0/UDP 192.168.1.10;received=198.51.100.1", "z9hG4bK-n4").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    assert_eq!(to, "203.0.113.7:5060".parse().unwrap());
+    assert_eq!(top_via(&String::from_utf8(data).unwrap()), "SIP/2.0/UDP 192.168.1.10;branch=z9hG4bK-n4;received=203.0.113.7");
+}
+
+#[test]
+fn over_tcp_the_answer_goes_back_on_the_connection() {
+    let mut ep = Endpoint::new("192.0.2.1:5060".parse().unwrap(), "t", 1);
+    let src: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    ep.handle(0, src, options_via("SIP/2.0/TCP 192.168.1.10:5062", "z9hG4bK-t1").as_bytes());
+    assert_eq!(ep.poll_transmit().unwrap().0, src);
+}
+
+#[test]
+fn force_rport_answers_at_the_source_port_without_rport() {
+    let mut ep = Endpoint::new("192.0.2.1:5060".parse().unwrap(), "t", 1);
+    ep.set_force_rport(true);
+    let src: SocketAddr = "203.0.113.7:40000".parse().unwrap();
+    ep.handle(0, src, options_via("SIP/2.0/UDP 192.168.1.10:5062", "z9hG4bK-f1").as_bytes());
+    let (to, data) = ep.poll_transmit().unwrap();
+    assert_eq!(to, src);
+    assert!(top_via(&String::from_utf8(data).unwrap()).ends_with(";received=203.0.113.7;rport=40000"));
+}
+
+#[test]
+fn every_response_to_an_invite_goes_where_its_via_says() {
+    // A phone behind a NAT that does not ask for rport: the 100, 180, 200 and
+    // the 200's retransmissions all go to the Via's port; a retransmitted
+    // INVITE gets its answer there too.
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+    let src: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let want: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+    ep.handle(0, src, invite("z9hG4bK-v1", "via1").as_bytes());
+    let Some(Event::Invite { call, peer, .. }) = ep.poll_event() else { panic!() };
+    assert_eq!(peer, src, "the host is told the real source");
+    ep.ringing(5, call);
+    ep.accept(10, call, "v=0\r\n");
+    ep.handle(20, src, invite("z9hG4bK-v1", "via1").as_bytes());
+    ep.handle_timeout(510);
+    let out: Vec<(SocketAddr, String)> = std::iter::from_fn(|| ep.poll_transmit()).map(|(a, d)| (a, String::from_utf8(d).unwrap())).collect();
+    let firsts: Vec<&str> = out.iter().map(|(_, d)| d.lines().next().unwrap()).collect();
+    assert_eq!(firsts, ["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 200 OK"]);
+    assert!(out.iter().all(|(a, _)| *a == want), "{out:?}");
+}

@@ -94,3 +94,30 @@ proptest::proptest! {
         let _ = Message::parse(&b[..cut.min(b.len())], true);
     }
 }
+
+#[test]
+fn via_sent_by_and_transport() {
+    let v = Via::parse("SIP  /   2.0 /udp  Phone.Example.com : 5062 ;branch=z9hG4bK-1").unwrap();
+    assert_eq!((v.transport.as_str(), v.host.as_str(), v.port), ("UDP", "phone.example.com", Some(5062)));
+    assert_eq!(v.sent_by(), "phone.example.com:5062");
+    let v = Via::parse("SIP/2.0/TCP [2001:db8::9:1]:5060;branch=x").unwrap();
+    assert_eq!((v.host.as_str(), v.port, v.is_reliable()), ("[2001:db8::9:1]", Some(5060), true));
+    assert_eq!(v.ip(), Some("2001:db8::9:1".parse().unwrap()));
+    assert_eq!(Via::parse("SIP/2.0/UDP 192.0.2.1").unwrap().port, None);
+    for bad in ["", "SIP/2.0/UDP", "HTTP/1.1/UDP h", "SIP/2.0/UDP h:99999", "SIP/2.0/UDP h:x", "SIP/2.0/UDP [::1"] {
+        assert_eq!(Via::parse(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn stamping_the_via_with_the_source() {
+    let src: std::net::SocketAddr = "[2001:db8::7]:40000".parse().unwrap();
+    let mut m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    m.stamp_via(src, false);
+    assert_eq!(m.header("Via"), Some("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;received=2001:db8::7;rport=40000"));
+    assert_eq!(m.response_addr(src), src);
+    // Stamping twice (a stored request answered again) changes nothing.
+    let once = m.clone();
+    m.stamp_via(src, false);
+    assert_eq!(m, once);
+}
