@@ -258,9 +258,20 @@ impl Endpoint {
 
     /// Answers `req`, which came from `from`: the response goes where
     /// [`Message::response_addr`] says, and a final one (or any to an INVITE)
-    /// is kept to answer retransmissions.
+    /// is kept to answer retransmissions (so they get the same To tag).
+    /// Every response but 100 carries a To tag (RFC 3261 §8.2.6.2): `tag`, or
+    /// a fresh one when the request had none, so that a client can tell our
+    /// answer from another fork's and an ACK can name it.
     fn respond(&mut self, now: Millis, req: &Message, from: SocketAddr, code: u16, reason: &str, tag: Option<&str>, extra: &[(&str, &str)]) {
         let from = self.reply_to(req, from);
+        let fresh;
+        let tag = match tag {
+            None if code > 100 && req.to_tag().is_none() => {
+                fresh = self.token();
+                Some(fresh.as_str())
+            }
+            t => t,
+        };
         let mut r = response(req, code, reason, tag);
         r.headers.push(("Server".into(), self.user_agent.clone()));
         for (n, v) in extra {
@@ -600,10 +611,11 @@ impl Endpoint {
         let Some(call) = call.filter(|c| self.calls.contains_key(c)) else {
             return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
         };
-        self.respond(now, &msg, from, 200, "OK", None, &[]);
-        let c = &self.calls[&call];
-        if c.state == State::Early {
-            let (invite, peer, tag) = (c.invite.clone(), c.peer, c.local_tag.clone());
+        // The CANCEL's answer has the tag of the INVITE's (RFC 3261 §9.2).
+        let Some(c) = self.calls.get(&call) else { return };
+        let (invite, peer, tag, early) = (c.invite.clone(), c.peer, c.local_tag.clone(), c.state == State::Early);
+        self.respond(now, &msg, from, 200, "OK", Some(&tag), &[]);
+        if early {
             self.respond(now, &invite, peer, 487, "Request Terminated", Some(&tag), &[]);
             self.events.push_back(Event::Cancelled { call });
             self.end(call);

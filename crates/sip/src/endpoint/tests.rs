@@ -440,3 +440,57 @@ fn every_response_to_an_invite_goes_where_its_via_says() {
     assert_eq!(firsts, ["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK", "SIP/2.0 200 OK", "SIP/2.0 200 OK"]);
     assert!(out.iter().all(|(a, _)| *a == want), "{out:?}");
 }
+
+// ------------------------------------------------- To tags (RFC 3261 §8.2.6.2)
+
+fn to_tag_of(msg: &str) -> Option<String> {
+    let to = msg.lines().find(|l| l.starts_with("To:"))?;
+    to.split(";tag=").nth(1).map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+}
+
+#[test]
+fn every_response_but_100_carries_a_to_tag() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+    ep.set_registrar(true);
+    let options = in_dialog("OPTIONS", "z9hG4bK-o", "x", "t", 1, "", "").replace(";tag=t", "");
+    let requests = [
+        // OPTIONS 200, 405, 501.
+        options.clone(),
+        options.replace("OPTIONS", "SUBSCRIBE").replace("z9hG4bK-o", "z9hG4bK-s"),
+        options.replace("OPTIONS", "FOO").replace("z9hG4bK-o", "z9hG4bK-f"),
+        // 416, 420, 415, 406, 400 to out-of-dialog INVITEs.
+        invite("z9hG4bK-416", "t416").replace("INVITE sip:962588@", "INVITE xmpp:962588@"),
+        invite("z9hG4bK-420", "t420").replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nRequire: 100rel\r\n"),
+        invite("z9hG4bK-415", "t415").replace("application/sdp", "text/plain"),
+        invite("z9hG4bK-406", "t406").replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nAccept: text/html\r\n"),
+        invite("z9hG4bK-400", "t400").replace("CSeq: 1 INVITE", "CSeq: x INVITE"),
+        // 481 to a CANCEL of nothing.
+        invite("z9hG4bK-nothing", "t481").replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL"),
+    ];
+    for req in &requests {
+        ep.handle(0, peer(), req.as_bytes());
+    }
+    let mut big = options.replace("z9hG4bK-o", "z9hG4bK-big").into_bytes();
+    big.extend(std::iter::repeat_n(b'x', MAX_MESSAGE_BYTES));
+    ep.handle(0, peer(), &big);
+    let out = sent(&mut ep);
+    assert_eq!(
+        status(&out).iter().map(|s| &s[8..11]).collect::<Vec<_>>(),
+        ["200", "405", "501", "416", "420", "415", "406", "400", "481", "513"]
+    );
+    for r in &out {
+        assert!(to_tag_of(r).is_some_and(|t| !t.is_empty()), "no To tag:\n{r}");
+    }
+    // A retransmission is answered with the same tag.
+    ep.handle(100, peer(), requests[0].as_bytes());
+    assert_eq!(to_tag_of(&sent(&mut ep)[0]), to_tag_of(&out[0]));
+    // An INVITE: the 100 has none, the 487 and the 200 to the CANCEL share one.
+    ep.handle(200, peer(), invite("z9hG4bK-c", "tc").as_bytes());
+    let cancel = invite("z9hG4bK-c", "tc").replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    ep.handle(210, peer(), cancel.as_bytes());
+    let out = sent(&mut ep);
+    assert_eq!(status(&out), ["SIP/2.0 100 Trying", "SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]);
+    assert_eq!(to_tag_of(&out[0]), None);
+    assert!(to_tag_of(&out[1]).is_some());
+    assert_eq!(to_tag_of(&out[1]), to_tag_of(&out[2]));
+}
