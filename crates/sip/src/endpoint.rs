@@ -131,7 +131,10 @@ pub struct Endpoint {
     next_call: u64,
     calls: HashMap<CallKey, Call>,
     by_dialog: HashMap<(String, String), CallKey>,
+    /// By ([`Message::transaction_key`], method): branch and sent-by, so a
+    /// request is a retransmission only if all three match (RFC 3261 §17.2.3).
     server_txs: HashMap<(String, String), ServerTx>,
+    /// INVITE server transactions by key, for CANCEL to find (§9.2).
     invite_txs: HashMap<String, CallKey>,
     /// By (branch, method).
     client_txs: HashMap<(String, String), ClientTx>,

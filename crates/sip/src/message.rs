@@ -230,16 +230,23 @@ impl Message {
         param(self.header("Via")?, "branch")
     }
 
-    /// What identifies this request's server transaction: the branch when it
-    /// has RFC 3261's magic cookie, else (RFC 2543 peers, RFC 4475 3.1.3.1 and
-    /// 3.4) the Request-URI, To tag, From tag, Call-ID, CSeq number and top Via
-    /// together (RFC 3261 §17.2.3). ACK and CANCEL match their INVITE's key.
+    /// What identifies this request's server transaction, together with its
+    /// method (RFC 3261 §17.2.3): the branch when it has RFC 3261's magic
+    /// cookie, with the sent-by (host:port) of the top Via — a branch is only
+    /// unique per client, so another peer reusing it (by accident or to have
+    /// its request taken for a retransmission) starts a transaction of its
+    /// own. Without the cookie (RFC 2543 peers, RFC 4475 3.1.3.1 and 3.4): the
+    /// Request-URI, To tag, From tag, Call-ID, CSeq number and top Via
+    /// together. ACK and CANCEL have the key of the INVITE they belong to.
     pub fn transaction_key(&self) -> Option<String> {
+        let via = self.header("Via")?;
+        let head = || via.split(';').next().unwrap_or("").split_whitespace().collect::<String>();
         if let Some(b) = self.branch().filter(|b| b.starts_with("z9hG4bK")) {
-            return Some(b.to_string());
+            let sent_by = Via::parse(via).map(|v| v.sent_by()).unwrap_or_else(|| head().to_ascii_lowercase());
+            return Some(format!("{b}|{sent_by}"));
         }
         let (n, _) = self.cseq()?;
-        let via = self.header("Via")?.split(';').next().unwrap_or("").split_whitespace().collect::<String>();
+        let via = head();
         let uri = match &self.start {
             StartLine::Request { uri, .. } => uri.as_str(),
             StartLine::Response { .. } => "",

@@ -494,3 +494,61 @@ fn every_response_but_100_carries_a_to_tag() {
     assert!(to_tag_of(&out[1]).is_some());
     assert_eq!(to_tag_of(&out[1]), to_tag_of(&out[2]));
 }
+
+// ------------------------------------------------- transaction matching (RFC 3261 §17.2.3)
+
+/// `invite()` as sent by the phone at `via` (its Via sent-by).
+fn invite_from(via: &str, branch: &str, call_id: &str) -> String {
+    invite(branch, call_id).replace("Via: SIP/2.0/UDP 127.0.0.1:5061", &format!("Via: SIP/2.0/UDP {via}"))
+}
+
+#[test]
+fn another_peers_request_with_the_same_branch_is_not_a_retransmission() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+    let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let b: SocketAddr = "192.0.2.20:5060".parse().unwrap();
+    ep.handle(0, a, invite_from("192.0.2.10:5060", "z9hG4bK-same", "ca").as_bytes());
+    ep.handle(10, b, invite_from("192.0.2.20:5060", "z9hG4bK-same", "cb").as_bytes());
+    let calls: Vec<(CallKey, SocketAddr)> = std::iter::from_fn(|| ep.poll_event())
+        .map(|e| match e {
+            Event::Invite { call, peer, .. } => (call, peer),
+            e => panic!("{e:?}"),
+        })
+        .collect();
+    assert_eq!(calls.iter().map(|c| c.1).collect::<Vec<_>>(), [a, b], "both INVITEs are calls");
+    let out: Vec<SocketAddr> = std::iter::from_fn(|| ep.poll_transmit()).map(|(to, _)| to).collect();
+    assert_eq!(out, [a, b], "each got its own 100");
+    // B's CANCEL (same branch, B's Via) cancels B's call only.
+    let cancel = invite_from("192.0.2.20:5060", "z9hG4bK-same", "cb").replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    ep.handle(20, b, cancel.as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Cancelled { call: calls[1].0 }));
+    assert_eq!(ep.active_calls(), 1);
+    // A non-INVITE too: the same branch from two sent-bys is two OPTIONS.
+    let opt = |via: &str| in_dialog("OPTIONS", "z9hG4bK-o", "o", "t", 1, "", "").replace(";tag=t", "").replace("127.0.0.1:5061", via);
+    ep.handle(30, a, opt("192.0.2.10:5060").as_bytes());
+    ep.handle(30, b, opt("192.0.2.20:5060").as_bytes());
+    let out: Vec<(SocketAddr, String)> = std::iter::from_fn(|| ep.poll_transmit()).map(|(to, d)| (to, String::from_utf8(d).unwrap())).collect();
+    assert_eq!(out.len(), 4, "{out:?}"); // the CANCEL's 200 and 487, then two answers
+    assert_eq!((out[2].0, out[3].0), (a, b));
+    assert!(out[3].1.contains("Via: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bK-o"), "B's answer is B's, not A's resent");
+}
+
+#[test]
+fn a_retransmission_matches_on_branch_sent_by_and_method() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+    let a: SocketAddr = "192.0.2.10:5060".parse().unwrap();
+    let opt = in_dialog("OPTIONS", "z9hG4bK-m", "m", "t", 1, "", "").replace(";tag=t", "").replace("127.0.0.1:5061", "192.0.2.10:5060");
+    ep.handle(0, a, opt.as_bytes());
+    let first = sent(&mut ep);
+    // The same branch and sent-by with another method is another transaction.
+    let info = opt.replace("OPTIONS", "INFO");
+    ep.handle(10, a, info.as_bytes());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 481 Call/Transaction Does Not Exist"]);
+    // A true retransmission gets the same answer, to A.
+    ep.handle(20, a, opt.as_bytes());
+    assert_eq!(sent(&mut ep), first);
+    // Someone else copying A's branch and sent-by is taken for A (the RFC's
+    // rule) but learns nothing: the stored answer goes to A.
+    ep.handle(30, "198.51.100.9:5060".parse().unwrap(), opt.as_bytes());
+    assert_eq!(ep.poll_transmit().map(|t| t.0), Some(a));
+}

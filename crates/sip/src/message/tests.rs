@@ -121,3 +121,16 @@ fn stamping_the_via_with_the_source() {
     m.stamp_via(src, false);
     assert_eq!(m, once);
 }
+
+#[test]
+fn transaction_keys_name_the_branch_and_the_sent_by() {
+    let m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    let other = INVITE.replace("127.0.0.1:5061;branch", "192.0.2.99:5061;branch");
+    let other = Message::parse(other.as_bytes(), true).unwrap();
+    assert_eq!(m.branch(), other.branch());
+    assert_ne!(m.transaction_key(), other.transaction_key(), "same branch, another sent-by");
+    let spaced = INVITE.replace("SIP/2.0/UDP 127.0.0.1:5061;", "SIP / 2.0 / UDP 127.0.0.1 : 5061 ;");
+    assert_eq!(Message::parse(spaced.as_bytes(), true).unwrap().transaction_key(), m.transaction_key());
+    let ack = INVITE.replacen("INVITE sip", "ACK sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    assert_eq!(Message::parse(ack.as_bytes(), true).unwrap().transaction_key(), m.transaction_key(), "ACK and CANCEL name their INVITE");
+}
