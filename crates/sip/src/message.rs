@@ -57,7 +57,22 @@ pub struct ParseError {
 /// Headers a request may carry once only (RFC 3261 §7.3.1; RFC 4475 3.3.6/3.3.7).
 const SINGLE: &[&str] = &["Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards", "Content-Type", "Expires"];
 
-fn canonical(name: &str) -> String {
+/// A Content-Length value (RFC 3261 §20.14: `1*DIGIT`, whitespace around it
+/// allowed): digits only — no sign, no inner spaces, none of what a number
+/// parser would also take — and a size that fits in memory; `None` otherwise.
+/// The parser and the TCP framer both read it here, so they cannot disagree
+/// on where a message ends (a disagreement is how requests are smuggled).
+pub fn content_length(value: &str) -> Option<usize> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Leading zeros are legal (and harmless to the parse); too many digits
+    // for a usize is an error, not a wrap.
+    v.parse().ok()
+}
+
+pub(crate) fn canonical(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
     if let Some((_, full)) = COMPACT.iter().find(|(c, _)| *c == lower) {
         return full.to_string();
@@ -169,7 +184,7 @@ impl Message {
         let rest = &data[body_start.min(data.len())..];
         match msg.header("Content-Length") {
             Some(cl) => {
-                let Ok(len) = cl.trim().parse::<usize>() else {
+                let Some(len) = content_length(cl) else {
                     return Err(fail("Content-Length is not a number", Some(msg)));
                 };
                 if rest.len() < len {
@@ -427,7 +442,9 @@ impl Message {
     }
 }
 
-fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
+/// Where the header section ends: the first empty line, CRLF or LF alone
+/// (the end of the head, the start of the body).
+pub(crate) fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
     for i in 0..data.len() {
         if data[i..].starts_with(b"\r\n\r\n") {
             return Some((i, i + 4));

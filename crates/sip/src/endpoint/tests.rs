@@ -552,3 +552,29 @@ fn a_retransmission_matches_on_branch_sent_by_and_method() {
     ep.handle(30, "198.51.100.9:5060".parse().unwrap(), opt.as_bytes());
     assert_eq!(ep.poll_transmit().map(|t| t.0), Some(a));
 }
+
+// ------------------------------------------------- sizes and lengths from the network
+
+#[test]
+fn datagram_size_and_content_length_edges() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "t", 1);
+    // An OPTIONS of exactly `size` bytes.
+    let sized = |branch: &str, size: usize| {
+        let head = |n: usize| format!("OPTIONS sip:ivr@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch={branch}\r\nFrom: <sip:p@x>;tag=p\r\nTo: <sip:ivr@x>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: {n:05}\r\n\r\n");
+        let body = size - head(0).len();
+        let mut m = head(body).into_bytes();
+        m.extend(std::iter::repeat_n(b'x', body));
+        assert_eq!(m.len(), size);
+        m
+    };
+    ep.handle(0, peer(), &sized("z9hG4bK-max", MAX_MESSAGE_BYTES));
+    ep.handle(0, peer(), &sized("z9hG4bK-over", MAX_MESSAGE_BYTES + 1));
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 200 OK", "SIP/2.0 513 Message Too Large"]);
+    for cl in ["99999999999999999999", &usize::MAX.to_string(), &u64::MAX.to_string(), "-1", "1x", "4\r\nContent-Length: 5"] {
+        let req = in_dialog("OPTIONS", "z9hG4bK-cl", "cl", "t", 1, "", "body").replace("Content-Length: 4", &format!("Content-Length: {cl}"));
+        ep.handle(0, peer(), req.as_bytes());
+        let out = sent(&mut ep);
+        assert!(out.len() == 1 && out[0].starts_with("SIP/2.0 400 Bad Request"), "{cl:?}: {out:?}");
+    }
+    assert_eq!(ep.poll_event(), None);
+}

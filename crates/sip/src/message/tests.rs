@@ -134,3 +134,27 @@ fn transaction_keys_name_the_branch_and_the_sent_by() {
     let ack = INVITE.replacen("INVITE sip", "ACK sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
     assert_eq!(Message::parse(ack.as_bytes(), true).unwrap().transaction_key(), m.transaction_key(), "ACK and CANCEL name their INVITE");
 }
+
+#[test]
+fn content_length_edges_are_clean_errors() {
+    // INVITE's body is 4 bytes.
+    let with = |cl: &str| Message::parse(INVITE.replace("Content-Length: 4", &format!("Content-Length: {cl}")).as_bytes(), true).map_err(Box::new);
+    assert_eq!(with("4").unwrap().body, b"v=0\n", "exactly the body");
+    assert_eq!(with("0004").unwrap().body, b"v=0\n", "leading zeros are digits");
+    assert_eq!(with("3").unwrap().body, b"v=0", "a datagram's octets past Content-Length are not body (RFC 3261 §18.3)");
+    let reason = |cl: &str| {
+        let e = with(cl).unwrap_err();
+        assert_eq!(e.status, 400, "{cl}");
+        assert!(e.partial.is_some_and(|p| p.header("Via").is_some()), "{cl}: still answerable");
+        e.reason
+    };
+    assert!(reason("5").contains("shorter"), "one over");
+    assert!(reason(&usize::MAX.to_string()).contains("shorter"));
+    for bad in ["99999999999999999999", "18446744073709551616", "-1", "+4", "4 4", "0x4", "", "four"] {
+        assert!(reason(bad).contains("not a number"), "{bad:?}");
+    }
+    let two = INVITE.replace("Content-Length: 4", "Content-Length: 4\r\nl: 2");
+    assert!(Message::parse(two.as_bytes(), true).unwrap_err().reason.contains("more than one Content-Length"));
+    assert_eq!(content_length(" 12 "), Some(12));
+    assert_eq!(content_length(&format!("{}1", "0".repeat(100))), Some(1));
+}
