@@ -1,11 +1,29 @@
 //! Splitting a SIP byte stream (TCP) into messages by Content-Length (RFC 3261
 //! §18.3), without ever buffering past the size limit.
 //!
+//! A peer that opens a connection and sends a message one byte every few
+//! seconds holds a connection and a buffer for ever if the host only times
+//! out silence. So the framer also remembers when the message it is waiting
+//! on began: feed it with [`Framer::push_at`] and close the connection once
+//! `now` passes [`Framer::deadline`] — an absolute time, fixed by the
+//! message's first byte, that later bytes never move:
+//!
+//! ```
+//! use ivr_sip::framing::Framer;
+//! const PARTIAL_MS: u64 = 10_000;
+//! let mut framer = Framer::new(16 * 1024);
+//! framer.push_at(1_000, b"OPTIONS sip:ivr@example.com SIP/2.0\r\n").unwrap();
+//! framer.push_at(9_000, b"Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK-1\r\n").unwrap();
+//! // Read with a timeout of `deadline - now` (the idle timeout when `None`).
+//! assert_eq!(framer.deadline(PARTIAL_MS), Some(11_000));
+//! ```
+//!
 //! The head is read with the parser's own rules ([`content_length`], the
 //! parser's end of head), so the framer and [`crate::message::Message::parse`]
 //! cannot disagree on where a message ends: such a disagreement would let a
 //! peer hide a second request inside the first one's body.
 
+use crate::endpoint::Millis;
 use crate::message::{canonical, content_length, find_head_end};
 
 /// Why a stream cannot go on.
@@ -30,11 +48,43 @@ pub struct Framer {
     scanned: usize,
     /// Once the head is complete: the size of the whole message.
     want: Option<usize>,
+    /// When the first byte of the message being waited on arrived (known
+    /// when it came through [`Framer::push_at`]).
+    since: Option<Millis>,
 }
 
 impl Framer {
     pub fn new(max_message_bytes: usize) -> Framer {
-        Framer { buf: Vec::new(), max: max_message_bytes, scanned: 0, want: None }
+        Framer { buf: Vec::new(), max: max_message_bytes, scanned: 0, want: None, since: None }
+    }
+
+    /// As [`Framer::push`], for bytes that arrived at `now`: also notes when
+    /// the incomplete message that remains (if any) began, for
+    /// [`Framer::deadline`]. Use one or the other for a stream, not both.
+    pub fn push_at(&mut self, now: Millis, data: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let since = if self.is_mid_message() { self.since } else { None };
+        let out = self.push(data)?;
+        // What remains after a complete message began in these bytes.
+        self.since = match (self.is_mid_message(), out.is_empty()) {
+            (false, _) => None,
+            (true, false) => Some(now),
+            (true, true) => Some(since.unwrap_or(now)),
+        };
+        Ok(out)
+    }
+
+    /// When the first byte of the message still incomplete arrived; `None`
+    /// between messages (keep-alive whitespace does not start one) or when
+    /// its bytes came through [`Framer::push`], which knows no time.
+    pub fn mid_message_since(&self) -> Option<Millis> {
+        self.since.filter(|_| self.is_mid_message())
+    }
+
+    /// When the message still incomplete must be complete, at most `limit_ms`
+    /// after its first byte: each further byte leaves it where it is, so a
+    /// slow drip cannot hold the connection open past it.
+    pub fn deadline(&self, limit_ms: Millis) -> Option<Millis> {
+        self.mid_message_since().map(|t| t.saturating_add(limit_ms))
     }
 
     /// Whether part of a message is waiting for the rest. Whitespace between
@@ -45,6 +95,8 @@ impl Framer {
 
     /// Adds bytes; returns every complete message now available.
     pub fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        // Without a time, when the message that remains began is unknown.
+        self.since = None;
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         loop {
@@ -207,6 +259,44 @@ mod tests {
             let parsed = crate::message::Message::parse(m, false).unwrap_err().partial.unwrap();
             assert_eq!(parsed.body.len(), crate::message::content_length(parsed.header("Content-Length").unwrap()).unwrap());
         }
+    }
+
+    #[test]
+    fn a_message_dripped_a_byte_at_a_time_keeps_its_first_deadline() {
+        let mut f = Framer::new(1000);
+        assert_eq!(f.deadline(10_000), None);
+        f.push_at(500, b"\r\n\r\n").unwrap();
+        assert_eq!(f.mid_message_since(), None, "keep-alives start no message");
+        let mut t = 1_000;
+        for (i, b) in MSG.iter().enumerate() {
+            let got = f.push_at(t, &[*b]).unwrap();
+            if i + 1 < MSG.len() {
+                assert!(got.is_empty());
+                assert_eq!(f.mid_message_since(), Some(1_000), "byte {i} at {t}");
+                assert_eq!(f.deadline(10_000), Some(11_000), "never moved by later bytes");
+            } else {
+                assert_eq!(got, vec![MSG.to_vec()]);
+            }
+            t += 900;
+        }
+        assert_eq!(f.deadline(10_000), None, "complete: no deadline");
+        // A push that completes one message and starts the next: the next's
+        // deadline counts from this push.
+        f.push_at(50_000, &MSG[..10]).unwrap();
+        let mut rest = MSG[10..].to_vec();
+        rest.extend_from_slice(&MSG[..3]);
+        assert_eq!(f.push_at(60_000, &rest).unwrap().len(), 1);
+        assert_eq!(f.mid_message_since(), Some(60_000));
+        assert_eq!(f.push_at(61_000, &MSG[3..]).unwrap().len(), 1);
+        assert_eq!(f.mid_message_since(), None);
+        // push() still frames, and knows no time.
+        f.push(&MSG[..5]).unwrap();
+        assert!(f.is_mid_message());
+        assert_eq!(f.deadline(10_000), None);
+        assert_eq!(f.push(&MSG[5..]).unwrap(), vec![MSG.to_vec()]);
+        assert_eq!(f.deadline(u64::MAX), None);
+        f.push_at(u64::MAX - 1, b"O").unwrap();
+        assert_eq!(f.deadline(10_000), Some(u64::MAX), "saturates");
     }
 
     proptest::proptest! {
