@@ -126,7 +126,8 @@ pub struct Endpoint {
     /// With several addresses: which of ours each peer last reached.
     routes: HashMap<SocketAddr, SocketAddr>,
     routes_pruned: Millis,
-    user_agent: String,
+    /// Our Server / User-Agent value; none at all when `None`.
+    user_agent: Option<String>,
     rng: u64,
     next_call: u64,
     calls: HashMap<CallKey, Call>,
@@ -151,13 +152,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `local`: the address in our Contact; `seed`: randomness for tags and branches.
+    /// `local`: the address in our Contact; `user_agent`: our Server and
+    /// User-Agent value (`""` for none, see [`Endpoint::set_user_agent`]);
+    /// `seed`: randomness for tags and branches.
     pub fn new(local: SocketAddr, user_agent: &str, seed: u64) -> Endpoint {
         Endpoint {
             locals: vec![local],
             routes: HashMap::new(),
             routes_pruned: 0,
-            user_agent: user_agent.to_string(),
+            user_agent: clean_user_agent(user_agent),
             rng: seed | 1,
             next_call: 1,
             calls: HashMap::new(),
@@ -173,6 +176,20 @@ impl Endpoint {
             placed: std::collections::HashSet::new(),
             next_pending: 1,
         }
+    }
+
+    /// What we call ourselves in the Server header of responses and the
+    /// User-Agent header of requests; `None` sends neither, so a scanner
+    /// probing with OPTIONS learns no product or version to look up known
+    /// flaws for (RFC 3261 §20.35 and §20.41 warn of exactly this). Control
+    /// characters are dropped (they would start a header of their own).
+    pub fn set_user_agent(&mut self, user_agent: Option<String>) {
+        self.user_agent = user_agent.as_deref().and_then(clean_user_agent);
+    }
+
+    /// The headers naming us: `name` (Server or User-Agent), if we say.
+    fn product(&self, name: &str) -> Option<(String, String)> {
+        self.user_agent.as_ref().map(|ua| (name.to_string(), ua.clone()))
     }
 
     /// Accept REGISTER (agents' phones logging in), reported as [`Event::Register`].
@@ -276,7 +293,7 @@ impl Endpoint {
             t => t,
         };
         let mut r = response(req, code, reason, tag);
-        r.headers.push(("Server".into(), self.user_agent.clone()));
+        r.headers.extend(self.product("Server"));
         for (n, v) in extra {
             r.headers.push((n.to_string(), v.to_string()));
         }
@@ -482,7 +499,7 @@ impl Endpoint {
         let contact = format!("<sip:ivr@{}>", self.local_for(peer));
         let mut r = response(&req, 200, "OK", Some(&tag));
         r.headers.push(("Contact".into(), contact));
-        r.headers.push(("Server".into(), self.user_agent.clone()));
+        r.headers.extend(self.product("Server"));
         r.headers.push(("Allow".into(), ALLOW.into()));
         r.headers.push(("Content-Type".into(), "application/sdp".into()));
         r.body = sdp.as_bytes().to_vec();
@@ -560,7 +577,7 @@ impl Endpoint {
         for r in routes {
             headers.push(("Route".into(), r));
         }
-        headers.push(("User-Agent".into(), self.user_agent.clone()));
+        headers.extend(self.product("User-Agent"));
         let body = match body {
             Some((ctype, bytes)) => {
                 headers.push(("Content-Type".into(), ctype.to_string()));
@@ -665,6 +682,13 @@ impl Endpoint {
             self.routes.retain(|p, _| live.contains(p));
         }
     }
+}
+
+/// A Server/User-Agent value without control characters; `None` when empty.
+fn clean_user_agent(ua: &str) -> Option<String> {
+    let ua: String = ua.chars().filter(|c| !c.is_control()).collect();
+    let ua = ua.trim();
+    (!ua.is_empty()).then(|| ua.to_string())
 }
 
 /// A key from an INFO body: `application/dtmf-relay` (`Signal=5`) or

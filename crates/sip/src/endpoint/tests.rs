@@ -578,3 +578,60 @@ fn datagram_size_and_content_length_edges() {
     }
     assert_eq!(ep.poll_event(), None);
 }
+
+// ------------------------------------------------- Server / User-Agent
+
+/// Everything the endpoint sends over a call each way, an OPTIONS, a refusal.
+fn all_kinds_of_messages(ep: &mut Endpoint) -> Vec<String> {
+    // A call to us: 100, 200, then our INFO and BYE.
+    ep.handle(0, peer(), invite("z9hG4bK-ua", "ua1").as_bytes());
+    let Some(Event::Invite { call, .. }) = ep.poll_event() else { panic!() };
+    ep.accept(10, call, "v=0\r\n");
+    let mut out = sent(ep);
+    let tag = to_tag_of(&out[1]).unwrap();
+    ep.handle(600, peer(), in_dialog("ACK", "z9hG4bK-ua-ack", "ua1", &tag, 1, "", "").as_bytes());
+    ep.send_dtmf(700, call, '1');
+    ep.hangup(800, call);
+    // OPTIONS and a refusal.
+    let options = in_dialog("OPTIONS", "z9hG4bK-ua-o", "ua2", "t", 1, "", "").replace(";tag=t", "");
+    ep.handle(900, peer(), options.as_bytes());
+    ep.handle(900, peer(), options.replace("OPTIONS", "FOO").replace("z9hG4bK-ua-o", "z9hG4bK-ua-f").as_bytes());
+    // A call we place: INVITE, ACK, BYE; another: INVITE, CANCEL.
+    let placed = ep.call(1_000, "sip:1001@127.0.0.1:5070", agent(), "138", &[], "v=0\r\n");
+    out.extend(sent(ep));
+    let inv = out.last().unwrap().clone();
+    ep.handle(1_010, agent(), reply_to(&inv, 200, "OK", Some("a1"), "Contact: <sip:1001@127.0.0.1:5070>\r\n", "v=0\r\n").as_bytes());
+    ep.hangup(1_020, placed);
+    let ringing = ep.call(1_100, "sip:1002@127.0.0.1:5071", "127.0.0.1:5071".parse().unwrap(), "138", &[], "v=0\r\n");
+    out.extend(sent(ep));
+    let inv = out.last().unwrap().clone();
+    ep.handle(1_200, "127.0.0.1:5071".parse().unwrap(), reply_to(&inv, 180, "Ringing", Some("b1"), "", "").as_bytes());
+    ep.hangup(1_300, ringing);
+    out.extend(sent(ep));
+    out
+}
+
+#[test]
+fn the_user_agent_can_be_set_or_left_out() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr/0.1", 7);
+    ep.set_user_agent(None);
+    let out = all_kinds_of_messages(&mut ep);
+    let firsts: Vec<String> = status(&out);
+    for kind in ["SIP/2.0 100", "SIP/2.0 200", "SIP/2.0 501", "INVITE ", "ACK ", "BYE ", "INFO ", "CANCEL "] {
+        assert!(firsts.iter().any(|f| f.starts_with(kind)), "{kind} not exercised: {firsts:?}");
+    }
+    for m in &out {
+        assert!(!m.lines().any(|l| l.starts_with("Server:") || l.starts_with("User-Agent:")), "{m}");
+    }
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr/0.1", 7);
+    ep.set_user_agent(Some("Hotline\r\nX-Injected: 1".into()));
+    let out = all_kinds_of_messages(&mut ep);
+    assert!(out.iter().any(|m| m.contains("\r\nServer: HotlineX-Injected: 1\r\n")), "control characters are dropped");
+    assert!(out.iter().any(|m| m.contains("\r\nUser-Agent: HotlineX-Injected: 1\r\n")));
+    assert!(!out.iter().any(|m| m.contains("\r\nX-Injected")));
+    // The constructor's value is used until changed; "" means none.
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr/0.1", 7);
+    assert!(all_kinds_of_messages(&mut ep).iter().any(|m| m.contains("\r\nServer: ivr/0.1\r\n")));
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "", 7);
+    assert!(!all_kinds_of_messages(&mut ep).iter().any(|m| m.contains("Server:") || m.contains("User-Agent:")));
+}
