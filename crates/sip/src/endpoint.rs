@@ -80,7 +80,7 @@ struct Call {
     uac: Option<uac::Uac>,
     state: State,
     /// The 2xx being retransmitted until ACK, with its schedule.
-    ok: Option<(Vec<u8>, Millis, Millis, Millis)>,
+    ok: Option<Retransmit>,
     remote_target: String,
     route_set: Vec<String>,
     /// The far end's From/To value (with its tag once known).
@@ -90,10 +90,22 @@ struct Call {
     local_cseq: u32,
 }
 
+/// Our 2xx to an INVITE, resent until the ACK comes (RFC 3261 §13.3.1.4).
+#[derive(Debug)]
+struct Retransmit {
+    data: Vec<u8>,
+    /// Where the INVITE's responses go ([`Message::response_addr`]).
+    to: SocketAddr,
+    next: Millis,
+    interval: Millis,
+    deadline: Millis,
+}
+
 /// A server transaction's last response, resent for retransmitted requests.
 #[derive(Debug)]
 struct ServerTx {
     response: Option<Vec<u8>>,
+    /// Where its responses go.
     peer: SocketAddr,
     expires: Millis,
 }
@@ -114,18 +126,24 @@ pub struct Endpoint {
     /// With several addresses: which of ours each peer last reached.
     routes: HashMap<SocketAddr, SocketAddr>,
     routes_pruned: Millis,
-    user_agent: String,
+    /// Our Server / User-Agent value; none at all when `None`.
+    user_agent: Option<String>,
     rng: u64,
     next_call: u64,
     calls: HashMap<CallKey, Call>,
     by_dialog: HashMap<(String, String), CallKey>,
+    /// By ([`Message::transaction_key`], method): branch and sent-by, so a
+    /// request is a retransmission only if all three match (RFC 3261 §17.2.3).
     server_txs: HashMap<(String, String), ServerTx>,
+    /// INVITE server transactions by key, for CANCEL to find (§9.2).
     invite_txs: HashMap<String, CallKey>,
     /// By (branch, method).
     client_txs: HashMap<(String, String), ClientTx>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
     registrar: bool,
+    /// Answer UDP requests at their source port even without `rport`.
+    force_rport: bool,
     pending: HashMap<u64, (Message, SocketAddr)>,
     /// Calls we placed that are still in the INVITE transaction (few; the
     /// timers look only at these).
@@ -134,13 +152,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `local`: the address in our Contact; `seed`: randomness for tags and branches.
+    /// `local`: the address in our Contact; `user_agent`: our Server and
+    /// User-Agent value (`""` for none, see [`Endpoint::set_user_agent`]);
+    /// `seed`: randomness for tags and branches.
     pub fn new(local: SocketAddr, user_agent: &str, seed: u64) -> Endpoint {
         Endpoint {
             locals: vec![local],
             routes: HashMap::new(),
             routes_pruned: 0,
-            user_agent: user_agent.to_string(),
+            user_agent: clean_user_agent(user_agent),
             rng: seed | 1,
             next_call: 1,
             calls: HashMap::new(),
@@ -151,15 +171,39 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             registrar: false,
+            force_rport: false,
             pending: HashMap::new(),
             placed: std::collections::HashSet::new(),
             next_pending: 1,
         }
     }
 
+    /// What we call ourselves in the Server header of responses and the
+    /// User-Agent header of requests; `None` sends neither, so a scanner
+    /// probing with OPTIONS learns no product or version to look up known
+    /// flaws for (RFC 3261 §20.35 and §20.41 warn of exactly this). Control
+    /// characters are dropped (they would start a header of their own).
+    pub fn set_user_agent(&mut self, user_agent: Option<String>) {
+        self.user_agent = user_agent.as_deref().and_then(clean_user_agent);
+    }
+
+    /// The headers naming us: `name` (Server or User-Agent), if we say.
+    fn product(&self, name: &str) -> Option<(String, String)> {
+        self.user_agent.as_ref().map(|ua| (name.to_string(), ua.clone()))
+    }
+
     /// Accept REGISTER (agents' phones logging in), reported as [`Event::Register`].
     pub fn set_registrar(&mut self, on: bool) {
         self.registrar = on;
+    }
+
+    /// Answer every UDP request at the address and port it came from, as if it
+    /// carried `rport` (and say so in its Via). Off by default, as RFC 3261
+    /// §18.2.2 has it: without `rport` a response goes to the source IP at the
+    /// port the Via names. On for sites whose phones sit behind NATs but do
+    /// not ask for `rport` (what other servers call `force_rport`).
+    pub fn set_force_rport(&mut self, on: bool) {
+        self.force_rport = on;
     }
 
     /// The primary address.
@@ -207,7 +251,7 @@ impl Endpoint {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.1.min(o.3)));
+        let oks = self.calls.values().filter_map(|c| c.ok.as_ref().map(|o| o.next.min(o.deadline)));
         let invites = self.placed.iter().filter_map(|k| self.calls.get(k)?.uac.as_ref()?.deadline());
         let byes = self.client_txs.values().map(|t| t.next.min(t.give_up));
         let txs = self.server_txs.values().map(|t| t.expires);
@@ -220,9 +264,36 @@ impl Endpoint {
         bytes
     }
 
+    /// Where the responses to `req` (from `from`) go; with several addresses
+    /// of ours, they leave from the one `from` reached.
+    fn reply_to(&mut self, req: &Message, from: SocketAddr) -> SocketAddr {
+        let to = req.response_addr(from);
+        if to != from {
+            if let Some(l) = self.routes.get(&from).copied() {
+                self.routes.insert(to, l);
+            }
+        }
+        to
+    }
+
+    /// Answers `req`, which came from `from`: the response goes where
+    /// [`Message::response_addr`] says, and a final one (or any to an INVITE)
+    /// is kept to answer retransmissions (so they get the same To tag).
+    /// Every response but 100 carries a To tag (RFC 3261 §8.2.6.2): `tag`, or
+    /// a fresh one when the request had none, so that a client can tell our
+    /// answer from another fork's and an ACK can name it.
     fn respond(&mut self, now: Millis, req: &Message, from: SocketAddr, code: u16, reason: &str, tag: Option<&str>, extra: &[(&str, &str)]) {
+        let from = self.reply_to(req, from);
+        let fresh;
+        let tag = match tag {
+            None if code > 100 && req.to_tag().is_none() => {
+                fresh = self.token();
+                Some(fresh.as_str())
+            }
+            t => t,
+        };
         let mut r = response(req, code, reason, tag);
-        r.headers.push(("Server".into(), self.user_agent.clone()));
+        r.headers.extend(self.product("Server"));
         for (n, v) in extra {
             r.headers.push((n.to_string(), v.to_string()));
         }
@@ -254,12 +325,13 @@ impl Endpoint {
         if data.len() > MAX_MESSAGE_BYTES {
             return self.too_large(now, from, &data[..MAX_MESSAGE_BYTES]);
         }
-        let msg = match Message::parse(data, true) {
+        let mut msg = match Message::parse(data, true) {
             Ok(m) => m,
             Err(e) => {
                 // Answer 400 (505 for another SIP version) when we can tell
                 // where to; drop responses and noise.
-                if let Some(p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
+                if let Some(mut p) = e.partial.filter(|p| p.header("Via").is_some() && p.method().is_some() && p.method() != Some("ACK")) {
+                    p.stamp_via(from, self.force_rport);
                     let why: String = e.reason.chars().filter(|c| !c.is_control()).take(60).collect();
                     let reason = if e.status == 505 { "Version Not Supported".to_string() } else { format!("Bad Request ({why})") };
                     self.respond(now, &p, from, e.status, &reason, None, &[]);
@@ -282,6 +354,7 @@ impl Endpoint {
             }
             StartLine::Request { method, .. } => {
                 let method = method.clone();
+                msg.stamp_via(from, self.force_rport);
                 self.request(now, from, msg, &method);
             }
         }
@@ -294,7 +367,8 @@ impl Endpoint {
             Ok(m) => Some(m),
             Err(e) => e.partial,
         };
-        if let Some(p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+        if let Some(mut p) = head.filter(|p| p.header("Via").is_some() && p.method().is_some_and(|m| m != "ACK")) {
+            p.stamp_via(from, self.force_rport);
             self.respond(now, &p, from, 513, "Message Too Large", None, &[]);
         }
     }
@@ -421,23 +495,23 @@ impl Endpoint {
         if c.state == State::Ended {
             return;
         }
-        let contact = format!("<sip:ivr@{}>", self.local_for(c.peer));
-        let mut r = response(req, 200, "OK", Some(&c.local_tag));
+        let (req, peer, tag) = (req.clone(), c.peer, c.local_tag.clone());
+        let contact = format!("<sip:ivr@{}>", self.local_for(peer));
+        let mut r = response(&req, 200, "OK", Some(&tag));
         r.headers.push(("Contact".into(), contact));
-        r.headers.push(("Server".into(), self.user_agent.clone()));
+        r.headers.extend(self.product("Server"));
         r.headers.push(("Allow".into(), ALLOW.into()));
         r.headers.push(("Content-Type".into(), "application/sdp".into()));
         r.body = sdp.as_bytes().to_vec();
-        let peer = c.peer;
-        let branch = req.transaction_key();
-        let bytes = self.send(peer, &r);
-        if let Some(b) = branch {
-            self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer, expires: now + 64 * T1_MS });
+        let to = self.reply_to(&req, peer);
+        let bytes = self.send(to, &r);
+        if let Some(b) = req.transaction_key() {
+            self.server_txs.insert((b, "INVITE".into()), ServerTx { response: Some(bytes.clone()), peer: to, expires: now + 64 * T1_MS });
         }
-        let c = self.calls.get_mut(&call).unwrap();
+        let Some(c) = self.calls.get_mut(&call) else { return };
         c.reinvite = None;
         c.state = State::Answered;
-        c.ok = Some((bytes, now + T1_MS, T1_MS, now + 64 * T1_MS));
+        c.ok = Some(Retransmit { data: bytes, to, next: now + T1_MS, interval: T1_MS, deadline: now + 64 * T1_MS });
     }
 
     /// Tells the caller it is ringing (180), before `accept`.
@@ -503,7 +577,7 @@ impl Endpoint {
         for r in routes {
             headers.push(("Route".into(), r));
         }
-        headers.push(("User-Agent".into(), self.user_agent.clone()));
+        headers.extend(self.product("User-Agent"));
         let body = match body {
             Some((ctype, bytes)) => {
                 headers.push(("Content-Type".into(), ctype.to_string()));
@@ -557,10 +631,11 @@ impl Endpoint {
         let Some(call) = call.filter(|c| self.calls.contains_key(c)) else {
             return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
         };
-        self.respond(now, &msg, from, 200, "OK", None, &[]);
-        let c = &self.calls[&call];
-        if c.state == State::Early {
-            let (invite, peer, tag) = (c.invite.clone(), c.peer, c.local_tag.clone());
+        // The CANCEL's answer has the tag of the INVITE's (RFC 3261 §9.2).
+        let Some(c) = self.calls.get(&call) else { return };
+        let (invite, peer, tag, early) = (c.invite.clone(), c.peer, c.local_tag.clone(), c.state == State::Early);
+        self.respond(now, &msg, from, 200, "OK", Some(&tag), &[]);
+        if early {
             self.respond(now, &invite, peer, 487, "Request Terminated", Some(&tag), &[]);
             self.events.push_back(Event::Cancelled { call });
             self.end(call);
@@ -570,13 +645,13 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Millis) {
         let mut give_up = Vec::new();
         for (&call, c) in self.calls.iter_mut() {
-            if let Some((bytes, next, interval, deadline)) = c.ok.as_mut() {
-                if *deadline <= now {
+            if let Some(ok) = c.ok.as_mut() {
+                if ok.deadline <= now {
                     give_up.push(call);
-                } else if *next <= now {
-                    self.transmits.push_back((c.peer, bytes.clone()));
-                    *interval = (*interval * 2).min(T2_MS);
-                    *next = now + *interval;
+                } else if ok.next <= now {
+                    self.transmits.push_back((ok.to, ok.data.clone()));
+                    ok.interval = (ok.interval * 2).min(T2_MS);
+                    ok.next = now + ok.interval;
                 }
             }
         }
@@ -603,10 +678,17 @@ impl Endpoint {
         if !self.routes.is_empty() && now >= self.routes_pruned + 64 * T1_MS {
             self.routes_pruned = now;
             let live: std::collections::HashSet<SocketAddr> =
-                self.calls.values().map(|c| c.peer).chain(self.server_txs.values().map(|t| t.peer)).chain(self.client_txs.values().map(|t| t.peer)).collect();
+                self.calls.values().flat_map(|c| [Some(c.peer), c.ok.as_ref().map(|o| o.to)]).flatten().chain(self.server_txs.values().map(|t| t.peer)).chain(self.client_txs.values().map(|t| t.peer)).collect();
             self.routes.retain(|p, _| live.contains(p));
         }
     }
+}
+
+/// A Server/User-Agent value without control characters; `None` when empty.
+fn clean_user_agent(ua: &str) -> Option<String> {
+    let ua: String = ua.chars().filter(|c| !c.is_control()).collect();
+    let ua = ua.trim();
+    (!ua.is_empty()).then(|| ua.to_string())
 }
 
 /// A key from an INFO body: `application/dtmf-relay` (`Signal=5`) or

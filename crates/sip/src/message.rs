@@ -9,6 +9,7 @@
 //! the server can answer 400 to the right place.
 
 use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 
 /// Compact header forms (RFC 3261 §7.3.3 and extensions).
 const COMPACT: &[(&str, &str)] = &[
@@ -56,7 +57,22 @@ pub struct ParseError {
 /// Headers a request may carry once only (RFC 3261 §7.3.1; RFC 4475 3.3.6/3.3.7).
 const SINGLE: &[&str] = &["Call-ID", "CSeq", "From", "To", "Content-Length", "Max-Forwards", "Content-Type", "Expires"];
 
-fn canonical(name: &str) -> String {
+/// A Content-Length value (RFC 3261 §20.14: `1*DIGIT`, whitespace around it
+/// allowed): digits only — no sign, no inner spaces, none of what a number
+/// parser would also take — and a size that fits in memory; `None` otherwise.
+/// The parser and the TCP framer both read it here, so they cannot disagree
+/// on where a message ends (a disagreement is how requests are smuggled).
+pub fn content_length(value: &str) -> Option<usize> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Leading zeros are legal (and harmless to the parse); too many digits
+    // for a usize is an error, not a wrap.
+    v.parse().ok()
+}
+
+pub(crate) fn canonical(name: &str) -> String {
     let lower = name.to_ascii_lowercase();
     if let Some((_, full)) = COMPACT.iter().find(|(c, _)| *c == lower) {
         return full.to_string();
@@ -168,7 +184,7 @@ impl Message {
         let rest = &data[body_start.min(data.len())..];
         match msg.header("Content-Length") {
             Some(cl) => {
-                let Ok(len) = cl.trim().parse::<usize>() else {
+                let Some(len) = content_length(cl) else {
                     return Err(fail("Content-Length is not a number", Some(msg)));
                 };
                 if rest.len() < len {
@@ -229,16 +245,23 @@ impl Message {
         param(self.header("Via")?, "branch")
     }
 
-    /// What identifies this request's server transaction: the branch when it
-    /// has RFC 3261's magic cookie, else (RFC 2543 peers, RFC 4475 3.1.3.1 and
-    /// 3.4) the Request-URI, To tag, From tag, Call-ID, CSeq number and top Via
-    /// together (RFC 3261 §17.2.3). ACK and CANCEL match their INVITE's key.
+    /// What identifies this request's server transaction, together with its
+    /// method (RFC 3261 §17.2.3): the branch when it has RFC 3261's magic
+    /// cookie, with the sent-by (host:port) of the top Via — a branch is only
+    /// unique per client, so another peer reusing it (by accident or to have
+    /// its request taken for a retransmission) starts a transaction of its
+    /// own. Without the cookie (RFC 2543 peers, RFC 4475 3.1.3.1 and 3.4): the
+    /// Request-URI, To tag, From tag, Call-ID, CSeq number and top Via
+    /// together. ACK and CANCEL have the key of the INVITE they belong to.
     pub fn transaction_key(&self) -> Option<String> {
+        let via = self.header("Via")?;
+        let head = || via.split(';').next().unwrap_or("").split_whitespace().collect::<String>();
         if let Some(b) = self.branch().filter(|b| b.starts_with("z9hG4bK")) {
-            return Some(b.to_string());
+            let sent_by = Via::parse(via).map(|v| v.sent_by()).unwrap_or_else(|| head().to_ascii_lowercase());
+            return Some(format!("{b}|{sent_by}"));
         }
         let (n, _) = self.cseq()?;
-        let via = self.header("Via")?.split(';').next().unwrap_or("").split_whitespace().collect::<String>();
+        let via = head();
         let uri = match &self.start {
             StartLine::Request { uri, .. } => uri.as_str(),
             StartLine::Response { .. } => "",
@@ -277,7 +300,151 @@ impl Message {
     }
 }
 
-fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
+/// The sent-protocol and sent-by of a Via value (RFC 3261 §20.42): where the
+/// sender says it listens for responses, and over what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Upper case: `UDP`, `TCP`, `TLS`, `SCTP`, …
+    pub transport: String,
+    /// Lower case; an IPv6 reference keeps its brackets.
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+impl Via {
+    /// Reads `SIP/2.0/UDP host:port;params` (any whitespace around `/` and
+    /// `:`, as RFC 4475 3.1.1.1 folds it); `None` when it is not one.
+    pub fn parse(value: &str) -> Option<Via> {
+        let head = split_params(value).into_iter().next()?;
+        let mut parts = head.splitn(3, '/');
+        if !parts.next()?.trim().eq_ignore_ascii_case("SIP") {
+            return None;
+        }
+        let _version = parts.next()?;
+        let (transport, sent_by) = parts.next()?.trim().split_once(char::is_whitespace)?;
+        let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_lowercase();
+        let (host, port) = if let Some(rest) = sent_by.strip_prefix('[') {
+            let (h, after) = rest.split_once(']')?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':')?.parse().ok()?),
+            };
+            (format!("[{h}]"), port)
+        } else {
+            match sent_by.split_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p.parse().ok()?)),
+                None => (sent_by, None),
+            }
+        };
+        if host.is_empty() || host == "[]" || transport.is_empty() {
+            return None;
+        }
+        Some(Via { transport: transport.trim().to_ascii_uppercase(), host, port })
+    }
+
+    /// `host[:port]` as sent (lower case): half of what names a server
+    /// transaction (RFC 3261 §17.2.3).
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    /// The sent-by host when it is an IP address.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    }
+
+    /// Whether responses go back over the connection the request came on
+    /// (RFC 3261 §18.2.2: TCP, TLS, SCTP, WebSocket) rather than to an address.
+    pub fn is_reliable(&self) -> bool {
+        self.transport != "UDP"
+    }
+}
+
+/// Splits a header value on `;` outside quoted strings.
+fn split_params(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0);
+    for (i, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&value[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&value[start..]);
+    out
+}
+
+impl Message {
+    /// Records on the top Via where the request really came from, so every
+    /// response to it (and every retransmission of those) carries it:
+    /// `received=<source IP>` when the sent-by host is not that address
+    /// (RFC 3261 §18.2.1), and both `received` and `rport=<source port>` when
+    /// the client asked for them with an empty `rport` (RFC 3581 §4), or when
+    /// `force_rport` treats every client as if it had (NATed phones that do
+    /// not ask). Any `received`/`rport` the request brought is replaced.
+    pub fn stamp_via(&mut self, source: SocketAddr, force_rport: bool) {
+        let Some(slot) = self.headers.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case("Via")) else { return };
+        let ip = source.ip().to_canonical();
+        let parts = split_params(&slot.1);
+        let name_of = |p: &str| p.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+        let wants_rport = force_rport || parts.iter().skip(1).any(|p| name_of(p) == "rport");
+        let differs = Via::parse(&slot.1).and_then(|v| v.ip()).map(|h| h.to_canonical()) != Some(ip);
+        let stamp = match (wants_rport, differs) {
+            (true, _) => format!(";received={ip};rport={}", source.port()),
+            (false, true) => format!(";received={ip}"),
+            (false, false) => String::new(),
+        };
+        let mut out = parts.first().map_or("", |h| h.trim()).to_string();
+        let mut stamped = false;
+        for p in parts.iter().skip(1) {
+            match name_of(p).as_str() {
+                "received" => {}
+                "rport" => {
+                    if !stamped {
+                        out.push_str(&stamp);
+                        stamped = true;
+                    }
+                }
+                _ => {
+                    out.push(';');
+                    out.push_str(p.trim());
+                }
+            }
+        }
+        if !stamped {
+            out.push_str(&stamp);
+        }
+        slot.1 = out;
+    }
+
+    /// Where a response to this request (received from `source`, its Via
+    /// stamped by [`Message::stamp_via`]) is sent (RFC 3261 §18.2.2, RFC 3581
+    /// §4): over a reliable transport, back on the connection (`source`); with
+    /// `rport`, to the source address and port; otherwise (UDP) to the source
+    /// IP at the port of the Via's sent-by, 5060 when it names none. A Via we
+    /// cannot read gets the answer where the request came from.
+    pub fn response_addr(&self, source: SocketAddr) -> SocketAddr {
+        let Some(value) = self.header("Via") else { return source };
+        let Some(via) = Via::parse(value) else { return source };
+        if via.is_reliable() || param(value, "rport").is_some() {
+            return source;
+        }
+        SocketAddr::new(source.ip(), via.port.unwrap_or(5060))
+    }
+}
+
+/// Where the header section ends: the first empty line, CRLF or LF alone
+/// (the end of the head, the start of the body).
+pub(crate) fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
     for i in 0..data.len() {
         if data[i..].starts_with(b"\r\n\r\n") {
             return Some((i, i + 4));

@@ -56,10 +56,10 @@ impl Endpoint {
             ("Call-ID".into(), call_id.clone()),
             ("CSeq".into(), "1 INVITE".into()),
             ("Contact".into(), format!("<sip:ivr@{local}>")),
-            ("User-Agent".into(), self.user_agent.clone()),
             ("Allow".into(), super::ALLOW.into()),
             ("Content-Type".into(), "application/sdp".into()),
         ];
+        headers.extend(self.product("User-Agent"));
         for (n, v) in extra {
             headers.push((n.to_string(), v.to_string()));
         }

@@ -94,3 +94,67 @@ proptest::proptest! {
         let _ = Message::parse(&b[..cut.min(b.len())], true);
     }
 }
+
+#[test]
+fn via_sent_by_and_transport() {
+    let v = Via::parse("SIP  /   2.0 /udp  Phone.Example.com : 5062 ;branch=z9hG4bK-1").unwrap();
+    assert_eq!((v.transport.as_str(), v.host.as_str(), v.port), ("UDP", "phone.example.com", Some(5062)));
+    assert_eq!(v.sent_by(), "phone.example.com:5062");
+    let v = Via::parse("SIP/2.0/TCP [2001:db8::9:1]:5060;branch=x").unwrap();
+    assert_eq!((v.host.as_str(), v.port, v.is_reliable()), ("[2001:db8::9:1]", Some(5060), true));
+    assert_eq!(v.ip(), Some("2001:db8::9:1".parse().unwrap()));
+    assert_eq!(Via::parse("SIP/2.0/UDP 192.0.2.1").unwrap().port, None);
+    for bad in ["", "SIP/2.0/UDP", "HTTP/1.1/UDP h", "SIP/2.0/UDP h:99999", "SIP/2.0/UDP h:x", "SIP/2.0/UDP [::1"] {
+        assert_eq!(Via::parse(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn stamping_the_via_with_the_source() {
+    let src: std::net::SocketAddr = "[2001:db8::7]:40000".parse().unwrap();
+    let mut m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    m.stamp_via(src, false);
+    assert_eq!(m.header("Via"), Some("SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;received=2001:db8::7;rport=40000"));
+    assert_eq!(m.response_addr(src), src);
+    // Stamping twice (a stored request answered again) changes nothing.
+    let once = m.clone();
+    m.stamp_via(src, false);
+    assert_eq!(m, once);
+}
+
+#[test]
+fn transaction_keys_name_the_branch_and_the_sent_by() {
+    let m = Message::parse(INVITE.as_bytes(), true).unwrap();
+    let other = INVITE.replace("127.0.0.1:5061;branch", "192.0.2.99:5061;branch");
+    let other = Message::parse(other.as_bytes(), true).unwrap();
+    assert_eq!(m.branch(), other.branch());
+    assert_ne!(m.transaction_key(), other.transaction_key(), "same branch, another sent-by");
+    let spaced = INVITE.replace("SIP/2.0/UDP 127.0.0.1:5061;", "SIP / 2.0 / UDP 127.0.0.1 : 5061 ;");
+    assert_eq!(Message::parse(spaced.as_bytes(), true).unwrap().transaction_key(), m.transaction_key());
+    let ack = INVITE.replacen("INVITE sip", "ACK sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    assert_eq!(Message::parse(ack.as_bytes(), true).unwrap().transaction_key(), m.transaction_key(), "ACK and CANCEL name their INVITE");
+}
+
+#[test]
+fn content_length_edges_are_clean_errors() {
+    // INVITE's body is 4 bytes.
+    let with = |cl: &str| Message::parse(INVITE.replace("Content-Length: 4", &format!("Content-Length: {cl}")).as_bytes(), true).map_err(Box::new);
+    assert_eq!(with("4").unwrap().body, b"v=0\n", "exactly the body");
+    assert_eq!(with("0004").unwrap().body, b"v=0\n", "leading zeros are digits");
+    assert_eq!(with("3").unwrap().body, b"v=0", "a datagram's octets past Content-Length are not body (RFC 3261 §18.3)");
+    let reason = |cl: &str| {
+        let e = with(cl).unwrap_err();
+        assert_eq!(e.status, 400, "{cl}");
+        assert!(e.partial.is_some_and(|p| p.header("Via").is_some()), "{cl}: still answerable");
+        e.reason
+    };
+    assert!(reason("5").contains("shorter"), "one over");
+    assert!(reason(&usize::MAX.to_string()).contains("shorter"));
+    for bad in ["99999999999999999999", "18446744073709551616", "-1", "+4", "4 4", "0x4", "", "four"] {
+        assert!(reason(bad).contains("not a number"), "{bad:?}");
+    }
+    let two = INVITE.replace("Content-Length: 4", "Content-Length: 4\r\nl: 2");
+    assert!(Message::parse(two.as_bytes(), true).unwrap_err().reason.contains("more than one Content-Length"));
+    assert_eq!(content_length(" 12 "), Some(12));
+    assert_eq!(content_length(&format!("{}1", "0".repeat(100))), Some(1));
+}
