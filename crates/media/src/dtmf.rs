@@ -95,6 +95,18 @@ mod tests {
         assert_eq!(r.packet(1, &ev(16, false, 100)), None, "flash is not a key");
     }
 
+    #[test]
+    fn every_field_at_its_extremes() {
+        assert_eq!(parse_event(&[255, 0xff, 0xff, 0xff]), Some(TelephoneEvent { event: 255, end: true, volume: 63, duration: 0xffff }));
+        assert_eq!(parse_event(&[0, 0x40, 0, 0]), Some(TelephoneEvent { event: 0, end: false, volume: 0, duration: 0 }), "the reserved bit is ignored");
+        assert_eq!(parse_event(&[11, 0x80, 0, 0, 12, 0x80, 0, 0]).map(|e| e.event), Some(11), "the first of several events");
+        assert_eq!(parse_event(&[1, 2, 3]), None);
+        let mut r = DtmfReceiver::default();
+        assert_eq!(r.packet(u32::MAX, &[15, 0xbf, 0xff, 0xff]), Some('D'));
+        assert_eq!(r.packet(u32::MAX, &[15, 0xbf, 0xff, 0xff]), None);
+        assert_eq!(r.packet(0, &[255, 0, 0, 0]), None, "not a key");
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(ts in 0u32..10, bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..10)) {

@@ -213,6 +213,17 @@ fn token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// A format that can be an RTP payload type. The field is 7 bits, so a larger
+/// number can never match a packet, and written into a header it would set
+/// the marker bit; 72-76 are reserved (RFC 3551, RFC 5761) because RTCP sent
+/// on the RTP port reads as RTP of those types, so a telephone-event there
+/// would turn RTCP reports into key presses. Such formats are not offered
+/// payload types at all.
+fn rtp_payload_type(format: &str) -> Option<u8> {
+    let pt: u8 = format.parse().ok()?;
+    (pt <= 127 && !(72..=76).contains(&pt)).then_some(pt)
+}
+
 pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
     let bad = |m: &str| SdpError::Malformed(m.to_string());
     let mut session_addr: Option<IpAddr> = None;
@@ -239,7 +250,7 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
                 if formats.is_empty() || !formats.iter().all(|f| token(f)) {
                     return Err(bad("m= line without a format"));
                 }
-                let payload_types = formats.iter().filter_map(|p| p.parse().ok()).collect();
+                let payload_types = formats.iter().filter_map(|p| rtp_payload_type(p)).collect();
                 sections.push(Section {
                     media: MediaSection {
                         media: media.to_string(),
@@ -264,7 +275,7 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
                 };
                 if let Some(rest) = value.strip_prefix("rtpmap:") {
                     if let Some((pt, enc)) = rest.split_once(' ') {
-                        if let Ok(pt) = pt.parse() {
+                        if let Some(pt) = rtp_payload_type(pt) {
                             s.media.rtpmap.push((pt, enc.trim().to_string()));
                         }
                     }
@@ -336,7 +347,13 @@ impl Offer {
         let address = m.address.ok_or_else(|| SdpError::Malformed("no connection address (c=)".to_string()))?;
         let offered = m.codecs();
         let codec = current.filter(|c| offered.contains(c)).or(offered.first().copied()).ok_or(SdpError::NoCommonCodec)?;
-        let dtmf = m.payload_types.iter().copied().find(|&pt| m.encoding(pt).is_some_and(|e| e.starts_with("telephone-event/8000")));
+        // Never the codec's own payload type: its packets would be both.
+        let dtmf = m
+            .payload_types
+            .iter()
+            .copied()
+            .filter(|&pt| pt != codec.payload_type())
+            .find(|&pt| m.encoding(pt).is_some_and(|e| e.starts_with("telephone-event/8000")));
         let ptime_ms = m.ptime_ms.filter(|p| (10..=60).contains(p) && p % 10 == 0).unwrap_or(20);
         Ok(Negotiated {
             remote: SocketAddr::new(address, m.port),
@@ -587,15 +604,52 @@ mod tests {
         }
     }
 
+    #[test]
+    fn payload_types_that_cannot_be_rtp_are_never_negotiated() {
+        for pt in [128, 200, 255, 72, 76] {
+            let offer = format!("{HEAD}m=audio 6000 RTP/AVP 0 {pt}\r\na=rtpmap:{pt} telephone-event/8000\r\n");
+            let n = parse_offer(&offer).unwrap().negotiate().unwrap();
+            assert_eq!(n.dtmf_payload_type, None, "telephone-event at {pt}");
+            let a = parse_offer(&offer).unwrap().answer(&n, local(), 1, 1);
+            assert!(a.contains("m=audio 20000 RTP/AVP 0\r\n"), "{a}");
+        }
+        // 77 is unassigned but legal; 256 and more are not numbers we read.
+        let offer = format!("{HEAD}m=audio 6000 RTP/AVP 0 77 256\r\na=rtpmap:77 telephone-event/8000\r\n");
+        assert_eq!(parse_offer(&offer).unwrap().negotiate().unwrap().dtmf_payload_type, Some(77));
+        // PCMA declared at a number above 127 is not PCMA.
+        let offer = format!("{HEAD}m=audio 6000 RTP/AVP 200\r\na=rtpmap:200 PCMA/8000\r\n");
+        assert_eq!(parse_offer(&offer).unwrap().negotiate(), Err(SdpError::NoCommonCodec));
+    }
+
+    #[test]
+    fn rtcp_on_the_rtp_port_can_never_be_a_key() {
+        // An RTCP sender report (RFC 3550 6.4.1), as a caller multiplexing RTCP
+        // (RFC 5761) sends it to our RTP port: it parses as RTP of type 72.
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&[0x11; 24]);
+        let p = crate::rtp::parse(&sr).unwrap();
+        assert!((72..=76).contains(&p.payload_type));
+        let offer = format!("{HEAD}m=audio 6000 RTP/AVP 0 {}\r\na=rtpmap:{} telephone-event/8000\r\n", p.payload_type, p.payload_type);
+        assert_ne!(parse_offer(&offer).unwrap().negotiate().unwrap().dtmf_payload_type, Some(p.payload_type));
+    }
+
+    #[test]
+    fn telephone_event_never_shares_the_codecs_payload_type() {
+        // PCMU declared at 96, and telephone-event at 0: we send PCMU as 0.
+        let offer = format!("{HEAD}m=audio 6000 RTP/AVP 96 0 101\r\na=rtpmap:96 PCMU/8000\r\na=rtpmap:0 telephone-event/8000\r\na=rtpmap:101 telephone-event/8000\r\n");
+        let n = parse_offer(&offer).unwrap().negotiate().unwrap();
+        assert_eq!((n.codec.payload_type(), n.dtmf_payload_type), (0, Some(101)));
+    }
+
     /// An offer built from parts that matter to negotiation.
     fn arb_offer() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let media = prop_oneof![Just("audio"), Just("video"), Just("application")];
         let port = prop_oneof![Just(0u16), 1u16..];
         let proto = prop_oneof![Just("RTP/AVP"), Just("RTP/AVPF"), Just("RTP/SAVP"), Just("UDP/TLS/RTP/SAVPF"), Just("TCP/RTP/AVP")];
-        let fmts = proptest::collection::vec(prop_oneof![Just("0"), Just("8"), Just("18"), Just("101"), Just("96")], 1..4);
+        let fmts = proptest::collection::vec(prop_oneof![Just("0"), Just("8"), Just("18"), Just("101"), Just("96"), Just("74"), Just("228")], 1..4);
         let dir = prop_oneof![Just(""), Just("a=sendonly\r\n"), Just("a=recvonly\r\n"), Just("a=inactive\r\n")];
-        let line = (media, port, proto, fmts, dir).prop_map(|(m, p, pr, f, d)| format!("m={m} {p} {pr} {}\r\na=rtpmap:101 telephone-event/8000\r\n{d}", f.join(" ")));
+        let line = (media, port, proto, fmts, dir).prop_map(|(m, p, pr, f, d)| format!("m={m} {p} {pr} {}\r\na=rtpmap:101 telephone-event/8000\r\na=rtpmap:74 telephone-event/8000\r\na=rtpmap:228 telephone-event/8000\r\n{d}", f.join(" ")));
         proptest::collection::vec(line, 0..5).prop_map(|lines| format!("{HEAD}{}", lines.concat()))
     }
 
@@ -624,6 +678,9 @@ mod tests {
                         }
                     }
                     proptest::prop_assert_eq!(live, 1);
+                    if let Some(d) = n.dtmf_payload_type {
+                        proptest::prop_assert!(d <= 127 && !(72..=76).contains(&d) && d != n.codec.payload_type());
+                    }
                 }
                 Err(SdpError::AudioDeclined) => proptest::prop_assert!(o.media.iter().all(|m| m.media != "audio" || m.port == 0)),
                 Err(SdpError::SecureOnly) => proptest::prop_assert!(o.media.iter().any(|m| m.media == "audio" && m.port != 0 && m.transport() == Transport::Srtp)),
