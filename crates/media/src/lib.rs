@@ -1,6 +1,7 @@
 //! Telephone audio for the runtime: G.711 codecs, prompt decoding and
-//! resampling (symphonia), RTP packetisation and parsing, RFC 4733 DTMF, and
-//! SDP offer/answer for one audio stream.
+//! resampling (symphonia), RTP packetisation and parsing, RFC 4733 DTMF, the
+//! guard that decides which received RTP is the caller's, and SDP offer/answer
+//! for one audio stream.
 //!
 //! Pure functions and small state machines: no sockets, no clocks. The server
 //! owns the sockets and the 20 ms media tick and calls in here.
@@ -12,4 +13,5 @@ pub mod inband;
 pub mod rtp;
 pub mod relay;
 pub mod sdp;
+pub mod source;
 pub mod stream;

@@ -113,6 +113,82 @@ mod tests {
         assert!(parse(&csrc).is_none(), "CSRC list past the end");
     }
 
+    fn header(byte0: u8, len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        b[0] = byte0;
+        b
+    }
+
+    #[test]
+    fn lengths_that_point_past_the_packet_are_refused() {
+        // Header extension: its length word claims 0xffff words.
+        let mut ext = header(0x90, 20);
+        ext[14..16].copy_from_slice(&[0xff, 0xff]);
+        assert!(parse(&ext).is_none(), "extension past the end");
+        assert!(parse(&header(0x90, 15)).is_none(), "extension header itself cut short");
+        let mut fits = header(0x90, 24);
+        fits[15] = 2;
+        assert_eq!(parse(&fits).map(|p| p.payload.len()), Some(0), "extension exactly to the end");
+        // All fifteen CSRCs, one byte short and exactly there.
+        assert!(parse(&header(0x8f, 12 + 59)).is_none());
+        assert_eq!(parse(&header(0x8f, 12 + 60)).map(|p| p.payload.len()), Some(0));
+        // Padding: a zero count, a count reaching into the header, exactly the payload.
+        let mut pad = header(0xa0, 16);
+        assert!(parse(&pad).is_none(), "padding count 0");
+        pad[15] = 5;
+        assert!(parse(&pad).is_none(), "padding into the header");
+        pad[15] = 4;
+        assert_eq!(parse(&pad).map(|p| p.payload.len()), Some(0));
+        // Padding that would fit the packet but not after the CSRCs and extension.
+        let mut all = header(0xb1, 12 + 4 + 4 + 8 + 3);
+        all[19] = 2;
+        let n = all.len();
+        all[n - 1] = 4;
+        assert!(parse(&all).is_none(), "four bytes of padding after a three-byte payload");
+        all[n - 1] = 3;
+        assert_eq!(parse(&all).map(|p| p.payload.len()), Some(0));
+    }
+
+    /// A packet with the given CSRC count, header extension words, payload
+    /// and padding, as a sender would write it.
+    fn build(csrc: u8, ext: Option<u16>, payload: &[u8], padding: u8) -> Vec<u8> {
+        let mut b = vec![0x80 | csrc | if ext.is_some() { 0x10 } else { 0 } | if padding > 0 { 0x20 } else { 0 }, 0x65, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+        b.extend(std::iter::repeat_n(0xcc, 4 * usize::from(csrc)));
+        if let Some(words) = ext {
+            b.extend_from_slice(&[0xbe, 0xde]);
+            b.extend_from_slice(&words.to_be_bytes());
+            b.extend(std::iter::repeat_n(0xee, 4 * usize::from(words)));
+        }
+        b.extend_from_slice(payload);
+        if padding > 0 {
+            b.extend(std::iter::repeat_n(0, usize::from(padding) - 1));
+            b.push(padding);
+        }
+        b
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_payload_is_found_under_any_header(
+            csrc in 0u8..16,
+            ext in proptest::option::of(0u16..40),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            padding in 0u8..=255,
+            cut in 0usize..8,
+        ) {
+            let b = build(csrc, ext, &payload, padding);
+            let p = parse(&b).unwrap();
+            proptest::prop_assert_eq!(p.payload, &payload[..]);
+            proptest::prop_assert_eq!((p.payload_type, p.ssrc), (0x65, 0x0708_090a));
+            // Cut short by a few bytes: refused, or a payload that is all there.
+            if cut > 0 && cut <= b.len() {
+                if let Some(q) = parse(&b[..b.len() - cut]) {
+                    proptest::prop_assert!(q.payload.len() + 12 <= b.len() - cut);
+                }
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
