@@ -68,11 +68,11 @@ fn unknown_numbers_are_not_revealed_and_the_server_keeps_serving_after_garbage()
     let mut buf = [0u8; 4096];
     // Garbage and a truncated request: dropped or 400.
     sock.send_to(b"\x00\x01\x02 not sip at all", s.sip).unwrap();
-    sock.send_to(b"INVITE sip:962588@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-t\r\nCall-ID: t1\r\n\r\n", s.sip).unwrap();
+    sock.send_to(b"INVITE sip:962588@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;rport;branch=z9hG4bK-t\r\nCall-ID: t1\r\n\r\n", s.sip).unwrap();
     let (n, _) = sock.recv_from(&mut buf).unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400"), "{}", String::from_utf8_lossy(&buf[..n]));
     // Oversized: 513.
-    let mut big = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK-big\r\nCall-ID: b\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nX-Pad: ".to_vec();
+    let mut big = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;rport;branch=z9hG4bK-big\r\nCall-ID: b\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nX-Pad: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', 20_000));
     big.extend_from_slice(b"\r\n\r\n");
     sock.send_to(&big, s.sip).unwrap();

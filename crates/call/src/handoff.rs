@@ -10,11 +10,12 @@
 //! without the ACD.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use ivr_acd::{Acd, Command, OfferFailure, Record};
 use ivr_bytecode::contract::{self, prompts as ids, Outcome};
 use ivr_media::sdp;
+use ivr_sip::digest::{AuthGuard, GuardPolicy, Nonces, Verdict};
 use ivr_sip::endpoint::{CallKey, Endpoint, Registration};
 use ivr_vm::{Event, OpId, PlayId, Value};
 use tracing::{info, warn};
@@ -64,13 +65,12 @@ struct Leg {
     local: SocketAddr,
 }
 
-/// Ten failed logins from one address within this long block it for as long.
-const AUTH_WINDOW_MS: u64 = 60_000;
-const AUTH_MAX_FAILURES: u32 = 10;
 /// The shortest registration kept, in seconds (shorter ones get 423).
 const MIN_EXPIRES: u32 = 60;
 /// Nonces are good for this long.
 const NONCE_MS: u64 = 300_000;
+/// Nonces outstanding at once (the oldest are forgotten first).
+const NONCES_MAX: usize = 16_384;
 
 pub(crate) struct Agents {
     pub(crate) acd: Acd,
@@ -81,9 +81,8 @@ pub(crate) struct Agents {
     /// where the REGISTER came from (the phone is reached there, through any
     /// NAT, whatever its Contact says).
     registrations: BTreeMap<String, (u64, SocketAddr)>,
-    auth_failures: BTreeMap<IpAddr, (u32, u64)>,
-    nonce_secret: String,
-    realm: String,
+    nonces: Nonces,
+    auth_guard: AuthGuard,
     /// The ACD's call records of the last 24 hours, for the live KPIs.
     pub(crate) history: std::collections::VecDeque<ivr_acd::CallRecord>,
     /// SIP Call-IDs of the callers the ACD has records to come for (a
@@ -107,9 +106,8 @@ impl Agents {
             enabled,
             legs: BTreeMap::new(),
             registrations: BTreeMap::new(),
-            auth_failures: BTreeMap::new(),
-            nonce_secret: format!("{seed:016x}{:016x}", seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15),
-            realm,
+            nonces: Nonces::new(&realm, &format!("{seed:016x}{:016x}", seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15), NONCE_MS, NONCES_MAX),
+            auth_guard: AuthGuard::new(GuardPolicy::default()),
             history: std::collections::VecDeque::new(),
             call_ids: BTreeMap::new(),
             keys_out: Vec::new(),
@@ -152,39 +150,38 @@ impl Agents {
     // ---------------------------------------------------------------- REGISTER
 
     /// An agent's phone registers: digest-authenticated against the agent's
-    /// password; a good registration logs the agent in at that contact.
+    /// password with a nonce bound to its address that cannot be replayed
+    /// (so a Contact changes only by a fresh authentication); guessing is
+    /// locked out per account and per address (see [`AuthGuard`]). A good
+    /// registration logs the agent in at that contact.
     pub(crate) fn register(&mut self, now: u64, r: Registration, endpoint: &mut Endpoint) {
-        let wall_ms = self.wall(now).max(0) as u64;
         let ip = r.source.ip();
-        if let Some((n, since)) = self.auth_failures.get(&ip).copied() {
-            if now.saturating_sub(since) > AUTH_WINDOW_MS {
-                self.auth_failures.remove(&ip);
-            } else if n >= AUTH_MAX_FAILURES {
-                return endpoint.answer(now, r.id, 403, "Forbidden", &[]);
-            }
-        }
-        let challenge = |stale: bool, secret: &str, realm: &str| ivr_sip::digest::challenge(realm, &ivr_sip::digest::nonce(secret, wall_ms), stale);
-        let Some(creds) = r.authorization.as_deref().and_then(ivr_sip::digest::parse) else {
-            let c = challenge(false, &self.nonce_secret, &self.realm);
-            return endpoint.answer(now, r.id, 401, "Unauthorized", &[("WWW-Authenticate", &c)]);
-        };
-        if !ivr_sip::digest::nonce_fresh(&self.nonce_secret, &creds.nonce, wall_ms, NONCE_MS) {
-            let c = challenge(true, &self.nonce_secret, &self.realm);
-            return endpoint.answer(now, r.id, 401, "Unauthorized", &[("WWW-Authenticate", &c)]);
-        }
-        let password = self.acd.agent_config(&r.user).and_then(|a| a.password.clone());
-        let good = creds.username == r.user && creds.realm == self.realm && password.is_some_and(|p| creds.verify("REGISTER", &p));
-        if !good {
-            // Many sources: forget those whose window has passed.
-            if self.auth_failures.len() > 10_000 {
-                self.auth_failures.retain(|_, (_, since)| now.saturating_sub(*since) <= AUTH_WINDOW_MS);
-            }
-            let e = self.auth_failures.entry(ip).or_insert((0, now));
-            e.0 = e.0.saturating_add(1);
-            warn!(source = %r.source, user = %r.user, "REGISTER refused: wrong credentials");
+        if let Err(blocked) = self.auth_guard.check(now, ip, &r.user) {
+            warn!(source = %r.source, user = %r.user, by = ?blocked.by, "REGISTER refused: locked out after failed logins");
             return endpoint.answer(now, r.id, 403, "Forbidden", &[]);
         }
-        self.auth_failures.remove(&ip);
+        let Some(creds) = r.authorization.as_deref().and_then(ivr_sip::digest::parse) else {
+            let c = self.nonces.challenge(now, ip, false);
+            return endpoint.answer(now, r.id, 401, "Unauthorized", &[("WWW-Authenticate", &c)]);
+        };
+        let password = self.acd.agent_config(&r.user).and_then(|a| a.password.clone()).filter(|_| creds.username == r.user);
+        match self.nonces.verify(now, ip, &creds, "REGISTER", password.as_deref()) {
+            Verdict::Ok => self.auth_guard.success(now, ip, &r.user),
+            Verdict::Wrong => {
+                let blocked = self.auth_guard.failure(now, ip, &r.user);
+                warn!(source = %r.source, user = %r.user, locked_out = blocked.is_some(), "REGISTER refused: wrong credentials");
+                return endpoint.answer(now, r.id, 403, "Forbidden", &[]);
+            }
+            verdict => {
+                // Nothing was learnt of the password: a fresh challenge, nothing counted.
+                let stale = verdict == Verdict::Stale;
+                if !stale {
+                    info!(source = %r.source, user = %r.user, ?verdict, "REGISTER challenged again");
+                }
+                let c = self.nonces.challenge(now, ip, stale);
+                return endpoint.answer(now, r.id, 401, "Unauthorized", &[("WWW-Authenticate", &c)]);
+            }
+        }
         match r.contact.as_deref() {
             None => endpoint.answer(now, r.id, 200, "OK", &[]),
             Some(contact) if contact == "*" || r.expires == 0 => {

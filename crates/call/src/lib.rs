@@ -551,7 +551,9 @@ impl Core {
         if self.draining || self.calls.len() >= self.cfg.max_calls {
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
-        let neg = match sdp::parse_offer(&String::from_utf8_lossy(sdp)).and_then(|o| o.negotiate()) {
+        let offer = sdp::parse_offer(&String::from_utf8_lossy(sdp));
+        let negotiated = offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate().map(|n| (o, n)));
+        let (offer, neg) = match negotiated {
             Ok(n) => n,
             Err(e) => {
                 info!(%call_id, "refused: {e}");
@@ -578,7 +580,8 @@ impl Core {
             }
         };
         let local_rtp = SocketAddr::new(reached.ip(), port);
-        let answer = sdp::answer(&neg, local_rtp, call.0, 1);
+        // One m= line per offered one (RFC 3264 §6): the audio we take, the rest declined.
+        let answer = offer.answer(&neg, local_rtp, call.0, 1);
         info!(%call_id, %peer, %dialed, flow = %flow.name, codec = neg.codec.name(), rtp = port, "call answered");
         let stream = StreamSpec {
             codec: neg.codec,
@@ -645,11 +648,12 @@ impl Core {
         // Bridged audio is relayed as it is: keep its codec if offered.
         let bridged = self.agents.bridged_leg(c).is_some();
         let keep = bridged.then_some(c.stream.codec);
-        match sdp::parse_offer(&String::from_utf8_lossy(offer)).and_then(|o| o.negotiate_keeping(keep)) {
-            Ok(neg) if keep.is_none_or(|k| k == neg.codec) => {
+        let offer = sdp::parse_offer(&String::from_utf8_lossy(offer));
+        match offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate_keeping(keep).map(|n| (o, n))) {
+            Ok((offer, neg)) if keep.is_none_or(|k| k == neg.codec) => {
                 c.stream = StreamSpec { codec: neg.codec, remote: neg.remote, send: neg.send, ptime_ms: neg.ptime_ms, dtmf_payload_type: neg.dtmf_payload_type, ..c.stream };
                 let stream = c.stream;
-                self.endpoint.accept(now, call, &sdp::answer(&neg, c.local_rtp, call.0, 2));
+                self.endpoint.accept(now, call, &offer.answer(&neg, c.local_rtp, call.0, 2));
                 self.outputs.push_back(Output::Media(Media::Renegotiate { call, stream }));
                 if let Some(leg) = self.agents.bridged_leg(&self.calls[&call]) {
                     self.outputs.push_back(Output::Media(Media::Retarget { call: leg, to: neg.remote }));

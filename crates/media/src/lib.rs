@@ -11,6 +11,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod inband;
 pub mod rtp;
+pub mod receive;
 pub mod relay;
 pub mod sdp;
 pub mod source;

@@ -9,10 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ivr_call::{CallKey, Media, PlayId, RelaySpec, StreamSpec};
-use ivr_media::dtmf::DtmfReceiver;
 use ivr_media::relay::Rewriter;
 use ivr_media::rtp;
 use ivr_media::sdp::Codec;
+use ivr_media::receive::{Received, Receiver, Wants};
+use ivr_media::source::{LatchPolicy, SourceGuard, Verdict};
 use ivr_media::stream::Stream;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
@@ -31,6 +32,8 @@ struct Endpoint {
     capture: Arc<std::sync::atomic::AtomicBool>,
     /// Set while bridged: what this side receives goes to the other.
     relay: RelaySlot,
+    /// A re-INVITE's new media, for the receive task.
+    moved: MovedSlot,
     spec: StreamSpec,
 }
 
@@ -70,21 +73,30 @@ impl Plane {
                 };
                 let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
+                let moved: MovedSlot = Arc::new(std::sync::Mutex::new(None));
                 let (out, receiver) = if leg {
                     (None, None)
                 } else {
                     let opts = ReceiveOptions { dtmf_pt: stream.dtmf_payload_type, codec: stream.codec, inband_dtmf: stream.inband_dtmf, latch: stream.latch };
-                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, capture.clone(), relay.clone(), call, self.tx.clone());
+                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, capture.clone(), relay.clone(), moved.clone(), call, self.tx.clone());
                     (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
                 };
-                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, spec: stream });
+                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream });
                 return Some((call, true));
             }
             Media::Confirmed { call } => self.with(call, |e| e.confirmed = true),
             Media::Play { call, id, audio } => self.stream(call, |s| s.queue(id.0, audio)),
             Media::Stop { call } => self.stream(call, Stream::stop),
             Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
-            Media::Renegotiate { call, stream } => self.stream(call, |s| s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms)),
+            Media::Renegotiate { call, stream } => self.with(call, |e| {
+                if let Some(s) = e.stream.as_mut() {
+                    s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms);
+                }
+                e.spec = stream;
+                if let Ok(mut m) = e.moved.lock() {
+                    *m = Some(stream);
+                }
+            }),
             Media::Capture { call, on } => self.with(call, |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
             Media::Bridge { caller, leg, to_leg, to_caller } => self.bridge(caller, leg, to_leg, to_caller),
             Media::Unbridge { caller, leg } => {
@@ -130,7 +142,7 @@ impl Plane {
         let l = self.calls.get_mut(&leg).expect("present");
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
-            l.receiver = Some(spawn_leg_receiver(l.rtp.clone(), leg_remote, l.relay.clone()));
+            l.receiver = Some(spawn_leg_receiver(l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
         }
         self.stream(caller, |s| {
             s.stop();
@@ -236,17 +248,19 @@ impl Relay {
     }
 }
 
-/// Receives an agent leg's RTP (only from the agent's media address) and
-/// relays it to the caller.
-pub fn spawn_leg_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, relay: RelaySlot) -> tokio::task::JoinHandle<()> {
+/// Receives an agent leg's RTP (only from the agent's media address and
+/// port, strict) and relays it to the caller.
+pub fn spawn_leg_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, audio_pt: u8, dtmf_pt: Option<u8>, relay: RelaySlot) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
+        let mut guard = SourceGuard::new(0, remote, audio_pt, dtmf_pt, LatchPolicy::Strict);
+        let started = tokio::time::Instant::now();
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            if from.ip() != remote.ip() {
+            let Some(p) = rtp::parse(&buf[..n]) else { continue };
+            if let Verdict::Dropped(_) = guard.accept(started.elapsed().as_millis() as u64, from, &p) {
                 continue;
             }
-            let Some(p) = rtp::parse(&buf[..n]) else { continue };
             if let Some(r) = relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
                 r.forward(&p);
             }
@@ -254,70 +268,54 @@ pub fn spawn_leg_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, relay: Rel
     })
 }
 
-/// Receives the caller's RTP: only from the negotiated address (strict RTP),
-/// RFC 4733 events become keys; while bridged, everything is relayed to the agent.
+/// A caller's media moved (re-INVITE): the receive task takes it from here.
+pub type MovedSlot = Arc<std::sync::Mutex<Option<StreamSpec>>>;
+
+/// Receives the caller's RTP: each packet goes through the call's
+/// [`Receiver`] (the source guard, RFC 4733 and in-band keys, audio for a
+/// recording, the relay while bridged). A third party's packets are dropped.
 pub fn spawn_receiver(
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
     opts: ReceiveOptions,
     capture: Arc<std::sync::atomic::AtomicBool>,
     relay: RelaySlot,
+    moved: MovedSlot,
     call: CallKey,
     tx: UnboundedSender<Internal>,
 ) -> tokio::task::JoinHandle<()> {
     let ReceiveOptions { dtmf_pt, codec, inband_dtmf, latch } = opts;
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
-        let mut dtmf = DtmfReceiver::default();
-        let mut tones = ivr_media::inband::InbandDetector::new();
-        let mut source: Option<SocketAddr> = None;
+        let policy = if latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
+        let mut receiver = Receiver::new(0, remote, codec, dtmf_pt, policy, inband_dtmf);
+        let started = tokio::time::Instant::now();
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let Some(p) = rtp::parse(&buf[..n]) else { continue };
-            if latch {
-                // Symmetric RTP: the first well-formed packet fixes the source.
-                match source {
-                    None => {
-                        source = Some(from);
-                        if from != remote && tx.send(Internal::Latch(call, from)).is_err() {
-                            return;
+            let now = started.elapsed().as_millis() as u64;
+            if let Some(m) = moved.lock().ok().and_then(|mut m| m.take()) {
+                receiver.renegotiate(now, m.remote, m.codec, m.dtmf_payload_type);
+            }
+            let mut slot = relay.lock().unwrap_or_else(|p| p.into_inner());
+            let wants = Wants { relay: slot.is_some(), audio: capture.load(std::sync::atomic::Ordering::Relaxed) };
+            let mut open = true;
+            receiver.packet(now, from, &buf[..n], wants, |r| {
+                let sent = match r {
+                    Received::Latched(addr) => tx.send(Internal::Latch(call, addr)),
+                    Received::Key(key) => tx.send(Internal::Digit(call, key)),
+                    Received::Audio(pcm) => tx.send(Internal::Audio(call, pcm.to_vec())),
+                    Received::Relay(p) => {
+                        if let Some(r) = slot.as_mut() {
+                            r.forward(p);
                         }
+                        Ok(())
                     }
-                    Some(s) if s != from => continue,
-                    Some(_) => {}
-                }
-            } else if from.ip() != remote.ip() {
-                continue; // strict RTP: not from the caller's media address
-            }
-            if let Some(r) = relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
-                r.forward(&p);
-                continue; // bridged: the agent hears it (keys included)
-            }
-            if Some(p.payload_type) == dtmf_pt {
-                if let Some(key) = dtmf.packet(p.timestamp, p.payload) {
-                    if tx.send(Internal::Digit(call, key)).is_err() {
-                        return;
-                    }
-                }
-            } else if p.payload_type == codec.payload_type() {
-                let capturing = capture.load(std::sync::atomic::Ordering::Relaxed);
-                if !capturing && !inband_dtmf {
-                    continue;
-                }
-                let pcm: Vec<i16> = match codec {
-                    Codec::Pcmu => p.payload.iter().map(|&b| ivr_media::g711::ulaw_decode(b)).collect(),
-                    Codec::Pcma => p.payload.iter().map(|&b| ivr_media::g711::alaw_decode(b)).collect(),
                 };
-                if inband_dtmf {
-                    for key in tones.push(&pcm) {
-                        if tx.send(Internal::Digit(call, key)).is_err() {
-                            return;
-                        }
-                    }
-                }
-                if capturing && tx.send(Internal::Audio(call, pcm)).is_err() {
-                    return;
-                }
+                open &= sent.is_ok();
+            });
+            drop(slot);
+            if !open {
+                return;
             }
         }
     })
