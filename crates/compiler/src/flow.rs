@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use ivr_syntax::ast::*;
-use ivr_syntax::{Diagnostic, Span};
+use ivr_syntax::{Code, Diagnostic, Span};
 
 use crate::load::Loaded;
 use crate::resolve::Symbols;
@@ -100,7 +100,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         if let Some(body) = n.step {
             if falls_through(body) {
                 diags.push(
-                    Diagnostic::error("E0301", format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
+                    Diagnostic::new(Code::DeadEnd, format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
                         .with_related(n.name.span, "in this step")
                         .with_help("end every path with goto, hangup, transfer or a hand-off (enqueue, dial agent)"),
                 );
@@ -113,12 +113,12 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
             _ => None,
         }) {
             Some(b) if falls_through(b) => diags.push(
-                Diagnostic::error("E0301", format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
+                Diagnostic::new(Code::DeadEnd, format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
                     .with_help("end it with goto, hangup, transfer or a hand-off"),
             ),
             Some(_) => {}
             None => diags.push(
-                Diagnostic::warning("W0402", format!("{what} has no `on exhausted` handler"), span, "no way out when retries run out")
+                Diagnostic::new(Code::NoWayOut, format!("{what} has no `on exhausted` handler"), span, "no way out when retries run out")
                     .with_help("add `on exhausted -> …` (e.g. an agent or a goodbye); without it the call is hung up"),
             ),
         }
@@ -138,7 +138,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
     for sub in sym.subs.values() {
         if sub.ret.is_some() && falls_through(&sub.body) {
             diags.push(
-                Diagnostic::error("E0301", format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
+                Diagnostic::new(Code::DeadEnd, format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
                     .with_help("end every path with `return VALUE`"),
             );
         }
@@ -183,7 +183,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
                 names.dedup();
                 names.push(sym.nodes[w].name.name.as_str());
                 diags.push(
-                    Diagnostic::error("E0302", format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
+                    Diagnostic::new(Code::LoopWithoutInput, format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
                         .with_help("a caller would hear this forever; wait for a key (menu, collect) or end the call somewhere in the loop"),
                 );
             } else if state[w] == 0 {
@@ -211,7 +211,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         while let Some(r) = todo.pop() {
             if r.name == *name {
                 diags.push(
-                    Diagnostic::error("E0303", format!("sub-flow `{name}` calls itself"), r.span, "recursive call")
+                    Diagnostic::new(Code::RecursiveSub, format!("sub-flow `{name}` calls itself"), r.span, "recursive call")
                         .with_related(sub.name.span, "sub-flow defined here")
                         .with_help("sub-flows cannot recurse; use a step and `goto` to repeat"),
                 );
@@ -270,14 +270,14 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         if !reached.contains(n.name.name.as_str()) {
             let what = if n.menu.is_some() { "menu" } else { "step" };
             diags.push(
-                Diagnostic::warning("W0401", format!("{what} `{}` is never reached", n.name.name), n.name.span, "no entry, goto or key leads here")
+                Diagnostic::new(Code::Unreachable, format!("{what} `{}` is never reached", n.name.name), n.name.span, "no entry, goto or key leads here")
                     .with_help("remove it, or send callers to it"),
             );
         }
     }
     for (name, s) in &sym.subs {
         if !reached.contains(name.as_str()) {
-            diags.push(Diagnostic::warning("W0401", format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
+            diags.push(Diagnostic::new(Code::Unreachable, format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ivr_syntax::ast::{self, HoursLine, Item};
-use ivr_syntax::{Diagnostic, FileId, SourceMap, Span};
+use ivr_syntax::{Code, Diagnostic, FileId, SourceMap, Span};
 use serde::Deserialize;
 
 use crate::World;
@@ -83,7 +83,7 @@ pub fn join(base: &str, rel: &str) -> String {
 
 fn toml_error(file: FileId, e: &toml::de::Error) -> Diagnostic {
     let span = e.span().map_or(Span::new(file, 0, 0), |r| Span::new(file, r.start, r.end));
-    Diagnostic::error("E0003", format!("malformed file: {}", e.message().trim()), span, "here")
+    Diagnostic::new(Code::MalformedData, format!("malformed file: {}", e.message().trim()), span, "here")
 }
 
 /// Parses `yyyy-mm-dd` into `yyyymmdd`, checking the date exists.
@@ -110,8 +110,8 @@ pub fn load(world: &dyn World, main: &str) -> Loaded {
             Ok(t) => t,
             Err(e) => {
                 let d = match from {
-                    Some(span) => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), span, "imported here"),
-                    None => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), Span::default(), "")
+                    Some(span) => Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), span, "imported here"),
+                    None => Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), Span::default(), "")
                         .with_help("check the path of the flow file"),
                 };
                 l.diags.push(d);
@@ -146,7 +146,7 @@ fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
         Ok(t) => t,
         Err(e) => {
             if let Some(span) = from {
-                l.diags.push(Diagnostic::error("E0002", format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
+                l.diags.push(Diagnostic::new(Code::UnreadableFile, format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
             }
             return;
         }
@@ -199,7 +199,7 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
             Ok(t) => t,
             Err(e) => {
                 l.diags.push(
-                    Diagnostic::error("E0106", format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
+                    Diagnostic::new(Code::UnknownHours, format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
                         .with_help("a calendar is a TOML file with `holidays` and `makeup_workdays` lists of dates"),
                 );
                 continue;
@@ -216,8 +216,8 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
                             Some(v) => out.push(v),
                             None => {
                                 let at = src.find(d.as_str()).unwrap_or(0);
-                                l.diags.push(Diagnostic::error(
-                                    "E0003",
+                                l.diags.push(Diagnostic::new(
+                                    Code::MalformedData,
                                     format!("`{d}` is not a date"),
                                     Span::new(file, at, at + d.len()),
                                     "expected YYYY-MM-DD",

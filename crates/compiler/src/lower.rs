@@ -7,7 +7,7 @@ use ivr_bytecode::{
     SpanTable, SwitchTable, Value,
 };
 use ivr_syntax::ast::*;
-use ivr_syntax::{closest, Diagnostic, Span};
+use ivr_syntax::{closest, Code, Diagnostic, Span};
 use rust_decimal::Decimal;
 
 use crate::load::Loaded;
@@ -35,7 +35,7 @@ fn bc_type(t: Type) -> bc::Type {
 }
 
 fn type_error(span: Span, expected: &str, found: Type) -> Diagnostic {
-    Diagnostic::error("E0201", format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
+    Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
 }
 
 #[derive(Clone, Copy)]
@@ -99,7 +99,7 @@ pub fn lower(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) -> Opt
     if sym.entries.is_empty() && sym.broken.is_empty() {
         let span = loaded.files.first().map_or(Span::default(), |(f, _)| Span::new(*f, 0, 0));
         l.diags.push(
-            Diagnostic::error("E0113", "the project answers no number", span, "no `entry` in this project")
+            Diagnostic::new(Code::NoEntry, "the project answers no number", span, "no `entry` in this project")
                 .with_help("bind a dialed number to a step or menu, e.g. `entry 962588 -> welcome`"),
         );
     }
@@ -271,7 +271,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             _ => self.sym.vars.keys().map(String::as_str).collect(),
         };
         candidates.sort();
-        let mut d = Diagnostic::error("E0101", format!("no {what} named `{}`", name.name), name.span, "not defined");
+        let mut d = Diagnostic::new(Code::UndefinedName, format!("no {what} named `{}`", name.name), name.span, "not defined");
         if let Some(best) = closest(&name.name, &candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
         }
@@ -300,7 +300,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 Some(t) => text.push(t.clone()),
                 None => {
                     self.diags.push(
-                        Diagnostic::error("E0104", format!("prompt `{}` has no {lang} text", id.name), *def_span, format!("no `{lang} = \"…\"` here"))
+                        Diagnostic::new(Code::MissingPromptText, format!("prompt `{}` has no {lang} text", id.name), *def_span, format!("no `{lang} = \"…\"` here"))
                             .with_related(id.span, "used here")
                             .with_help(format!("the flow speaks {}; give every prompt a text in each", self.sym.languages.join(", "))),
                     );
@@ -327,7 +327,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn unknown_prompt(&mut self, id: &Ident) {
-        let mut d = Diagnostic::error("E0103", format!("prompt `{}` is not in the catalogue", id.name), id.span, "unknown prompt");
+        let mut d = Diagnostic::new(Code::UnknownPrompt, format!("prompt `{}` is not in the catalogue", id.name), id.span, "unknown prompt");
         if let Some(c) = &self.loaded.catalogue {
             let names: Vec<&str> = c.prompts.keys().map(String::as_str).collect();
             d = match closest(&id.name, &names) {
@@ -350,7 +350,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let d: Decimal = match n.parse() {
                     Ok(d) => d,
                     Err(_) => {
-                        self.diags.push(Diagnostic::error("E0201", "number out of range", e.span, "too large"));
+                        self.diags.push(Diagnostic::new(Code::TypeMismatch, "number out of range", e.span, "too large"));
                         return None;
                     }
                 };
@@ -381,7 +381,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     Some((VarKind::Result(service), _)) => {
                         self.diags.push(
-                            Diagnostic::error("E0201", format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
+                            Diagnostic::new(Code::TypeMismatch, format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
                                 .with_help(format!("use one of its fields, e.g. `{}.<field>`", name.name)),
                         );
                         None
@@ -395,7 +395,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             ExprKind::Path(name, Some(field)) => {
                 let Some(VarKind::Result(service)) = self.sym.vars.get(&name.name).map(|v| v.kind.clone()) else {
                     if self.sym.vars.contains_key(&name.name) {
-                        self.diags.push(Diagnostic::error("E0203", format!("`{}` has no fields", name.name), field.span, "no such field"));
+                        self.diags.push(Diagnostic::new(Code::UnknownOutcome, format!("`{}` has no fields", name.name), field.span, "no such field"));
                     } else {
                         self.undefined(name, "variable");
                     }
@@ -412,7 +412,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     None => {
                         let names: Vec<&str> = svc.variants.iter().flat_map(|v| &v.fields).map(|f| f.name.name.as_str()).collect();
                         self.diags.push(
-                            Diagnostic::error("E0203", format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
+                            Diagnostic::new(Code::UnknownOutcome, format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
                                 .with_help(format!("its fields are: {}", names.join(", "))),
                         );
                         None
@@ -487,12 +487,12 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     return None;
                 }
                 let ExprKind::Path(h, None) = &args[0].kind else {
-                    self.diags.push(Diagnostic::error("E0106", "`open` takes the name of opening hours", args[0].span, "not an hours name"));
+                    self.diags.push(Diagnostic::new(Code::UnknownHours, "`open` takes the name of opening hours", args[0].span, "not an hours name"));
                     return None;
                 };
                 let Some(&i) = self.sym.hours_index.get(&h.name) else {
                     let names: Vec<&str> = self.sym.hours_index.keys().map(String::as_str).collect();
-                    let mut d = Diagnostic::error("E0106", format!("no hours named `{}`", h.name), h.span, "not defined");
+                    let mut d = Diagnostic::new(Code::UnknownHours, format!("no hours named `{}`", h.name), h.span, "not defined");
                     if let Some(best) = closest(&h.name, &names) {
                         d = d.with_help(format!("did you mean `{best}`?"));
                     } else {
@@ -509,7 +509,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             "starts_with" => (&[Type::Text, Type::Text], Type::Bool, Some(bc::Builtin::StartsWith)),
             "text" => (&[], Type::Text, Some(bc::Builtin::Text)),
             _ => {
-                let mut d = Diagnostic::error("E0101", format!("no function named `{}`", f.name), f.span, "unknown function")
+                let mut d = Diagnostic::new(Code::UndefinedName, format!("no function named `{}`", f.name), f.span, "unknown function")
                     .with_help("the functions are open, len, round, starts_with and text");
                 if self.sym.subs.contains_key(&f.name) {
                     d = d.with_help(format!("`{}` is a sub-flow: call it with `run {}(…)`", f.name, f.name));
@@ -539,8 +539,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn arity(&mut self, f: &Ident, span: Span, want: usize, got: usize) {
-        self.diags.push(Diagnostic::error(
-            "E0202",
+        self.diags.push(Diagnostic::new(
+            Code::WrongArgumentCount,
             format!("`{}` takes {want} argument{}, but {got} {} given", f.name, if want == 1 { "" } else { "s" }, if got == 1 { "was" } else { "were" }),
             span,
             "wrong number of arguments",
@@ -578,7 +578,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 if let Some((t, secret)) = self.expr(e, ctx) {
                     if secret {
                         self.diags.push(
-                            Diagnostic::error("E0205", "a secret would be spoken back to the caller", e.span, "secret input")
+                            Diagnostic::new(Code::SecretExposed, "a secret would be spoken back to the caller", e.span, "secret input")
                                 .with_help("secret fields (PINs, passwords) are never echoed; remove this `say`"),
                         );
                     }
@@ -634,7 +634,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     self.emit(Instr::Jump(m.start));
                 }
                 None => self.diags.push(
-                    Diagnostic::error("E0206", "`repeat` outside a menu", s.span, "not in a menu")
+                    Diagnostic::new(Code::MisplacedStatement, "`repeat` outside a menu", s.span, "not in a menu")
                         .with_help("`repeat` replays the menu it is bound in; use `goto` to go elsewhere"),
                 ),
             },
@@ -677,7 +677,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     || t.starts_with("sip:");
                 if !dialable {
                     self.diags.push(
-                        Diagnostic::error("E0207", format!("`{t}` is not a number to transfer to"), target.span, "not dialable")
+                        Diagnostic::new(Code::NotDialable, format!("`{t}` is not a number to transfer to"), target.span, "not dialable")
                             .with_help("write a phone number (digits, optionally starting with +) or a sip: URI"),
                     );
                 }
@@ -692,7 +692,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     self.emit(Instr::SetLanguage(i as u32));
                 }
                 None => self.diags.push(
-                    Diagnostic::error("E0111", format!("the flow does not speak `{}`", l.name), l.span, "unknown language")
+                    Diagnostic::new(Code::UnknownLanguage, format!("the flow does not speak `{}`", l.name), l.span, "unknown language")
                         .with_help(format!("declared languages: {}", self.sym.languages.join(", "))),
                 ),
             },
@@ -709,13 +709,13 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         } else {
             match self.sym.vars.get(&name.name) {
                 Some(info) if !info.user => {
-                    self.diags.push(Diagnostic::error("E0206", format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only"));
+                    self.diags.push(Diagnostic::new(Code::MisplacedStatement, format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only"));
                     None
                 }
                 Some(info) => match info.kind {
                     VarKind::Value(t) => Some((self.slots[&name.name], t, info.secret)),
                     VarKind::Result(_) => {
-                        self.diags.push(Diagnostic::error("E0201", format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
+                        self.diags.push(Diagnostic::new(Code::TypeMismatch, format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
                         None
                     }
                 },
@@ -735,7 +735,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
             if secret && !secret_var {
                 self.diags.push(
-                    Diagnostic::error("E0205", "a secret would be copied into an ordinary variable", e.span, "secret input")
+                    Diagnostic::new(Code::SecretExposed, "a secret would be copied into an ordinary variable", e.span, "secret input")
                         .with_help("pass secret input straight to a service; it must not be stored where it could be logged"),
                 );
             }
@@ -760,7 +760,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     self.diags.push(type_error(a.span, prm.ty.name(), t).with_related(prm.name.span, "parameter declared here"));
                 }
                 if secret {
-                    self.diags.push(Diagnostic::error("E0205", "a secret would be passed to a sub-flow", a.span, "secret input")
+                    self.diags.push(Diagnostic::new(Code::SecretExposed, "a secret would be passed to a sub-flow", a.span, "secret input")
                         .with_help("pass secret input straight to a service"));
                 }
             }
@@ -793,8 +793,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             (Some(_), None) => {
                 self.emit(Instr::Pop);
             }
-            (None, Some(var)) => self.diags.push(Diagnostic::error(
-                "E0201",
+            (None, Some(var)) => self.diags.push(Diagnostic::new(
+                Code::TypeMismatch,
                 format!("`{}` returns nothing", sub.name),
                 var.span,
                 "nothing to store",
@@ -806,7 +806,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn ret(&mut self, value: Option<&Expr>, span: Span, ctx: &Ctx) {
         let Some(sub) = ctx.sub else {
             self.diags.push(
-                Diagnostic::error("E0206", "`return` outside a sub-flow", span, "not in a sub-flow")
+                Diagnostic::new(Code::MisplacedStatement, "`return` outside a sub-flow", span, "not in a sub-flow")
                     .with_help("steps end with goto, hangup, transfer or a hand-off"),
             );
             return;
@@ -818,13 +818,13 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                         self.diags.push(type_error(e.span, t.name(), vt));
                     }
                     if secret {
-                        self.diags.push(Diagnostic::error("E0205", "a secret would be returned from a sub-flow", e.span, "secret input"));
+                        self.diags.push(Diagnostic::new(Code::SecretExposed, "a secret would be returned from a sub-flow", e.span, "secret input"));
                     }
                 }
             }
-            (Some((t, _)), None) => self.diags.push(Diagnostic::error("E0201", format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
+            (Some((t, _)), None) => self.diags.push(Diagnostic::new(Code::TypeMismatch, format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
             (None, Some(e)) => self.diags.push(
-                Diagnostic::error("E0201", format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
+                Diagnostic::new(Code::TypeMismatch, format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
                     .with_help(format!("declare a result type: `sub {}(…) -> number {{ … }}`", sub.name.name)),
             ),
             (None, None) => {}
@@ -843,7 +843,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
             if !allowed.contains(&kw) {
                 self.diags.push(
-                    Diagnostic::error("E0110", format!("`{kw}` is not an option of {context}"), o.span, "not allowed here")
+                    Diagnostic::new(Code::OptionNotAllowed, format!("`{kw}` is not an option of {context}"), o.span, "not allowed here")
                         .with_help(format!("{context} takes: {}", allowed.join(", "))),
                 );
                 continue;
@@ -852,7 +852,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             if !repeatable {
                 if let Some(first) = seen.get(kw) {
                     self.diags.push(
-                        Diagnostic::error("E0109", format!("`{kw}` is given twice"), o.span, "given again here")
+                        Diagnostic::new(Code::DuplicateOption, format!("`{kw}` is given twice"), o.span, "given again here")
                             .with_related(first.span, "first given here"),
                     );
                     continue;
@@ -947,7 +947,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             if let OptKind::Key(k) = &o.kind {
                 if let Some(first) = bindings.iter().find(|b| b.key == k.key) {
                     self.diags.push(
-                        Diagnostic::error("E0107", format!("key {} is bound twice in menu `{}`", k.key, m.name.name), k.key_span, "bound again here")
+                        Diagnostic::new(Code::DuplicateKey, format!("key {} is bound twice in menu `{}`", k.key, m.name.name), k.key_span, "bound again here")
                             .with_related(first.key_span, "first bound here")
                             .with_help("each key does one thing in a menu; remove or change one binding"),
                     );
@@ -960,7 +960,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         let mut any_keys: Vec<char> = Vec::new();
         for b in &self.sym.anywhere {
             if any_keys.contains(&b.key) {
-                self.diags.push(Diagnostic::error("E0107", format!("key {} is bound twice in `anywhere`", b.key), b.key_span, "bound again here"));
+                self.diags.push(Diagnostic::new(Code::DuplicateKey, format!("key {} is bound twice in `anywhere`", b.key), b.key_span, "bound again here"));
                 continue;
             }
             any_keys.push(b.key);
@@ -1026,7 +1026,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Length(a, b), span)) => {
                 if a > b || *b == 0 || *b > MAX_DIGITS {
                     self.diags.push(
-                        Diagnostic::error("E0112", format!("length {a}..{b} cannot be typed"), span, "invalid length")
+                        Diagnostic::new(Code::InvalidInputRules, format!("length {a}..{b} cannot be typed"), span, "invalid length")
                             .with_help(format!("lengths run from 1 to {MAX_DIGITS}, the shorter first")),
                     );
                 }
@@ -1039,7 +1039,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         let terminator = match get("terminator") {
             Some((OptKind::Terminator(t), span)) => {
                 if decimal && *t == '*' {
-                    self.diags.push(Diagnostic::error("E0112", "`*` cannot end input that uses it as the decimal point", span, "conflicts with `decimal`"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, "`*` cannot end input that uses it as the decimal point", span, "conflicts with `decimal`"));
                 }
                 Some(*t)
             }
@@ -1051,11 +1051,11 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let n = p.value.chars().count() as u32;
                 if p.value.is_empty() || !p.value.chars().all(|c| c.is_ascii_digit() || c == 'X') {
                     self.diags.push(
-                        Diagnostic::error("E0112", format!("pattern \"{}\" is not a digit pattern", p.value), p.span, "invalid pattern")
+                        Diagnostic::new(Code::InvalidInputRules, format!("pattern \"{}\" is not a digit pattern", p.value), p.span, "invalid pattern")
                             .with_help("write digits, with X for any digit, e.g. \"6XXXXX\""),
                     );
                 } else if n < min || n > max {
-                    self.diags.push(Diagnostic::error("E0112", format!("pattern \"{}\" can never match input of length {min}..{max}", p.value), p.span, "wrong length"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, format!("pattern \"{}\" can never match input of length {min}..{max}", p.value), p.span, "wrong length"));
                 } else {
                     patterns.push(p.value.clone());
                 }
@@ -1065,7 +1065,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Range(a, b), span)) => match (a.parse::<Decimal>(), b.parse::<Decimal>()) {
                 (Ok(x), Ok(y)) if x <= y => Some((Value::Num(x), Value::Num(y))),
                 _ => {
-                    self.diags.push(Diagnostic::error("E0112", "range is empty", span, "the low end must not exceed the high end"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, "range is empty", span, "the low end must not exceed the high end"));
                     None
                 }
             },
@@ -1075,7 +1075,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Confirm(p), span)) => {
                 if secret {
                     self.diags.push(
-                        Diagnostic::error("E0205", "secret input cannot be read back", span, "read-back of a secret")
+                        Diagnostic::new(Code::SecretExposed, "secret input cannot be read back", span, "read-back of a secret")
                             .with_help("remove `confirm`: a PIN or password is never echoed"),
                     );
                 }
@@ -1168,7 +1168,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn request(&mut self, service: &Ident, args: &[Expr], bind: &Ident, timeout: Option<Duration>, hold: Option<&Ident>, outcomes: &[Outcome], ctx: &Ctx) {
         let Some(svc) = self.sym.services.get(&service.name).copied() else {
             let names: Vec<&str> = self.sym.services.keys().map(String::as_str).collect();
-            let mut d = Diagnostic::error("E0105", format!("no service named `{}`", service.name), service.span, "unknown service");
+            let mut d = Diagnostic::new(Code::UnknownService, format!("no service named `{}`", service.name), service.span, "unknown service");
             d = match closest(&service.name, &names) {
                 Some(best) => d.with_help(format!("did you mean `{best}`?")),
                 None => d.with_help(format!("declare it: `service {}(code: text) {{ ok(…) }}`", service.name)),
@@ -1240,7 +1240,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         for oc in outcomes {
             match &oc.name {
                 Some(n) if !names.contains(&n.name.as_str()) => {
-                    let mut d = Diagnostic::error("E0203", format!("`{}` is not an outcome of this {what}", n.name), n.span, "unknown outcome")
+                    let mut d = Diagnostic::new(Code::UnknownOutcome, format!("`{}` is not an outcome of this {what}", n.name), n.span, "unknown outcome")
                         .with_help(format!("its outcomes are: {}", names.join(", ")));
                     if let Some(best) = closest(&n.name, names) {
                         d = d.with_help(format!("did you mean `{best}`? (outcomes: {})", names.join(", ")));
@@ -1249,7 +1249,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     continue;
                 }
                 Some(n) if handled.iter().any(|(h, _)| *h == n.name) => {
-                    self.diags.push(Diagnostic::error("E0102", format!("outcome `{}` is handled twice", n.name), n.span, "handled again"));
+                    self.diags.push(Diagnostic::new(Code::DuplicateDefinition, format!("outcome `{}` is handled twice", n.name), n.span, "handled again"));
                     continue;
                 }
                 _ => {}
@@ -1291,10 +1291,10 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         if !missing.is_empty() {
             let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
             let d = if is_request {
-                Diagnostic::error("E0204", format!("this request does not say what happens on {list}"), span, "unhandled outcomes")
+                Diagnostic::new(Code::UnhandledServiceOutcome, format!("this request does not say what happens on {list}"), span, "unhandled outcomes")
                     .with_help("handle each outcome (or add `else -> …`): the flow decides what the caller hears when a service fails")
             } else {
-                Diagnostic::warning("W0403", format!("this {what} does not handle {list}; the flow continues after it"), span, "unhandled outcomes")
+                Diagnostic::new(Code::UnhandledOutcome, format!("this {what} does not handle {list}; the flow continues after it"), span, "unhandled outcomes")
                     .with_help("handle them, or add `else -> …`")
             };
             self.diags.push(d);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use ivr_bytecode::Hours;
 use ivr_syntax::ast::*;
-use ivr_syntax::{Diagnostic, Span};
+use ivr_syntax::{Code, Diagnostic, Span};
 
 use crate::load::{calendar_path, Loaded};
 
@@ -117,7 +117,7 @@ pub fn all_blocks<'a>(loaded: &'a Loaded, mut f: impl FnMut(&'a Block)) {
 }
 
 fn duplicate(what: &str, name: &Ident, first: Span) -> Diagnostic {
-    Diagnostic::error("E0102", format!("{what} `{}` is defined twice", name.name), name.span, "defined again here")
+    Diagnostic::new(Code::DuplicateDefinition, format!("{what} `{}` is defined twice", name.name), name.span, "defined again here")
         .with_related(first, "first defined here")
         .with_help("rename one of them")
 }
@@ -162,7 +162,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                     let span = ls[0].span.to(ls[ls.len() - 1].span);
                     if let Some(first) = lang_decl {
                         diags.push(
-                            Diagnostic::error("E0102", "languages are declared twice", span, "declared again here")
+                            Diagnostic::new(Code::DuplicateDefinition, "languages are declared twice", span, "declared again here")
                                 .with_related(first, "first declared here"),
                         );
                         continue;
@@ -170,7 +170,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                     lang_decl = Some(span);
                     for l in ls {
                         if s.languages.contains(&l.name) {
-                            diags.push(Diagnostic::error("E0102", format!("language `{}` is listed twice", l.name), l.span, "listed again"));
+                            diags.push(Diagnostic::new(Code::DuplicateDefinition, format!("language `{}` is listed twice", l.name), l.span, "listed again"));
                         } else {
                             s.languages.push(l.name.clone());
                         }
@@ -222,7 +222,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                 Item::Entry { number, target } => {
                     if let Some((first, _)) = s.entries.iter().find(|(n, _)| n.value == number.value) {
                         diags.push(
-                            Diagnostic::error("E0108", format!("number {} has two entries", number.value), number.span, "bound again here")
+                            Diagnostic::new(Code::DuplicateEntry, format!("number {} has two entries", number.value), number.span, "bound again here")
                                 .with_related(first.span, "first bound here")
                                 .with_help("a dialed number picks exactly one flow; remove one entry"),
                         );
@@ -274,7 +274,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                 };
                 if !same {
                     diags.push(
-                        Diagnostic::error("E0201", format!("`{}` is used for values of different types", ident.name), ident.span, "bound here")
+                        Diagnostic::new(Code::TypeMismatch, format!("`{}` is used for values of different types", ident.name), ident.span, "bound here")
                             .with_related(info.span, "bound differently here")
                             .with_help("use a different name for each kind of value"),
                     );
@@ -312,7 +312,7 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
             HoursLine::Zone(z) => {
                 if jiff::tz::TimeZone::get(&z.value).is_err() {
                     diags.push(
-                        Diagnostic::error("E0111", format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
+                        Diagnostic::new(Code::UnknownLanguage, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
                             .with_help("use a name such as \"Asia/Shanghai\" or \"Asia/Hong_Kong\""),
                     );
                 }
@@ -334,7 +334,7 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
     }
     if out.zone.is_empty() {
         diags.push(
-            Diagnostic::error("E0111", format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
+            Diagnostic::new(Code::UnknownLanguage, format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
                 .with_help("add a line such as `zone \"Asia/Shanghai\"`: a call centre's hours are local time"),
         );
     }

@@ -8,7 +8,7 @@ use pest::Parser;
 use pest_derive::Parser;
 
 use crate::ast::*;
-use crate::{Diagnostic, FileId, Span};
+use crate::{Code, Diagnostic, FileId, Span};
 
 #[derive(Parser)]
 #[grammar = "../../../grammar/ivr.pest"]
@@ -144,7 +144,7 @@ impl<'s> Builder<'s> {
     fn duration(&mut self, pair: Pair<Rule>) -> Duration {
         let span = self.span(&pair);
         let ms = duration_ms(pair.as_str()).unwrap_or_else(|| {
-            self.diags.push(Diagnostic::error("E0001", "duration out of range", span, "too long"));
+            self.diags.push(Diagnostic::new(Code::SyntaxError, "duration out of range", span, "too long"));
             0
         });
         Duration { ms, span }
@@ -153,7 +153,7 @@ impl<'s> Builder<'s> {
     fn integer(&mut self, pair: Pair<Rule>) -> u32 {
         let span = self.span(&pair);
         pair.as_str().parse().unwrap_or_else(|_| {
-            self.diags.push(Diagnostic::error("E0001", "number too large", span, "does not fit"));
+            self.diags.push(Diagnostic::new(Code::SyntaxError, "number too large", span, "does not fit"));
             0
         })
     }
@@ -203,7 +203,7 @@ impl<'s> Builder<'s> {
             ),
             _ => format!("unexpected {found}"),
         };
-        let mut d = Diagnostic::error("E0001", message, span, "unexpected here");
+        let mut d = Diagnostic::new(Code::SyntaxError, message, span, "unexpected here");
         let words: Vec<&str> = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`')).collect();
         let typed = found.trim_matches('`');
         if let Some(best) = crate::closest(typed, &words).filter(|b| *b != typed && found.starts_with('`')) {
@@ -405,7 +405,7 @@ impl<'s> Builder<'s> {
                             match (a, b) {
                                 (Some(a), Some(b)) if a < b => ranges.push((a, b)),
                                 _ => self.diags.push(
-                                    Diagnostic::error("E0001", "invalid opening hours", rspan, "not a valid time range")
+                                    Diagnostic::new(Code::SyntaxError, "invalid opening hours", rspan, "not a valid time range")
                                         .with_help("write times as HH:MM between 00:00 and 24:00, the start before the end"),
                                 ),
                             }
