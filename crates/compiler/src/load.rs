@@ -199,7 +199,7 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
             Ok(t) => t,
             Err(e) => {
                 l.diags.push(
-                    Diagnostic::new(Code::UnknownHours, format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
+                    Diagnostic::new(Code::UnknownCalendar, format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
                         .with_help("a calendar is a TOML file with `holidays` and `makeup_workdays` lists of dates"),
                 );
                 continue;

@@ -350,7 +350,10 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let d: Decimal = match n.parse() {
                     Ok(d) => d,
                     Err(_) => {
-                        self.diags.push(Diagnostic::new(Code::TypeMismatch, "number out of range", e.span, "too large"));
+                        self.diags.push(
+                            Diagnostic::new(Code::NumberTooLarge, "number out of range", e.span, "too large")
+                                .with_help("numbers have at most 28 significant digits"),
+                        );
                         return None;
                     }
                 };
@@ -381,7 +384,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     Some((VarKind::Result(service), _)) => {
                         self.diags.push(
-                            Diagnostic::new(Code::TypeMismatch, format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
+                            Diagnostic::new(Code::ResultAsValue, format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
                                 .with_help(format!("use one of its fields, e.g. `{}.<field>`", name.name)),
                         );
                         None
@@ -395,7 +398,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             ExprKind::Path(name, Some(field)) => {
                 let Some(VarKind::Result(service)) = self.sym.vars.get(&name.name).map(|v| v.kind.clone()) else {
                     if self.sym.vars.contains_key(&name.name) {
-                        self.diags.push(Diagnostic::new(Code::UnknownOutcome, format!("`{}` has no fields", name.name), field.span, "no such field"));
+                        self.diags.push(Diagnostic::new(Code::UnknownField, format!("`{}` has no fields", name.name), field.span, "no such field"));
                     } else {
                         self.undefined(name, "variable");
                     }
@@ -412,7 +415,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     None => {
                         let names: Vec<&str> = svc.variants.iter().flat_map(|v| &v.fields).map(|f| f.name.name.as_str()).collect();
                         self.diags.push(
-                            Diagnostic::new(Code::UnknownOutcome, format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
+                            Diagnostic::new(Code::UnknownField, format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
                                 .with_help(format!("its fields are: {}", names.join(", "))),
                         );
                         None
@@ -709,13 +712,16 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         } else {
             match self.sym.vars.get(&name.name) {
                 Some(info) if !info.user => {
-                    self.diags.push(Diagnostic::new(Code::MisplacedStatement, format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only"));
+                    self.diags.push(
+                        Diagnostic::new(Code::ReadOnlyVariable, format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only")
+                            .with_help(format!("keep your own copy: `var my_{0}: text` and `set my_{0} = {0}`", name.name)),
+                    );
                     None
                 }
                 Some(info) => match info.kind {
                     VarKind::Value(t) => Some((self.slots[&name.name], t, info.secret)),
                     VarKind::Result(_) => {
-                        self.diags.push(Diagnostic::new(Code::TypeMismatch, format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
+                        self.diags.push(Diagnostic::new(Code::ResultAsValue, format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
                         None
                     }
                 },
@@ -794,7 +800,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 self.emit(Instr::Pop);
             }
             (None, Some(var)) => self.diags.push(Diagnostic::new(
-                Code::TypeMismatch,
+                Code::SubResultMismatch,
                 format!("`{}` returns nothing", sub.name),
                 var.span,
                 "nothing to store",
@@ -822,9 +828,9 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                 }
             }
-            (Some((t, _)), None) => self.diags.push(Diagnostic::new(Code::TypeMismatch, format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
+            (Some((t, _)), None) => self.diags.push(Diagnostic::new(Code::SubResultMismatch, format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
             (None, Some(e)) => self.diags.push(
-                Diagnostic::new(Code::TypeMismatch, format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
+                Diagnostic::new(Code::SubResultMismatch, format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
                     .with_help(format!("declare a result type: `sub {}(…) -> number {{ … }}`", sub.name.name)),
             ),
             (None, None) => {}

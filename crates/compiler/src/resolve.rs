@@ -312,7 +312,7 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
             HoursLine::Zone(z) => {
                 if jiff::tz::TimeZone::get(&z.value).is_err() {
                     diags.push(
-                        Diagnostic::new(Code::UnknownLanguage, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
+                        Diagnostic::new(Code::UnknownTimeZone, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
                             .with_help("use a name such as \"Asia/Shanghai\" or \"Asia/Hong_Kong\""),
                     );
                 }
@@ -334,7 +334,7 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
     }
     if out.zone.is_empty() {
         diags.push(
-            Diagnostic::new(Code::UnknownLanguage, format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
+            Diagnostic::new(Code::MissingTimeZone, format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
                 .with_help("add a line such as `zone \"Asia/Shanghai\"`: a call centre's hours are local time"),
         );
     }

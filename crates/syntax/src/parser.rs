@@ -144,7 +144,7 @@ impl<'s> Builder<'s> {
     fn duration(&mut self, pair: Pair<Rule>) -> Duration {
         let span = self.span(&pair);
         let ms = duration_ms(pair.as_str()).unwrap_or_else(|| {
-            self.diags.push(Diagnostic::new(Code::SyntaxError, "duration out of range", span, "too long"));
+            self.diags.push(Diagnostic::new(Code::NumberTooLarge, "duration out of range", span, "too long"));
             0
         });
         Duration { ms, span }
@@ -153,7 +153,7 @@ impl<'s> Builder<'s> {
     fn integer(&mut self, pair: Pair<Rule>) -> u32 {
         let span = self.span(&pair);
         pair.as_str().parse().unwrap_or_else(|_| {
-            self.diags.push(Diagnostic::new(Code::SyntaxError, "number too large", span, "does not fit"));
+            self.diags.push(Diagnostic::new(Code::NumberTooLarge, "number too large", span, "does not fit"));
             0
         })
     }
@@ -400,13 +400,18 @@ impl<'s> Builder<'s> {
                         }
                         _ => {
                             let rspan = self.span(&p);
+                            let text = p.as_str().to_string();
                             let mut cs = p.into_inner().map(|c| clock_minutes(c.as_str()));
                             let (a, b) = (cs.next().unwrap(), cs.next().unwrap());
                             match (a, b) {
                                 (Some(a), Some(b)) if a < b => ranges.push((a, b)),
+                                (Some(_), Some(_)) => self.diags.push(
+                                    Diagnostic::new(Code::InvalidTimeRange, format!("opening hours {text} end before they start"), rspan, "ends before it starts")
+                                        .with_help("hours past midnight are two ranges: `mon 22:00-24:00` and `tue 00:00-06:00`"),
+                                ),
                                 _ => self.diags.push(
-                                    Diagnostic::new(Code::SyntaxError, "invalid opening hours", rspan, "not a valid time range")
-                                        .with_help("write times as HH:MM between 00:00 and 24:00, the start before the end"),
+                                    Diagnostic::new(Code::InvalidTimeRange, format!("{text} is not a time of day"), rspan, "not a valid time range")
+                                        .with_help("write times as HH:MM between 00:00 and 24:00"),
                                 ),
                             }
                         }
