@@ -90,7 +90,8 @@ pub fn compile_for(world: &dyn World, main: &str, site: Option<&Site>) -> Compil
         Ok(()) => Some(p),
         Err(e) => {
             // The compiler only emits verified programs; reaching this is a compiler bug.
-            diags.push(Diagnostic::new(Code::InternalError, format!("internal compiler error: {e}"), Span::default(), "here"));
+            let main = loaded.files.first().map_or(FileId(0), |(id, _)| *id);
+            diags.push(Diagnostic::new(Code::InternalError, format!("internal compiler error: {e}"), Span::new(main, 0, 0), "here"));
             None
         }
     });

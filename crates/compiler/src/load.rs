@@ -111,8 +111,13 @@ pub fn load(world: &dyn World, main: &str) -> Loaded {
             Err(e) => {
                 let d = match from {
                     Some(span) => Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), span, "imported here"),
-                    None => Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), Span::default(), "")
-                        .with_help("check the path of the flow file"),
+                    None => {
+                        // The main file: its diagnostic points at an empty stand-in,
+                        // so it still names a file of the source map.
+                        let id = l.sources.add(path.clone(), String::new());
+                        Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), Span::new(id, 0, 0), "")
+                            .with_help("check the path of the flow file, and that it is saved as UTF-8")
+                    }
                 };
                 l.diags.push(d);
                 continue;

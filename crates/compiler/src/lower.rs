@@ -96,7 +96,7 @@ pub fn lower(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) -> Opt
         l.sub_index.insert(s.name.name.clone(), i as u32);
         l.p.subs.push(bc::Sub { name: s.name.name.clone(), pc: 0 });
     }
-    if sym.entries.is_empty() && sym.broken.is_empty() {
+    if sym.entries.is_empty() && sym.broken.is_empty() && !loaded.files.is_empty() {
         let span = loaded.files.first().map_or(Span::default(), |(f, _)| Span::new(*f, 0, 0));
         l.diags.push(
             Diagnostic::new(Code::NoEntry, "the project answers no number", span, "no `entry` in this project")
@@ -226,6 +226,16 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         self.p.slots.push(bc::Slot { name: name.to_string(), ty, secret });
         self.slots.insert(name.to_string(), s);
         s
+    }
+
+    /// A slot for a name that could not be bound (it names something else, or
+    /// holds another kind of value): resolving has reported why, so no program
+    /// is produced, but lowering carries on to find the flow's other mistakes.
+    fn unbound_slot(&mut self, name: &Ident) -> u32 {
+        if !self.diags.iter().any(|d| d.severity == ivr_syntax::Severity::Error) {
+            self.diags.push(Diagnostic::new(Code::InternalError, format!("internal error: `{}` has no storage", name.name), name.span, "here"));
+        }
+        self.hidden_slot(&format!("{}!unbound", name.name), bc::Type::Text, false)
     }
 
     fn declare_slots(&mut self) {
@@ -1094,8 +1104,26 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             _ => DEFAULT_RETRIES,
         };
         let slot = match ctx.locals.get(&var.name) {
-            Some(&(s, _)) => s,
-            None => self.slots[&var.name],
+            Some(&(s, t)) => {
+                let got = if decimal || get("range").is_some() { Type::Number } else { Type::Text };
+                if t != got {
+                    self.diags.push(
+                        type_error(var.span, t.name(), got)
+                            .with_help(format!("parameter `{}` holds {}; this input is {}", var.name, t.name(), got.name())),
+                    );
+                }
+                if secret {
+                    self.diags.push(
+                        Diagnostic::new(Code::SecretExposed, "secret input would be kept in a parameter", var.span, "a parameter")
+                            .with_help("collect a secret into a variable of the flow; parameters can be spoken and passed on"),
+                    );
+                }
+                s
+            }
+            None => match self.sym.vars.get(&var.name).map(|v| &v.kind) {
+                Some(VarKind::Value(_)) => self.slots[&var.name],
+                _ => self.unbound_slot(var),
+            },
         };
         let retry_slot = self.hidden_slot(&format!("{}.retry", var.name), bc::Type::Number, false);
         let spec = CollectSpec {
@@ -1208,7 +1236,13 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             .map(|v| {
                 v.fields
                     .iter()
-                    .map(|f| (f.name.name.clone(), bc_type(f.ty), self.slots[&format!("{}.{}", bind.name, f.name.name)]))
+                    .map(|f| {
+                        let slot = match self.slots.get(&format!("{}.{}", bind.name, f.name.name)) {
+                            Some(&slot) => slot,
+                            None => self.unbound_slot(bind),
+                        };
+                        (f.name.name.clone(), bc_type(f.ty), slot)
+                    })
                     .collect()
             })
             .collect();

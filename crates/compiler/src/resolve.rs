@@ -93,25 +93,41 @@ pub fn visit_opts<'a>(options: &'a [Opt], f: &mut dyn FnMut(&'a Stmt)) {
     }
 }
 
-/// Every block of the project, with whether it belongs to a sub-flow.
+/// Every top-level block of the project.
 pub fn all_blocks<'a>(loaded: &'a Loaded, mut f: impl FnMut(&'a Block)) {
+    all_blocks_in(loaded, |b, _| f(b));
+}
+
+/// Every top-level block of the project, with the sub-flow it belongs to.
+pub fn all_blocks_in<'a>(loaded: &'a Loaded, mut f: impl FnMut(&'a Block, Option<&'a SubDecl>)) {
     for (_, file) in &loaded.files {
         for item in &file.items {
             match item {
-                Item::Step { body, .. } => f(body),
-                Item::Sub(s) => f(&s.body),
+                Item::Step { body, .. } => f(body, None),
+                Item::Sub(s) => f(&s.body, Some(s)),
                 Item::Menu(m) => {
                     for o in &m.options {
                         match &o.kind {
-                            OptKind::Key(k) => f(&k.body),
-                            OptKind::On(_, b) => f(b),
+                            OptKind::Key(k) => f(&k.body, None),
+                            OptKind::On(_, b) => f(b, None),
                             _ => {}
                         }
                     }
                 }
-                Item::Anywhere { bindings, .. } => bindings.iter().for_each(|b| f(&b.body)),
+                Item::Anywhere { bindings, .. } => bindings.iter().for_each(|b| f(&b.body, None)),
                 _ => {}
             }
+        }
+    }
+}
+
+/// Reports a name declared twice in one list (parameters, outcomes, fields).
+fn unique_names<'a>(what: &str, names: impl IntoIterator<Item = &'a Ident>, diags: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<&Ident> = Vec::new();
+    for n in names {
+        match seen.iter().find(|s| s.name == n.name) {
+            Some(first) => diags.push(duplicate(what, n, first.span)),
+            None => seen.push(n),
         }
     }
 }
@@ -120,6 +136,14 @@ fn duplicate(what: &str, name: &Ident, first: Span) -> Diagnostic {
     Diagnostic::new(Code::DuplicateDefinition, format!("{what} `{}` is defined twice", name.name), name.span, "defined again here")
         .with_related(first, "first defined here")
         .with_help("rename one of them")
+}
+
+/// A name given to two different things (a step and a variable, say).
+fn clash(what: &str, name: &Ident, first_what: &str, first: Span) -> Diagnostic {
+    let a = |w: &str| if w == "hours" { "opening hours".to_string() } else { format!("a {w}") };
+    Diagnostic::new(Code::DuplicateDefinition, format!("`{}` already names {}", name.name, a(first_what)), name.span, format!("{} named `{}` here", a(what), name.name))
+        .with_related(first, format!("{} `{}`", if first_what == "hours" { "the hours" } else { first_what }, name.name))
+        .with_help(format!("steps, menus, sub-flows, services, hours and variables share one namespace: rename the {what}"))
 }
 
 pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'a> {
@@ -137,7 +161,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
         anywhere: Vec::new(),
         broken: HashSet::new(),
     };
-    let mut names: HashMap<String, Span> = HashMap::new();
+    let mut names: HashMap<String, (Span, &'static str)> = HashMap::new();
     let mut lang_decl: Option<Span> = None;
     for b in ["caller", "dialed"] {
         s.vars.insert(
@@ -148,12 +172,12 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
     }
     for (_, file) in &loaded.files {
         for item in &file.items {
-            let mut declare = |what: &str, name: &'a Ident, diags: &mut Vec<Diagnostic>| -> bool {
-                if let Some(first) = names.get(&name.name) {
-                    diags.push(duplicate(what, name, *first));
+            let mut declare = |what: &'static str, name: &'a Ident, diags: &mut Vec<Diagnostic>| -> bool {
+                if let Some(&(first, first_what)) = names.get(&name.name) {
+                    diags.push(if first_what == what { duplicate(what, name, first) } else { clash(what, name, first_what, first) });
                     false
                 } else {
-                    names.insert(name.name.clone(), name.span);
+                    names.insert(name.name.clone(), (name.span, what));
                     true
                 }
             };
@@ -189,11 +213,28 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                     }
                 }
                 Item::Sub(sub) => {
+                    unique_names("parameter", sub.params.iter().map(|p| &p.name), diags);
                     if declare("sub-flow", &sub.name, diags) {
                         s.subs.insert(sub.name.name.clone(), sub);
                     }
                 }
                 Item::Service(svc) => {
+                    unique_names("parameter", svc.params.iter().map(|p| &p.name), diags);
+                    unique_names("outcome", svc.variants.iter().map(|v| &v.name), diags);
+                    for v in &svc.variants {
+                        unique_names("field", v.fields.iter().map(|f| &f.name), diags);
+                    }
+                    // A field read as `q.field` has one type whichever outcome set it.
+                    let fields: Vec<&Param> = svc.variants.iter().flat_map(|v| &v.fields).collect();
+                    for (i, f) in fields.iter().enumerate() {
+                        if let Some(first) = fields[..i].iter().find(|g| g.name.name == f.name.name && g.ty != f.ty) {
+                            diags.push(
+                                Diagnostic::new(Code::TypeMismatch, format!("field `{}` is {} here but {} in another outcome", f.name.name, f.ty.name(), first.ty.name()), f.ty_span, format!("this is {}", f.ty.name()))
+                                    .with_related(first.ty_span, format!("this is {}", first.ty.name()))
+                                    .with_help("a field is read as `result.field` whichever outcome set it: give it one type, or rename one"),
+                            );
+                        }
+                    }
                     if declare("service", &svc.name, diags) {
                         s.services.insert(svc.name.name.clone(), svc);
                     }
@@ -241,17 +282,31 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
     if s.languages.is_empty() {
         s.languages.push("zh".into());
     }
-    // Variables bound by collect and request.
+    // Variables bound by collect and request. Inside a sub-flow, collecting
+    // into one of its parameters sets the parameter (checked when lowering).
     let mut found: Vec<(&'a Ident, VarKind, bool)> = Vec::new();
-    all_blocks(loaded, |b| {
+    all_blocks_in(loaded, |b, sub| {
+        let param = |name: &Ident| sub.and_then(|s| s.params.iter().find(|p| p.name.name == name.name));
         visit_stmts(b, &mut |st| match &st.kind {
             StmtKind::Collect { var, options } => {
+                if param(var).is_some() {
+                    return;
+                }
                 let numeric = options.iter().any(|o| matches!(o.kind, OptKind::Decimal | OptKind::Range(..)));
                 let secret = options.iter().any(|o| matches!(o.kind, OptKind::Secret));
                 found.push((var, VarKind::Value(if numeric { Type::Number } else { Type::Text }), secret));
             }
             StmtKind::Request { service, bind, .. } => {
-                found.push((bind.as_ref().unwrap_or(service), VarKind::Result(service.name.clone()), false));
+                let bind = bind.as_ref().unwrap_or(service);
+                if let Some(p) = param(bind) {
+                    diags.push(
+                        Diagnostic::new(Code::DuplicateDefinition, format!("`{}` is already a parameter of `{}`", bind.name, sub.map_or("", |s| s.name.name.as_str())), bind.span, "bound again here")
+                            .with_related(p.name.span, "the parameter")
+                            .with_help(format!("name the result differently: `request {}(…) as {}_result`", service.name, bind.name)),
+                    );
+                    return;
+                }
+                found.push((bind, VarKind::Result(service.name.clone()), false));
             }
             _ => {}
         })
@@ -259,8 +314,10 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
     for (ident, kind, secret) in found {
         match s.vars.get_mut(&ident.name) {
             None => {
-                if let Some(first) = names.get(&ident.name).filter(|_| !s.services.contains_key(&ident.name)) {
-                    diags.push(duplicate("name", ident, *first));
+                // `request quote(…)` binds its result to the service's own name.
+                let own_result = matches!(&kind, VarKind::Result(svc) if *svc == ident.name && s.services.contains_key(svc));
+                if let Some(&(first, first_what)) = names.get(&ident.name).filter(|_| !own_result) {
+                    diags.push(clash("variable", ident, first_what, first));
                     continue;
                 }
                 s.vars.insert(ident.name.clone(), VarInfo { kind, secret, span: ident.span, init: None, user: true });
