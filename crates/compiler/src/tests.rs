@@ -158,3 +158,5 @@ fn every_statement_in_every_context() {
         }
     }
 }
+
+mod plausible;
