@@ -38,6 +38,27 @@ fn type_error(span: Span, expected: &str, found: Type) -> Diagnostic {
     Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
 }
 
+/// The value of a literal (`"2026-10-01"`, `12.5`, `-3`), as the VM would hold it.
+fn literal_value(e: &Expr) -> Option<Value> {
+    match &e.kind {
+        ExprKind::Str(s) => Some(Value::text(s)),
+        ExprKind::Num(n) => n.parse::<Decimal>().ok().map(Value::Num),
+        ExprKind::Unary(UnOp::Neg, inner) => match literal_value(inner)? {
+            Value::Num(d) => Some(Value::Num(-d)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A value as written in a flow.
+fn quoted(v: &Value) -> String {
+    match v {
+        Value::Text(t) => format!("{t:?}"),
+        other => other.to_string(),
+    }
+}
+
 #[derive(Clone, Copy)]
 struct MenuCtx {
     start: u32,
@@ -607,6 +628,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                             _ => "number",
                         };
                         self.diags.push(type_error(e.span, want, t).with_help(format!("`say {}` speaks {want}", kind.name())));
+                    } else if let Some(value) = literal_value(e) {
+                        self.speakable(*kind, &value, e.span);
                     }
                 }
                 self.emit(Instr::Say(match kind {
@@ -713,6 +736,28 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 self.emit(Instr::Flush);
             }
             StmtKind::Broken => {}
+        }
+    }
+
+    /// Reports a literal that `say KIND` cannot read (the caller would hear
+    /// nothing): the readers are the ones the hosts speak with.
+    fn speakable(&mut self, kind: SayKind, value: &Value, span: Span) {
+        let Some(k) = ivr_speech::Kind::parse(kind.name()) else { return };
+        let text = value.to_string();
+        for lang in self.sym.languages.iter().filter_map(|l| ivr_speech::Lang::parse(l)) {
+            if let Err(why) = ivr_speech::read(k, &text, lang) {
+                let example = match kind {
+                    SayKind::Date => "dates are read as YYYY-MM-DD, e.g. \"2026-10-01\"",
+                    SayKind::Time => "times are read as HH:MM, e.g. \"09:30\"",
+                    SayKind::Digits => "digits are read from 0-9 (a leading - and a . are read too)",
+                    _ => "numbers are read up to sixteen digits before the point",
+                };
+                self.diags.push(
+                    Diagnostic::new(Code::UnspeakableLiteral, format!("`say {}` cannot read {}", kind.name(), quoted(value)), span, why.to_string())
+                        .with_help(format!("the caller would hear nothing here: {example}")),
+                );
+                return;
+            }
         }
     }
 

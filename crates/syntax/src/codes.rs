@@ -79,6 +79,7 @@ codes! {
     SubResultMismatch = "E0210", "sub-flow result does not match its declaration";
     UnknownField = "E0211", "unknown field of a service result";
     ReadOnlyVariable = "E0212", "read-only variable changed";
+    UnspeakableLiteral = "E0213", "a literal `say` cannot read that way";
     DeadEnd = "E0301", "dead end: the call can reach a point with nothing left to do";
     LoopWithoutInput = "E0302", "loop that waits for no input";
     RecursiveSub = "E0303", "sub-flow calls itself";
