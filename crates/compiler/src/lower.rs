@@ -767,10 +767,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         } else {
             match self.sym.vars.get(&name.name) {
                 Some(info) if !info.user => {
-                    self.diags.push(
-                        Diagnostic::new(Code::ReadOnlyVariable, format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only")
-                            .with_help(format!("keep your own copy: `var my_{0}: text` and `set my_{0} = {0}`", name.name)),
-                    );
+                    self.diags.push(crate::resolve::read_only(name));
                     None
                 }
                 Some(info) => match info.kind {
@@ -846,7 +843,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                         self.emit(Instr::Store(slot));
                     }
                     None => {
-                        self.undefined(var, "variable");
+                        match self.sym.vars.get(&var.name) {
+                            Some(info) if !info.user => self.diags.push(crate::resolve::read_only(var)),
+                            Some(_) => self.diags.push(
+                                Diagnostic::new(Code::ResultAsValue, format!("`{}` holds a service result", var.name), var.span, "cannot store a value here")
+                                    .with_help(format!("store the result of `{}` in a variable of its own", sub.name)),
+                            ),
+                            None => self.undefined(var, "variable"),
+                        }
                         self.emit(Instr::Pop);
                     }
                 }

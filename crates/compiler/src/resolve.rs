@@ -138,6 +138,12 @@ fn duplicate(what: &str, name: &Ident, first: Span) -> Diagnostic {
         .with_help("rename one of them")
 }
 
+/// A built-in variable (`caller`, `dialed`) the flow tries to change.
+pub fn read_only(name: &Ident) -> Diagnostic {
+    Diagnostic::new(Code::ReadOnlyVariable, format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only")
+        .with_help(format!("keep your own copy: `var my_{0}: text` and `set my_{0} = {0}`", name.name))
+}
+
 /// A name given to two different things (a step and a variable, say).
 fn clash(what: &str, name: &Ident, first_what: &str, first: Span) -> Diagnostic {
     let a = |w: &str| if w == "hours" { "opening hours".to_string() } else { format!("a {w}") };
@@ -323,6 +329,7 @@ pub fn resolve<'a>(loaded: &'a Loaded, diags: &mut Vec<Diagnostic>) -> Symbols<'
                 s.vars.insert(ident.name.clone(), VarInfo { kind, secret, span: ident.span, init: None, user: true });
                 s.var_order.push(ident.name.clone());
             }
+            Some(info) if !info.user => diags.push(read_only(ident)),
             Some(info) => {
                 let same = match (&info.kind, &kind) {
                     (VarKind::Value(a), VarKind::Value(b)) => a == b,

@@ -51,6 +51,10 @@ fn codes(c: &Compiled) -> Vec<Code> {
     c.diagnostics.iter().map(Diagnostic::rule).collect()
 }
 
+fn errors(c: &Compiled) -> Vec<Code> {
+    codes(c).into_iter().filter(|c| c.severity() == Severity::Error).collect()
+}
+
 #[test]
 fn a_clean_flow_compiles() {
     let c = compile_src(
@@ -107,6 +111,23 @@ fn name_clashes_are_reported_not_crashed() {
         let c = check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
         assert!(codes(&c).contains(code), "{code} not reported for\n{src}\n{:#?}", c.diagnostics);
         assert!(c.program.is_none(), "{src}");
+    }
+}
+
+/// `caller` and `dialed` are the call's: no statement may change them.
+#[test]
+fn read_only_variables_cannot_be_filled() {
+    let svc = "service svc() { ok(a: text) }\nsub g() -> text { return \"1\" }\n";
+    for stmt in [
+        "set caller = \"1\"",
+        "collect caller { prompt welcome on exhausted { hangup } }",
+        "collect dialed { decimal prompt welcome on exhausted { hangup } }",
+        "request svc() as caller { ok -> s failed -> s }",
+        "run g() into dialed",
+    ] {
+        let src = format!("entry 1 -> s\n{svc}step s {{ {stmt}\n hangup }}\n");
+        let c = check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        assert_eq!(errors(&c), vec![Code::ReadOnlyVariable], "{src}\n{:#?}", c.diagnostics);
     }
 }
 
