@@ -371,9 +371,26 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
     };
     let mut makeup_open = true;
     let mut cal = None;
+    let (mut zone_at, mut holidays_at, mut makeup_at): (Option<Span>, Option<&Str>, Option<Span>) = (None, None, None);
+    let twice = |what: &str, span: Span, first: Span| {
+        Diagnostic::new(Code::DuplicateOption, format!("`{what}` is given twice"), span, "given again here")
+            .with_related(first, "first given here")
+            .with_help("only the last would count: keep one")
+    };
     for line in &h.lines {
         match line {
+            HoursLine::Zone(z) if zone_at.is_some() => diags.push(twice("zone", z.span, zone_at.unwrap_or_default())),
+            HoursLine::Holidays(name) if holidays_at.is_some() => {
+                let first = holidays_at.map_or(name.span, |f| f.span);
+                diags.push(
+                    Diagnostic::new(Code::SecondCalendar, format!("hours `{}` name a second holiday calendar", h.name.name), name.span, "a second calendar")
+                        .with_related(first, "the first calendar")
+                        .with_help("opening hours use one calendar: put the holidays and make-up days of every year in it (each calendar lists dates, so years can share a file)"),
+                );
+            }
+            HoursLine::MakeupDays { span, .. } if makeup_at.is_some() => diags.push(twice("makeup-days", *span, makeup_at.unwrap_or_default())),
             HoursLine::Zone(z) => {
+                zone_at = Some(z.span);
                 if jiff::tz::TimeZone::get(&z.value).is_err() {
                     diags.push(
                         Diagnostic::new(Code::UnknownTimeZone, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
@@ -389,13 +406,18 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
                 }
             }
             HoursLine::Holidays(name) => {
+                holidays_at = Some(name);
                 if let Some(c) = loaded.calendars.get(&calendar_path(&loaded.main, &name.value)) {
                     cal = Some(c);
                 }
             }
-            HoursLine::MakeupDays { open, .. } => makeup_open = *open,
+            HoursLine::MakeupDays { open, span } => {
+                makeup_at = Some(*span);
+                makeup_open = *open;
+            }
         }
     }
+    overlaps(h, diags);
     if out.zone.is_empty() {
         diags.push(
             Diagnostic::new(Code::MissingTimeZone, format!("hours `{}` have no time zone", h.name.name), h.name.span, "declared here")
@@ -409,4 +431,49 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
         }
     }
     out
+}
+
+/// Reports opening ranges of one day that overlap (`mon-fri 09:00-17:00` and
+/// `fri 09:00-12:00`): the call would be open for the union, which is rarely
+/// what either line says. One diagnostic per pair of lines, naming the days.
+fn overlaps(h: &HoursDecl, diags: &mut Vec<Diagnostic>) {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let clock = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    // (line, range) for each day, in the order written.
+    let mut by_day: [Vec<(usize, Span, (u16, u16))>; 7] = Default::default();
+    for (i, line) in h.lines.iter().enumerate() {
+        if let HoursLine::Days { days, ranges, span } = line {
+            for &d in days {
+                for &r in ranges {
+                    by_day[d as usize % 7].push((i, *span, r));
+                }
+            }
+        }
+    }
+    // (earlier line, later line) → (their spans, the ranges, the days).
+    let mut found: std::collections::BTreeMap<(usize, usize), (Span, Span, (u16, u16), (u16, u16), Vec<&str>)> = Default::default();
+    for (d, entries) in by_day.iter().enumerate() {
+        for (k, &(j, later, b)) in entries.iter().enumerate() {
+            if let Some(&(i, first, a)) = entries[..k].iter().find(|(_, _, a)| a.0 < b.1 && b.0 < a.1) {
+                let e = found.entry((i, j)).or_insert((first, later, a, b, Vec::new()));
+                if !e.4.contains(&DAYS[d]) {
+                    e.4.push(DAYS[d]);
+                }
+            }
+        }
+    }
+    for ((i, j), (first, later, a, b, days)) in found {
+        let what = format!("{}-{} and {}-{}", clock(a.0), clock(a.1), clock(b.0), clock(b.1));
+        let mut d = Diagnostic::new(
+            Code::OverlappingHours,
+            format!("hours `{}` open {} twice: {what} overlap", h.name.name, days.join(", ")),
+            later,
+            "overlaps an earlier range",
+        )
+        .with_help("each day's ranges must not overlap: the call would be open for both, which neither line says; give the day once, with its real hours");
+        if i != j {
+            d = d.with_related(first, "the earlier range");
+        }
+        diags.push(d);
+    }
 }

@@ -132,6 +132,21 @@ fn read_only_variables_cannot_be_filled() {
 }
 
 #[test]
+fn opening_hours_say_each_thing_once() {
+    let hours = |lines: &str| {
+        let src = format!("entry 1 -> s\nhours h {{\n zone \"Asia/Shanghai\"\n {lines}\n}}\nstep s {{ if open(h) {{ hangup }} hangup }}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    assert_eq!(hours("mon-fri 09:30-11:30 13:00-15:00\n sat 09:00-12:00"), vec![], "a split day, and days apart");
+    assert_eq!(hours("mon-fri 09:00-12:00\n mon 12:00-13:00"), vec![], "ranges that touch do not overlap");
+    assert_eq!(hours("mon-fri, wed 09:00-10:00"), vec![Code::OverlappingHours], "a day twice in one line");
+    assert_eq!(hours("mon 09:00-12:00 11:00-13:00"), vec![Code::OverlappingHours]);
+    assert_eq!(hours("mon-fri 09:00-17:00\n sat-mon 10:00-11:00"), vec![Code::OverlappingHours], "one report for the pair of lines");
+    assert_eq!(hours("mon 09:00-10:00\n zone \"Asia/Hong_Kong\""), vec![Code::DuplicateOption]);
+    assert_eq!(hours("mon 09:00-10:00\n makeup-days open\n makeup-days closed"), vec![Code::DuplicateOption]);
+}
+
+#[test]
 fn an_unreadable_main_file_is_reported_against_itself() {
     let world = MemoryWorld::new().with("prompts.toml", CATALOGUE);
     let c = compile(&world, "main.ivr");

@@ -67,6 +67,9 @@ codes! {
     MissingTimeZone = "E0115", "opening hours without a time zone";
     UnknownTimeZone = "E0116", "unknown time zone";
     InvalidTimeRange = "E0117", "opening time range that is not a time of day or ends before it starts";
+    SecondCalendar = "E0118", "a second holiday calendar in one opening hours";
+    HolidayAndMakeupDay = "E0119", "a day both a holiday and a make-up working day";
+    OverlappingHours = "E0120", "opening hours given twice for the same time of a day";
     TypeMismatch = "E0201", "type mismatch";
     WrongArgumentCount = "E0202", "wrong number of arguments";
     UnknownOutcome = "E0203", "unknown outcome";

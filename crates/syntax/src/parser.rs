@@ -385,6 +385,10 @@ impl<'s> Builder<'s> {
                 HoursLine::MakeupDays { open, span }
             }
             Rule::hours_days => {
+                // The line ends with its last time range (the pair may take the
+                // whitespace after it).
+                let end = inner.clone().last().map_or(span.end, |p| p.as_span().end() as u32);
+                let span = Span { end, ..span };
                 let mut days = Vec::new();
                 let mut ranges = Vec::new();
                 for p in inner {

@@ -19,7 +19,7 @@ use crate::{compile, Compiled, MemoryWorld};
 static CORPUS: LazyLock<Vec<(String, String)>> = LazyLock::new(|| {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = Vec::new();
-    for (dir, prefix) in [("flows", ""), ("flows/lib", "lib/"), ("flows/securities", "securities/"), ("flows/calendars", "calendars/"), ("tests/ui", "")] {
+    for (dir, prefix) in [("flows", ""), ("flows/lib", "lib/"), ("flows/securities", "securities/"), ("flows/calendars", "calendars/"), ("tests/ui", ""), ("tests/ui/calendars", "calendars/")] {
         let mut names: Vec<_> = std::fs::read_dir(root.join(dir)).expect("corpus directory").flatten().map(|e| e.path()).collect();
         names.sort();
         for path in names {
