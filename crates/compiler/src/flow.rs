@@ -7,7 +7,7 @@ use ivr_syntax::ast::*;
 use ivr_syntax::{Code, Diagnostic, Span};
 
 use crate::load::Loaded;
-use crate::resolve::Symbols;
+use crate::resolve::{NodeDecl, NodeKind, Symbols};
 
 /// Whether control can run off the end of `block` (reach the statement after it).
 pub fn falls_through(block: &Block) -> bool {
@@ -227,6 +227,8 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         }
     }
 
+    back_without_menu(sym, diags);
+
     // Unreachable nodes and sub-flows.
     let mut reached: HashSet<&str> = HashSet::new();
     let mut todo: Vec<&str> = sym.entries.iter().map(|(_, t)| t.name.as_str()).collect();
@@ -278,6 +280,107 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
     for (name, s) in &sym.subs {
         if !reached.contains(name.as_str()) {
             diags.push(Diagnostic::new(Code::Unreachable, format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
+        }
+    }
+}
+
+/// The blocks of a node a caller runs while in it (a step's body; a menu's
+/// keys and handlers, not `anywhere` keys).
+fn node_blocks<'a>(n: &NodeDecl<'a>) -> Vec<&'a Block> {
+    let mut out: Vec<&Block> = n.step.into_iter().collect();
+    if let Some(m) = n.menu {
+        for o in &m.options {
+            match &o.kind {
+                OptKind::Key(k) => out.push(&k.body),
+                OptKind::On(_, b) => out.push(b),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// `back` returns to the previous menu. Where the caller can arrive from an
+/// entry through steps alone, there is none: in a step the call would start
+/// again from its entry, and in that first menu `back` only replays it.
+fn back_without_menu(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+    // Every sub-flow the blocks run, directly or through other sub-flows.
+    fn subs_run<'a>(sym: &Symbols<'a>, blocks: &[&'a Block]) -> Vec<&'a SubDecl> {
+        let mut refs = Vec::new();
+        for b in blocks {
+            references(b, &mut refs);
+        }
+        let mut subs: Vec<&SubDecl> = Vec::new();
+        while let Some(r) = refs.pop() {
+            let Some(&s) = sym.subs.get(&r.name) else { continue };
+            if !subs.iter().any(|x| std::ptr::eq(*x, s)) {
+                subs.push(s);
+                references(&s.body, &mut refs);
+            }
+        }
+        subs
+    }
+    // Nodes reached from an entry through steps alone.
+    let mut first: Vec<usize> = Vec::new();
+    let mut todo: Vec<usize> = sym.entries.iter().filter_map(|(_, t)| sym.node_index.get(&t.name).copied()).collect();
+    while let Some(i) = todo.pop() {
+        if first.contains(&i) {
+            continue;
+        }
+        first.push(i);
+        let n = &sym.nodes[i];
+        let Some(body) = n.step else { continue };
+        let mut refs = Vec::new();
+        references(body, &mut refs);
+        for s in subs_run(sym, &[body]) {
+            references(&s.body, &mut refs);
+        }
+        todo.extend(refs.iter().filter_map(|r| sym.node_index.get(&r.name).copied()));
+    }
+    first.sort_unstable();
+    let mut reported: HashSet<Span> = HashSet::new();
+    for i in first {
+        let n = &sym.nodes[i];
+        let blocks = node_blocks(n);
+        let mut backs: Vec<(Span, Option<&Ident>)> = Vec::new();
+        for b in &blocks {
+            crate::resolve::visit_stmts(b, &mut |s| {
+                if matches!(s.kind, StmtKind::Back) {
+                    backs.push((s.span, None));
+                }
+            });
+        }
+        for decl in subs_run(sym, &blocks) {
+            crate::resolve::visit_stmts(&decl.body, &mut |s| {
+                if matches!(s.kind, StmtKind::Back) {
+                    backs.push((s.span, Some(&decl.name)));
+                }
+            });
+        }
+        for (span, in_sub) in backs {
+            if !reported.insert(span) {
+                continue;
+            }
+            let (message, help) = match n.kind {
+                NodeKind::Step => (
+                    format!("`back` can run in step `{}` before the caller has been in any menu", n.name.name),
+                    "`back` returns to the previous menu; on this path there is none, so the call would start again from its entry: use `goto` to a menu",
+                ),
+                NodeKind::Menu => (
+                    format!("`back` in menu `{}`, which callers can reach before any other menu", n.name.name),
+                    "on this path there is no earlier menu, so `back` only replays this one: use `repeat` for that, or `goto` to where the caller should go",
+                ),
+            };
+            let mut d = Diagnostic::new(Code::BackWithoutMenu, message, span, "no earlier menu to go back to")
+                .with_related(n.name.span, match n.kind {
+                    NodeKind::Step => "reached from an entry through steps alone",
+                    NodeKind::Menu => "the first menu on a path from an entry",
+                })
+                .with_help(help);
+            if let Some(sub) = in_sub {
+                d = d.with_related(sub.span, "in this sub-flow");
+            }
+            diags.push(d);
         }
     }
 }

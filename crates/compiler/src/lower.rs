@@ -602,6 +602,18 @@ impl<'a, 'd> Lowerer<'a, 'd> {
 
     fn stmt(&mut self, s: &Stmt, ctx: &Ctx) {
         self.at(s.span);
+        let limit = match &s.kind {
+            StmtKind::Request { timeout: Some(d), .. } => Some((d, "timeout", "the request would give up before the service could answer (the default is 5s)")),
+            StmtKind::Dial { timeout: Some(d), .. } => Some((d, "timeout", "the agent's phone would not ring at all (the default is 20s)")),
+            StmtKind::Enqueue { max_wait: Some(d), .. } => {
+                Some((d, "max-wait", "a zero `max-wait` is no limit at all: leave it out to wait without one, or give the longest wait"))
+            }
+            StmtKind::Record { max: Some(d), .. } => Some((d, "max", "nothing would be recorded (the default is 60s)")),
+            _ => None,
+        };
+        if let Some((d, what, help)) = limit {
+            self.zero_duration(d, what, help);
+        }
         match &s.kind {
             StmtKind::Play(id) => {
                 if let Some(x) = self.prompt(id) {
@@ -913,6 +925,11 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 );
                 continue;
             }
+            match &o.kind {
+                OptKind::Timeout(d) => self.zero_duration(d, "timeout", "the caller would have no time to press a key (the default is 5s)"),
+                OptKind::InterKey(d) => self.zero_duration(d, "inter-key", "input would end at the first key (the default is 3s)"),
+                _ => {}
+            }
             let repeatable = matches!(o.kind, OptKind::Prompt(_) | OptKind::Reprompt(_) | OptKind::Key(_) | OptKind::On(..));
             if !repeatable {
                 if let Some(first) = seen.get(kw) {
@@ -926,6 +943,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
         }
         seen
+    }
+
+    /// Reports a duration of zero (unless it was too large to read at all).
+    fn zero_duration(&mut self, d: &Duration, what: &str, help: &str) {
+        let unreadable = self.diags.iter().any(|x| x.span == d.span && x.code == Code::NumberTooLarge.as_str());
+        if d.ms == 0 && !unreadable {
+            self.diags.push(Diagnostic::new(Code::ZeroTimeout, format!("`{what}` is zero"), d.span, "zero").with_help(help.to_string()));
+        }
     }
 
     fn prompt_list(&mut self, options: &[Opt], re: bool) -> Vec<u32> {
@@ -1020,6 +1045,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     bindings.push(k);
                 }
             }
+        }
+        if bindings.is_empty() && !m.options.iter().any(|o| matches!(o.kind, OptKind::Broken)) {
+            let mut d = Diagnostic::new(Code::MenuWithoutKeys, format!("menu `{}` has no keys", m.name.name), m.name.span, "no `key` lines")
+                .with_help("a menu waits for one of its keys; add `key 1 -> …` lines, or use a step to play prompts and move on");
+            if !self.sym.anywhere.is_empty() {
+                d = d.with_help("a menu waits for one of its keys; `anywhere` keys alone are not a menu's choices: add `key 1 -> …` lines, or use a step");
+            }
+            self.diags.push(d);
         }
         let local: Vec<char> = bindings.iter().map(|b| b.key).collect();
         let mut any_keys: Vec<char> = Vec::new();

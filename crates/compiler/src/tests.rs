@@ -146,6 +146,45 @@ fn opening_hours_say_each_thing_once() {
     assert_eq!(hours("mon 09:00-10:00\n makeup-days open\n makeup-days closed"), vec![Code::DuplicateOption]);
 }
 
+/// Where `back` has no earlier menu: steps reached from an entry through steps
+/// alone (and the sub-flows they run), and the first menu on such a path.
+#[test]
+fn back_needs_an_earlier_menu() {
+    let flow = |rest: &str| {
+        let src = format!("entry 1 -> s\nstep s {{ play welcome goto t }}\n{rest}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    assert_eq!(flow("step t { back }"), vec![Code::BackWithoutMenu]);
+    assert_eq!(flow("sub f() { back }\nstep t { run f() hangup }"), vec![Code::BackWithoutMenu]);
+    assert_eq!(flow("menu t { prompt welcome key * -> back on exhausted { hangup } }"), vec![Code::BackWithoutMenu]);
+    // After a menu, `back` has somewhere to go.
+    assert_eq!(flow("menu t { prompt welcome key 1 -> u on exhausted { hangup } }\nstep u { back }"), vec![]);
+    assert_eq!(flow("menu t { prompt welcome key 1 -> u on exhausted { hangup } }\nmenu u { prompt welcome key * -> back on exhausted { hangup } }"), vec![]);
+    // `anywhere` keys work in every menu; `* -> back` there is a house style.
+    assert_eq!(flow("anywhere { key * -> back }\nmenu t { prompt welcome key 1 -> t on exhausted { hangup } }"), vec![]);
+}
+
+#[test]
+fn zero_time_limits_and_keyless_menus() {
+    let step = |stmt: &str| {
+        let src = format!("entry 1 -> s\nservice svc() {{ ok }}\nstep s {{ {stmt}\n hangup }}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    for stmt in [
+        "collect c { prompt welcome timeout 0s on exhausted { hangup } }",
+        "collect c { prompt welcome inter-key 0ms on exhausted { hangup } }",
+        "request svc() timeout 0s { else -> s }",
+        "dial agent \"1001\" timeout 0s { else -> s }",
+        "enqueue general max-wait 0min { else -> s }",
+        "record \"x\" max 0s { else -> s }",
+    ] {
+        assert_eq!(step(stmt), vec![Code::ZeroTimeout], "{stmt}");
+    }
+    assert_eq!(step("request svc() timeout 99999999999999s { else -> s }"), vec![Code::NumberTooLarge], "not also zero");
+    let c = check_src("entry 1 -> m\nmenu m { prompt welcome on exhausted { hangup } }\n").unwrap();
+    assert_eq!(errors(&c), vec![Code::MenuWithoutKeys]);
+}
+
 #[test]
 fn an_unreadable_main_file_is_reported_against_itself() {
     let world = MemoryWorld::new().with("prompts.toml", CATALOGUE);

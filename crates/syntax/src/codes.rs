@@ -70,6 +70,7 @@ codes! {
     SecondCalendar = "E0118", "a second holiday calendar in one opening hours";
     HolidayAndMakeupDay = "E0119", "a day both a holiday and a make-up working day";
     OverlappingHours = "E0120", "opening hours given twice for the same time of a day";
+    ZeroTimeout = "E0121", "a timeout or time limit of zero";
     TypeMismatch = "E0201", "type mismatch";
     WrongArgumentCount = "E0202", "wrong number of arguments";
     UnknownOutcome = "E0203", "unknown outcome";
@@ -86,6 +87,8 @@ codes! {
     DeadEnd = "E0301", "dead end: the call can reach a point with nothing left to do";
     LoopWithoutInput = "E0302", "loop that waits for no input";
     RecursiveSub = "E0303", "sub-flow calls itself";
+    BackWithoutMenu = "E0304", "`back` where the caller has been in no earlier menu";
+    MenuWithoutKeys = "E0305", "menu with no keys";
     Unreachable = "W0401", "unreachable step, menu or sub-flow";
     NoWayOut = "W0402", "menu or collection with no way out when retries run out";
     UnhandledOutcome = "W0403", "operation outcome not handled";
