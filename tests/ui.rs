@@ -44,3 +44,27 @@ fixtures!(
     E0113, E0114, E0115, E0116, E0117, E0118, E0119, E0120, E0121, E0201, E0202, E0203, E0204, E0205, E0206, E0207, E0208, E0209, E0210,
     E0211, E0212, E0213, E0301, E0302, E0303, E0304, E0305, W0401, W0402, W0403, E0501, E0502, W0501,
 );
+
+/// Messages that help beyond the code: `tests/ui/hints/NAME.ivr`, snapshotted
+/// as `hint_NAME`.
+fn check_hint(name: &str) {
+    let path = format!("tests/ui/hints/{name}.ivr");
+    let out = ivr(&["check", &path]);
+    assert_eq!(out.status.code(), Some(1), "{path}:\n{}", stderr(&out));
+    insta::assert_snapshot!(format!("hint_{name}"), stderr(&out));
+}
+
+#[test]
+fn full_width_punctuation_is_named() {
+    check_hint("full_width");
+}
+
+#[test]
+fn an_unclosed_brace_is_reported_where_it_opened() {
+    check_hint("unclosed_brace");
+}
+
+#[test]
+fn an_unclosed_string_is_reported_where_it_starts() {
+    check_hint("unclosed_string");
+}

@@ -265,7 +265,8 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         }
         todo.extend(refs.iter().map(|r| r.name.as_str()));
     }
-    if sym.entries.is_empty() {
+    // Without an entry nothing is reached; a broken item may hold the way in.
+    if sym.entries.is_empty() || !sym.broken.is_empty() {
         return;
     }
     for n in &sym.nodes {
