@@ -68,3 +68,8 @@ fn an_unclosed_brace_is_reported_where_it_opened() {
 fn an_unclosed_string_is_reported_where_it_starts() {
     check_hint("unclosed_string");
 }
+
+#[test]
+fn misspelt_names_get_a_suggestion() {
+    check_hint("did_you_mean");
+}

@@ -59,6 +59,24 @@ fn quoted(v: &Value) -> String {
     }
 }
 
+/// What kind of name a statement needs.
+#[derive(Clone, Copy)]
+enum Wanted {
+    Node,
+    Sub,
+    Variable,
+}
+
+impl Wanted {
+    fn name(self) -> &'static str {
+        match self {
+            Wanted::Node => "step or menu",
+            Wanted::Sub => "sub-flow",
+            Wanted::Variable => "variable",
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct MenuCtx {
     start: u32,
@@ -286,25 +304,59 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 self.node_fixups.push((at, n));
             }
             None => {
-                self.undefined(target, "step or menu");
+                self.undefined(target, Wanted::Node, &Ctx::default());
                 self.emit(Instr::Hangup(HangupReason::Fault));
             }
         }
     }
 
-    fn undefined(&mut self, name: &Ident, what: &str) {
+    fn undefined(&mut self, name: &Ident, wanted: Wanted, ctx: &Ctx) {
+        self.undefined_or(name, wanted, ctx, None);
+    }
+
+    /// Reports a name that is not a `wanted`: says what it is if it names
+    /// something else, else suggests the closest name of the right kind, else
+    /// gives `fallback` as help.
+    fn undefined_or(&mut self, name: &Ident, wanted: Wanted, ctx: &Ctx, fallback: Option<String>) {
         if self.sym.broken.contains(&name.name) {
             return;
         }
-        let mut candidates: Vec<&str> = match what {
-            "step or menu" => self.sym.node_index.keys().map(String::as_str).collect(),
-            "sub-flow" => self.sym.subs.keys().map(String::as_str).collect(),
-            _ => self.sym.vars.keys().map(String::as_str).collect(),
+        let n = &name.name;
+        let node = self.sym.node_index.get(n).map(|&i| if self.sym.nodes[i].kind == NodeKind::Menu { "a menu" } else { "a step" });
+        let other = match wanted {
+            Wanted::Node if self.sym.subs.contains_key(n) => Some(format!("`{n}` is a sub-flow: run it with `run {n}(…)`")),
+            Wanted::Node if self.sym.services.contains_key(n) => Some(format!("`{n}` is a service: call it with `request {n}(…) {{ … }}`")),
+            Wanted::Node if self.sym.vars.contains_key(n) || ctx.locals.contains_key(n) => Some(format!("`{n}` is a variable, not a step or menu")),
+            Wanted::Node if self.sym.hours_index.contains_key(n) => Some(format!("`{n}` are opening hours: `if open({n}) {{ goto … }}` goes by them")),
+            Wanted::Sub => match node {
+                Some(kind) => Some(format!("`{n}` is {kind}: continue there with `goto {n}`")),
+                None if self.sym.services.contains_key(n) => Some(format!("`{n}` is a service: call it with `request {n}(…) {{ … }}`")),
+                None => None,
+            },
+            Wanted::Variable => match node {
+                Some(kind) => Some(format!("`{n}` is {kind}, not a variable")),
+                None if self.sym.subs.contains_key(n) => Some(format!("`{n}` is a sub-flow: `run {n}(…) into VARIABLE` stores its result")),
+                None if self.sym.hours_index.contains_key(n) => Some(format!("`{n}` are opening hours: `open({n})` says whether they are open now")),
+                None if self.sym.services.contains_key(n) => {
+                    Some(format!("`{n}` is a service: after `request {n}(…)` its result's fields are read as `{n}.field`"))
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let mut candidates: Vec<&str> = match wanted {
+            Wanted::Node => self.sym.node_index.keys().map(String::as_str).collect(),
+            Wanted::Sub => self.sym.subs.keys().map(String::as_str).collect(),
+            Wanted::Variable => self.sym.vars.keys().chain(ctx.locals.keys()).map(String::as_str).collect(),
         };
         candidates.sort();
-        let mut d = Diagnostic::new(Code::UndefinedName, format!("no {what} named `{}`", name.name), name.span, "not defined");
-        if let Some(best) = closest(&name.name, &candidates) {
+        let mut d = Diagnostic::new(Code::UndefinedName, format!("no {} named `{n}`", wanted.name()), name.span, "not defined");
+        if let Some(other) = other {
+            d = d.with_help(other);
+        } else if let Some(best) = closest(n, &candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
+        } else if let Some(help) = fallback {
+            d = d.with_help(help);
         }
         self.diags.push(d);
     }
@@ -421,17 +473,21 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                         None
                     }
                     None => {
-                        self.undefined(name, "variable");
+                        self.undefined(name, Wanted::Variable, ctx);
                         None
                     }
                 }
             }
             ExprKind::Path(name, Some(field)) => {
-                let Some(VarKind::Result(service)) = self.sym.vars.get(&name.name).map(|v| v.kind.clone()) else {
-                    if self.sym.vars.contains_key(&name.name) {
-                        self.diags.push(Diagnostic::new(Code::UnknownField, format!("`{}` has no fields", name.name), field.span, "no such field"));
+                let result = self.sym.vars.get(&name.name).filter(|_| !ctx.locals.contains_key(&name.name)).map(|v| v.kind.clone());
+                let Some(VarKind::Result(service)) = result else {
+                    if self.sym.vars.contains_key(&name.name) || ctx.locals.contains_key(&name.name) {
+                        self.diags.push(
+                            Diagnostic::new(Code::UnknownField, format!("`{}` has no fields", name.name), field.span, "no such field")
+                                .with_help("only a service result (`request … as NAME`) has fields"),
+                        );
                     } else {
-                        self.undefined(name, "variable");
+                        self.undefined(name, Wanted::Variable, ctx);
                     }
                     return None;
                 };
@@ -445,9 +501,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     None => {
                         let names: Vec<&str> = svc.variants.iter().flat_map(|v| &v.fields).map(|f| f.name.name.as_str()).collect();
+                        let help = match closest(&field.name, &names) {
+                            Some(best) => format!("did you mean `{best}`? (its fields are: {})", names.join(", ")),
+                            None if names.is_empty() => format!("`{service}` results have no fields"),
+                            None => format!("its fields are: {}", names.join(", ")),
+                        };
                         self.diags.push(
                             Diagnostic::new(Code::UnknownField, format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
-                                .with_help(format!("its fields are: {}", names.join(", "))),
+                                .with_help(help),
                         );
                         None
                     }
@@ -543,11 +604,15 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             "starts_with" => (&[Type::Text, Type::Text], Type::Bool, Some(bc::Builtin::StartsWith)),
             "text" => (&[], Type::Text, Some(bc::Builtin::Text)),
             _ => {
-                let mut d = Diagnostic::new(Code::UndefinedName, format!("no function named `{}`", f.name), f.span, "unknown function")
-                    .with_help("the functions are open, len, round, starts_with and text");
-                if self.sym.subs.contains_key(&f.name) {
-                    d = d.with_help(format!("`{}` is a sub-flow: call it with `run {}(…)`", f.name, f.name));
-                }
+                const FUNCTIONS: &[&str] = &["open", "len", "round", "starts_with", "text"];
+                let mut d = Diagnostic::new(Code::UndefinedName, format!("no function named `{}`", f.name), f.span, "unknown function");
+                d = if self.sym.subs.contains_key(&f.name) {
+                    d.with_help(format!("`{}` is a sub-flow: call it with `run {}(…)`", f.name, f.name))
+                } else if let Some(best) = closest(&f.name, FUNCTIONS) {
+                    d.with_help(format!("did you mean `{best}`?"))
+                } else {
+                    d.with_help("the functions are open, len, round, starts_with and text")
+                };
                 self.diags.push(d);
                 return None;
             }
@@ -739,10 +804,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 Some(i) => {
                     self.emit(Instr::SetLanguage(i as u32));
                 }
-                None => self.diags.push(
-                    Diagnostic::new(Code::UnknownLanguage, format!("the flow does not speak `{}`", l.name), l.span, "unknown language")
-                        .with_help(format!("declared languages: {}", self.sym.languages.join(", "))),
-                ),
+                None => {
+                    let langs: Vec<&str> = self.sym.languages.iter().map(String::as_str).collect();
+                    let help = match closest(&l.name, &langs) {
+                        Some(best) => format!("did you mean `{best}`? (the flow speaks {})", langs.join(", ")),
+                        None => format!("the flow speaks {}; add others to `languages`", langs.join(", ")),
+                    };
+                    self.diags.push(Diagnostic::new(Code::UnknownLanguage, format!("the flow does not speak `{}`", l.name), l.span, "unknown language").with_help(help));
+                }
             },
             StmtKind::Flush => {
                 self.emit(Instr::Flush);
@@ -790,10 +859,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                 },
                 None => {
-                    self.undefined(name, "variable");
-                    if let Some(d) = self.diags.last_mut() {
-                        d.help = Some(format!("declare it first: `var {} = …`", name.name));
-                    }
+                    self.undefined_or(name, Wanted::Variable, ctx, Some(format!("declare it first: `var {} = …`", name.name)));
                     None
                 }
             }
@@ -817,7 +883,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
 
     fn run(&mut self, sub: &Ident, args: &[Expr], into: Option<&Ident>, span: Span, ctx: &Ctx) {
         let Some(decl) = self.sym.subs.get(&sub.name).copied() else {
-            self.undefined(sub, "sub-flow");
+            self.undefined(sub, Wanted::Sub, ctx);
             return;
         };
         if args.len() != decl.params.len() {
@@ -861,7 +927,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                                 Diagnostic::new(Code::ResultAsValue, format!("`{}` holds a service result", var.name), var.span, "cannot store a value here")
                                     .with_help(format!("store the result of `{}` in a variable of its own", sub.name)),
                             ),
-                            None => self.undefined(var, "variable"),
+                            None => self.undefined(var, Wanted::Variable, ctx),
                         }
                         self.emit(Instr::Pop);
                     }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use ivr_bytecode::Hours;
 use ivr_syntax::ast::*;
-use ivr_syntax::{Code, Diagnostic, Span};
+use ivr_syntax::{closest, edit_distance, Code, Diagnostic, Span};
 
 use crate::load::{calendar_path, Loaded};
 
@@ -392,10 +392,19 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
             HoursLine::Zone(z) => {
                 zone_at = Some(z.span);
                 if jiff::tz::TimeZone::get(&z.value).is_err() {
-                    diags.push(
-                        Diagnostic::new(Code::UnknownTimeZone, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone")
-                            .with_help("use a name such as \"Asia/Shanghai\" or \"Asia/Hong_Kong\""),
-                    );
+                    let zones: Vec<String> = jiff::tz::db().available().map(|n| n.as_str().to_string()).collect();
+                    let names: Vec<&str> = zones.iter().map(String::as_str).collect();
+                    let lower = z.value.to_lowercase();
+                    // Zone names differ by a letter or two from other cities'
+                    // (Asia/Beijing is one from Asia/Beirut): suggest only near misses.
+                    let help = match closest(&z.value, &names).filter(|best| edit_distance(&z.value, best) <= 2) {
+                        _ if lower.contains("beijing") || lower.contains("peking") => {
+                            "mainland China's time zone is named \"Asia/Shanghai\"".to_string()
+                        }
+                        Some(best) => format!("did you mean \"{best}\"?"),
+                        None => "use a name such as \"Asia/Shanghai\" or \"Asia/Hong_Kong\"".to_string(),
+                    };
+                    diags.push(Diagnostic::new(Code::UnknownTimeZone, format!("unknown time zone `{}`", z.value), z.span, "not an IANA time zone").with_help(help));
                 }
                 out.zone = z.value.clone();
             }

@@ -152,24 +152,27 @@ impl Diagnostic {
     }
 }
 
+/// The number of single-character insertions, deletions and substitutions
+/// that turn `a` into `b` (Levenshtein distance).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// The candidate closest to `name` by edit distance, if it is close enough to be
 /// what was meant (for "did you mean …?" help).
 pub fn closest<'c>(name: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
     candidates
         .iter()
-        .map(|c| (dist(name, c), *c))
+        .map(|c| (edit_distance(name, c), *c))
         .filter(|(d, c)| *d <= (name.chars().count().max(c.chars().count()) + 2) / 3)
         .min()
         .map(|(_, c)| c)
