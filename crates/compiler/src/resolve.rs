@@ -448,30 +448,44 @@ fn compile_hours(h: &HoursDecl, loaded: &Loaded, diags: &mut Vec<Diagnostic>) ->
 fn overlaps(h: &HoursDecl, diags: &mut Vec<Diagnostic>) {
     const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let clock = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
-    // (line, range) for each day, in the order written.
-    let mut by_day: [Vec<(usize, Span, (u16, u16))>; 7] = Default::default();
+    /// One opening range: the line it is written on, and its span.
+    struct Range {
+        line: usize,
+        span: Span,
+        minutes: (u16, u16),
+    }
+    /// Two lines that overlap: their first overlapping ranges, and the days.
+    struct Overlap<'d> {
+        first: Span,
+        later: Span,
+        a: (u16, u16),
+        b: (u16, u16),
+        days: Vec<&'d str>,
+    }
+    let mut by_day: [Vec<Range>; 7] = Default::default();
     for (i, line) in h.lines.iter().enumerate() {
         if let HoursLine::Days { days, ranges, span } = line {
             for &d in days {
                 for &r in ranges {
-                    by_day[d as usize % 7].push((i, *span, r));
+                    by_day[d as usize % 7].push(Range { line: i, span: *span, minutes: r });
                 }
             }
         }
     }
-    // (earlier line, later line) → (their spans, the ranges, the days).
-    let mut found: std::collections::BTreeMap<(usize, usize), (Span, Span, (u16, u16), (u16, u16), Vec<&str>)> = Default::default();
-    for (d, entries) in by_day.iter().enumerate() {
-        for (k, &(j, later, b)) in entries.iter().enumerate() {
-            if let Some(&(i, first, a)) = entries[..k].iter().find(|(_, _, a)| a.0 < b.1 && b.0 < a.1) {
-                let e = found.entry((i, j)).or_insert((first, later, a, b, Vec::new()));
-                if !e.4.contains(&DAYS[d]) {
-                    e.4.push(DAYS[d]);
+    // By (earlier line, later line).
+    let mut found: std::collections::BTreeMap<(usize, usize), Overlap> = Default::default();
+    for (d, ranges) in by_day.iter().enumerate() {
+        for (k, later) in ranges.iter().enumerate() {
+            let b = later.minutes;
+            if let Some(first) = ranges[..k].iter().find(|r| r.minutes.0 < b.1 && b.0 < r.minutes.1) {
+                let o = found.entry((first.line, later.line)).or_insert(Overlap { first: first.span, later: later.span, a: first.minutes, b, days: Vec::new() });
+                if !o.days.contains(&DAYS[d]) {
+                    o.days.push(DAYS[d]);
                 }
             }
         }
     }
-    for ((i, j), (first, later, a, b, days)) in found {
+    for ((i, j), Overlap { first, later, a, b, days }) in found {
         let what = format!("{}-{} and {}-{}", clock(a.0), clock(a.1), clock(b.0), clock(b.1));
         let mut d = Diagnostic::new(
             Code::OverlappingHours,
