@@ -45,6 +45,14 @@ fixtures!(
     E0211, E0212, E0213, E0301, E0302, E0303, E0304, E0305, W0401, W0402, W0403, E0501, E0502, W0501,
 );
 
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/language.md")).unwrap();
+    for rule in ivr_compiler::Code::RULES {
+        assert!(doc.contains(&format!("| {rule} |")), "docs/language.md does not list {rule} ({})", rule.title());
+    }
+}
+
 /// Messages that help beyond the code: `tests/ui/hints/NAME.ivr`, snapshotted
 /// as `hint_NAME`.
 fn check_hint(name: &str) {
