@@ -32,9 +32,8 @@ macro_rules! fixtures {
         #[test]
         fn every_code_has_a_fixture() {
             let tested = [$(stringify!($name)),*];
-            for (code, _) in ivr_compiler::CODES {
-                if *code == "E9999" { continue; }
-                assert!(tested.contains(code), "no fixture for {code}");
+            for rule in ivr_compiler::Code::RULES {
+                assert!(tested.contains(&rule.as_str()), "no fixture for {rule} ({})", rule.title());
             }
         }
     };
@@ -42,6 +41,43 @@ macro_rules! fixtures {
 
 fixtures!(
     E0001, E0002, E0003, E0101, E0102, E0103, E0104, E0105, E0106, E0107, E0108, E0109, E0110, E0111, E0112,
-    E0113, E0201, E0202, E0203, E0204, E0205, E0206, E0207, E0301, E0302, E0303, W0401, W0402, W0403,
-    E0501, E0502, W0501,
+    E0113, E0114, E0115, E0116, E0117, E0118, E0119, E0120, E0121, E0201, E0202, E0203, E0204, E0205, E0206, E0207, E0208, E0209, E0210,
+    E0211, E0212, E0213, E0301, E0302, E0303, E0304, E0305, W0401, W0402, W0403, E0501, E0502, W0501,
 );
+
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/language.md")).unwrap();
+    for rule in ivr_compiler::Code::RULES {
+        assert!(doc.contains(&format!("| {rule} |")), "docs/language.md does not list {rule} ({})", rule.title());
+    }
+}
+
+/// Messages that help beyond the code: `tests/ui/hints/NAME.ivr`, snapshotted
+/// as `hint_NAME`.
+fn check_hint(name: &str) {
+    let path = format!("tests/ui/hints/{name}.ivr");
+    let out = ivr(&["check", &path]);
+    assert_eq!(out.status.code(), Some(1), "{path}:\n{}", stderr(&out));
+    insta::assert_snapshot!(format!("hint_{name}"), stderr(&out));
+}
+
+#[test]
+fn full_width_punctuation_is_named() {
+    check_hint("full_width");
+}
+
+#[test]
+fn an_unclosed_brace_is_reported_where_it_opened() {
+    check_hint("unclosed_brace");
+}
+
+#[test]
+fn an_unclosed_string_is_reported_where_it_starts() {
+    check_hint("unclosed_string");
+}
+
+#[test]
+fn misspelt_names_get_a_suggestion() {
+    check_hint("did_you_mean");
+}

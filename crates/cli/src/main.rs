@@ -758,8 +758,9 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, config: Option<
     // A file imported by another is checked as part of it, not on its own.
     let mut imported = BTreeSet::new();
     let mut results = Vec::new();
+    let _quiet = PanicCatcher::install();
     for f in &files {
-        let (c, root) = compile_flow_for(f, site.as_ref())?;
+        let (c, root) = check_file(f, |f| compile_flow_for(f, site.as_ref()))?;
         for (id, src) in c.sources.files() {
             if id.0 != 0 && src.name.ends_with(".ivr") {
                 imported.insert(Path::new(&root).join(&src.name));
@@ -775,18 +776,38 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, config: Option<
             continue;
         }
         for d in &c.diagnostics {
-            let file = c.sources.get(d.span.file);
-            if !seen.insert((report::display_path(root, &file.name), d.span.start, d.span.end, d.code)) {
+            // The last line of defence: a diagnostic that cannot be drawn is
+            // still counted and shown, without its source.
+            let drawn = std::panic::catch_unwind(|| {
+                let file = c.sources.get(d.span.file);
+                let key = (report::display_path(root, &file.name), d.span.start, d.span.end, d.code);
+                let out = match format {
+                    Format::Human => Drawn::Text(report::human(&c.sources, root, d, color())),
+                    Format::Json => Drawn::Json(report::json(&c.sources, root, d)),
+                    Format::Github => Drawn::Text(report::github(&c.sources, root, d)),
+                };
+                (key, out)
+            });
+            let (key, out) = drawn.unwrap_or_else(|_| {
+                let text = format!("{}: [{}] {} (internal error: its place in the file cannot be shown)", f.display(), d.code, d.message);
+                let out = match format {
+                    Format::Json => Drawn::Json(serde_json::json!({"code": d.code, "file": f.display().to_string(), "message": d.message})),
+                    _ => Drawn::Text(text),
+                };
+                ((f.display().to_string(), d.span.start, d.span.end, d.code), out)
+            });
+            if !seen.insert(key) {
                 continue;
             }
             match d.severity {
                 Severity::Error => errors += 1,
                 Severity::Warning => warnings += 1,
             }
-            match format {
-                Format::Human => eprint!("{}", report::human(&c.sources, root, d, color())),
-                Format::Json => json_out.push(report::json(&c.sources, root, d)),
-                Format::Github => println!("{}", report::github(&c.sources, root, d)),
+            match (format, out) {
+                (Format::Human, Drawn::Text(t)) => eprint!("{t}"),
+                (Format::Github, Drawn::Text(t)) => println!("{t}"),
+                (_, Drawn::Json(v)) => json_out.push(v),
+                (_, Drawn::Text(t)) => eprintln!("{t}"),
             }
         }
     }
@@ -804,6 +825,95 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, config: Option<
         ),
     }
     Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// One diagnostic drawn for output.
+enum Drawn {
+    Text(String),
+    Json(serde_json::Value),
+}
+
+/// Checks one flow file with `compile`. Should the checker crash on it, the
+/// crash becomes an internal-error diagnostic (E9999) of that file, so a
+/// directory check still reports every other file.
+fn check_file(
+    f: &Path,
+    compile: impl FnOnce(&Path) -> Result<(Compiled, String), String>,
+) -> Result<(Compiled, String), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(f))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = PanicCatcher::last().unwrap_or_else(|| {
+                payload.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| payload.downcast_ref::<String>().cloned()).unwrap_or_default()
+            });
+            let (root, name) = split(f);
+            let text = std::fs::read(f).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let mut sources = ivr_compiler::SourceMap::default();
+            let id = sources.add(name, text);
+            let d = ivr_compiler::Diagnostic::new(
+                ivr_compiler::Code::InternalError,
+                format!("the checker crashed on this file: {why}"),
+                ivr_compiler::Span::new(id, 0, 0),
+                "while checking this file",
+            )
+            .with_help("this is a bug in ivr, not a mistake in the flow: please report it with this file. Other files were checked");
+            Ok((Compiled { program: None, diagnostics: vec![d], sources }, root))
+        }
+    }
+}
+
+/// While it lives, a panic prints nothing and its message and place are kept
+/// for [`check_file`]'s diagnostic; dropping it restores the usual hook.
+struct PanicCatcher;
+
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+impl PanicCatcher {
+    fn install() -> PanicCatcher {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
+            if let Ok(mut last) = LAST_PANIC.lock() {
+                *last = Some(format!("{msg}{at}"));
+            }
+        }));
+        PanicCatcher
+    }
+
+    fn last() -> Option<String> {
+        LAST_PANIC.lock().ok()?.take()
+    }
+}
+
+impl Drop for PanicCatcher {
+    fn drop(&mut self) {
+        let _ = std::panic::take_hook();
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_on_one_file_is_that_files_internal_error() {
+        let _quiet = PanicCatcher::install();
+        let (c, _) = check_file(Path::new("flows/none.ivr"), |_| panic!("boom")).unwrap();
+        assert_eq!(c.diagnostics.len(), 1);
+        let d = &c.diagnostics[0];
+        assert_eq!((d.code, d.severity), ("E9999", Severity::Error));
+        assert!(d.message.contains("boom") && d.message.contains("main.rs"), "{}", d.message);
+        assert_eq!(c.sources.get(d.span.file).name, "none.ivr");
+        // The next file is checked as usual.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../flows/bank_hotline.ivr");
+        let (c, _) = check_file(&shipped, |f| compile_flow_for(f, None)).unwrap();
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+    }
 }
 
 fn collect_flows(dir: &Path, out: &mut BTreeSet<PathBuf>) -> std::io::Result<()> {

@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use ivr_syntax::ast::*;
-use ivr_syntax::{Diagnostic, Span};
+use ivr_syntax::{Code, Diagnostic, Span};
 
 use crate::load::Loaded;
-use crate::resolve::Symbols;
+use crate::resolve::{NodeDecl, NodeKind, Symbols};
 
 /// Whether control can run off the end of `block` (reach the statement after it).
 pub fn falls_through(block: &Block) -> bool {
@@ -100,7 +100,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         if let Some(body) = n.step {
             if falls_through(body) {
                 diags.push(
-                    Diagnostic::error("E0301", format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
+                    Diagnostic::new(Code::DeadEnd, format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
                         .with_related(n.name.span, "in this step")
                         .with_help("end every path with goto, hangup, transfer or a hand-off (enqueue, dial agent)"),
                 );
@@ -113,12 +113,12 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
             _ => None,
         }) {
             Some(b) if falls_through(b) => diags.push(
-                Diagnostic::error("E0301", format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
+                Diagnostic::new(Code::DeadEnd, format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
                     .with_help("end it with goto, hangup, transfer or a hand-off"),
             ),
             Some(_) => {}
             None => diags.push(
-                Diagnostic::warning("W0402", format!("{what} has no `on exhausted` handler"), span, "no way out when retries run out")
+                Diagnostic::new(Code::NoWayOut, format!("{what} has no `on exhausted` handler"), span, "no way out when retries run out")
                     .with_help("add `on exhausted -> …` (e.g. an agent or a goodbye); without it the call is hung up"),
             ),
         }
@@ -138,7 +138,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
     for sub in sym.subs.values() {
         if sub.ret.is_some() && falls_through(&sub.body) {
             diags.push(
-                Diagnostic::error("E0301", format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
+                Diagnostic::new(Code::DeadEnd, format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
                     .with_help("end every path with `return VALUE`"),
             );
         }
@@ -183,7 +183,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
                 names.dedup();
                 names.push(sym.nodes[w].name.name.as_str());
                 diags.push(
-                    Diagnostic::error("E0302", format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
+                    Diagnostic::new(Code::LoopWithoutInput, format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
                         .with_help("a caller would hear this forever; wait for a key (menu, collect) or end the call somewhere in the loop"),
                 );
             } else if state[w] == 0 {
@@ -211,7 +211,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         while let Some(r) = todo.pop() {
             if r.name == *name {
                 diags.push(
-                    Diagnostic::error("E0303", format!("sub-flow `{name}` calls itself"), r.span, "recursive call")
+                    Diagnostic::new(Code::RecursiveSub, format!("sub-flow `{name}` calls itself"), r.span, "recursive call")
                         .with_related(sub.name.span, "sub-flow defined here")
                         .with_help("sub-flows cannot recurse; use a step and `goto` to repeat"),
                 );
@@ -226,6 +226,8 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
             }
         }
     }
+
+    back_without_menu(sym, diags);
 
     // Unreachable nodes and sub-flows.
     let mut reached: HashSet<&str> = HashSet::new();
@@ -263,21 +265,123 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         }
         todo.extend(refs.iter().map(|r| r.name.as_str()));
     }
-    if sym.entries.is_empty() {
+    // Without an entry nothing is reached; a broken item may hold the way in.
+    if sym.entries.is_empty() || !sym.broken.is_empty() {
         return;
     }
     for n in &sym.nodes {
         if !reached.contains(n.name.name.as_str()) {
             let what = if n.menu.is_some() { "menu" } else { "step" };
             diags.push(
-                Diagnostic::warning("W0401", format!("{what} `{}` is never reached", n.name.name), n.name.span, "no entry, goto or key leads here")
+                Diagnostic::new(Code::Unreachable, format!("{what} `{}` is never reached", n.name.name), n.name.span, "no entry, goto or key leads here")
                     .with_help("remove it, or send callers to it"),
             );
         }
     }
     for (name, s) in &sym.subs {
         if !reached.contains(name.as_str()) {
-            diags.push(Diagnostic::warning("W0401", format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
+            diags.push(Diagnostic::new(Code::Unreachable, format!("sub-flow `{name}` is never run"), s.name.span, "never run").with_help("remove it, or `run` it"));
+        }
+    }
+}
+
+/// The blocks of a node a caller runs while in it (a step's body; a menu's
+/// keys and handlers, not `anywhere` keys).
+fn node_blocks<'a>(n: &NodeDecl<'a>) -> Vec<&'a Block> {
+    let mut out: Vec<&Block> = n.step.into_iter().collect();
+    if let Some(m) = n.menu {
+        for o in &m.options {
+            match &o.kind {
+                OptKind::Key(k) => out.push(&k.body),
+                OptKind::On(_, b) => out.push(b),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// `back` returns to the previous menu. Where the caller can arrive from an
+/// entry through steps alone, there is none: in a step the call would start
+/// again from its entry, and in that first menu `back` only replays it.
+fn back_without_menu(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+    // Every sub-flow the blocks run, directly or through other sub-flows.
+    fn subs_run<'a>(sym: &Symbols<'a>, blocks: &[&'a Block]) -> Vec<&'a SubDecl> {
+        let mut refs = Vec::new();
+        for b in blocks {
+            references(b, &mut refs);
+        }
+        let mut subs: Vec<&SubDecl> = Vec::new();
+        while let Some(r) = refs.pop() {
+            let Some(&s) = sym.subs.get(&r.name) else { continue };
+            if !subs.iter().any(|x| std::ptr::eq(*x, s)) {
+                subs.push(s);
+                references(&s.body, &mut refs);
+            }
+        }
+        subs
+    }
+    // Nodes reached from an entry through steps alone.
+    let mut first: Vec<usize> = Vec::new();
+    let mut todo: Vec<usize> = sym.entries.iter().filter_map(|(_, t)| sym.node_index.get(&t.name).copied()).collect();
+    while let Some(i) = todo.pop() {
+        if first.contains(&i) {
+            continue;
+        }
+        first.push(i);
+        let n = &sym.nodes[i];
+        let Some(body) = n.step else { continue };
+        let mut refs = Vec::new();
+        references(body, &mut refs);
+        for s in subs_run(sym, &[body]) {
+            references(&s.body, &mut refs);
+        }
+        todo.extend(refs.iter().filter_map(|r| sym.node_index.get(&r.name).copied()));
+    }
+    first.sort_unstable();
+    let mut reported: HashSet<Span> = HashSet::new();
+    for i in first {
+        let n = &sym.nodes[i];
+        let blocks = node_blocks(n);
+        let mut backs: Vec<(Span, Option<&Ident>)> = Vec::new();
+        for b in &blocks {
+            crate::resolve::visit_stmts(b, &mut |s| {
+                if matches!(s.kind, StmtKind::Back) {
+                    backs.push((s.span, None));
+                }
+            });
+        }
+        for decl in subs_run(sym, &blocks) {
+            crate::resolve::visit_stmts(&decl.body, &mut |s| {
+                if matches!(s.kind, StmtKind::Back) {
+                    backs.push((s.span, Some(&decl.name)));
+                }
+            });
+        }
+        for (span, in_sub) in backs {
+            if !reported.insert(span) {
+                continue;
+            }
+            let (message, help) = match n.kind {
+                NodeKind::Step => (
+                    format!("`back` can run in step `{}` before the caller has been in any menu", n.name.name),
+                    "`back` returns to the previous menu; on this path there is none, so the call would start again from its entry: use `goto` to a menu",
+                ),
+                NodeKind::Menu => (
+                    format!("`back` in menu `{}`, which callers can reach before any other menu", n.name.name),
+                    "on this path there is no earlier menu, so `back` only replays this one: use `repeat` for that, or `goto` to where the caller should go",
+                ),
+            };
+            let mut d = Diagnostic::new(Code::BackWithoutMenu, message, span, "no earlier menu to go back to")
+                .with_related(n.name.span, match n.kind {
+                    NodeKind::Step => "reached from an entry through steps alone",
+                    NodeKind::Menu => "the first menu on a path from an entry",
+                })
+                .with_help(help);
+            if let Some(sub) = in_sub {
+                d = d.with_related(sub.span, "in this sub-flow");
+            }
+            diags.push(d);
         }
     }
 }

@@ -15,7 +15,7 @@ mod resolve;
 mod site;
 
 use ivr_bytecode::Program;
-pub use ivr_syntax::{Diagnostic, FileId, Severity, SourceMap, Span};
+pub use ivr_syntax::{Code, Diagnostic, FileId, Severity, SourceMap, Span};
 
 pub use codes::{explain, CODES};
 pub use site::Site;
@@ -90,7 +90,8 @@ pub fn compile_for(world: &dyn World, main: &str, site: Option<&Site>) -> Compil
         Ok(()) => Some(p),
         Err(e) => {
             // The compiler only emits verified programs; reaching this is a compiler bug.
-            diags.push(Diagnostic::error("E9999", format!("internal compiler error: {e}"), Span::default(), "here"));
+            let main = loaded.files.first().map_or(FileId(0), |(id, _)| *id);
+            diags.push(Diagnostic::new(Code::InternalError, format!("internal compiler error: {e}"), Span::new(main, 0, 0), "here"));
             None
         }
     });

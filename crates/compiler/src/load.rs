@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ivr_syntax::ast::{self, HoursLine, Item};
-use ivr_syntax::{Diagnostic, FileId, SourceMap, Span};
+use ivr_syntax::{Code, Diagnostic, FileId, SourceMap, Span};
 use serde::Deserialize;
 
 use crate::World;
@@ -33,9 +33,9 @@ pub struct CalendarFile {
     #[allow(dead_code)]
     pub name: String,
     #[serde(default)]
-    pub holidays: Vec<String>,
+    pub holidays: Vec<toml::Spanned<String>>,
     #[serde(default)]
-    pub makeup_workdays: Vec<String>,
+    pub makeup_workdays: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ pub fn join(base: &str, rel: &str) -> String {
 
 fn toml_error(file: FileId, e: &toml::de::Error) -> Diagnostic {
     let span = e.span().map_or(Span::new(file, 0, 0), |r| Span::new(file, r.start, r.end));
-    Diagnostic::error("E0003", format!("malformed file: {}", e.message().trim()), span, "here")
+    Diagnostic::new(Code::MalformedData, format!("malformed file: {}", e.message().trim()), span, "here")
 }
 
 /// Parses `yyyy-mm-dd` into `yyyymmdd`, checking the date exists.
@@ -110,9 +110,14 @@ pub fn load(world: &dyn World, main: &str) -> Loaded {
             Ok(t) => t,
             Err(e) => {
                 let d = match from {
-                    Some(span) => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), span, "imported here"),
-                    None => Diagnostic::error("E0002", format!("cannot read `{path}`: {e}"), Span::default(), "")
-                        .with_help("check the path of the flow file"),
+                    Some(span) => Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), span, "imported here"),
+                    None => {
+                        // The main file: its diagnostic points at an empty stand-in,
+                        // so it still names a file of the source map.
+                        let id = l.sources.add(path.clone(), String::new());
+                        Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"), Span::new(id, 0, 0), "")
+                            .with_help("check the path of the flow file, and that it is saved as UTF-8")
+                    }
                 };
                 l.diags.push(d);
                 continue;
@@ -146,7 +151,7 @@ fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
         Ok(t) => t,
         Err(e) => {
             if let Some(span) = from {
-                l.diags.push(Diagnostic::error("E0002", format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
+                l.diags.push(Diagnostic::new(Code::UnreadableFile, format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
             }
             return;
         }
@@ -199,7 +204,7 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
             Ok(t) => t,
             Err(e) => {
                 l.diags.push(
-                    Diagnostic::error("E0106", format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
+                    Diagnostic::new(Code::UnknownCalendar, format!("cannot read calendar `{path}`: {e}"), span, "calendar named here")
                         .with_help("a calendar is a TOML file with `holidays` and `makeup_workdays` lists of dates"),
                 );
                 continue;
@@ -209,26 +214,39 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
         let src = &l.sources.get(file).text;
         match toml::from_str::<CalendarFile>(src) {
             Ok(c) => {
-                let mut cal = Calendar { holidays: Vec::new(), makeup_days: Vec::new() };
-                for (list, out) in [(&c.holidays, &mut cal.holidays), (&c.makeup_workdays, &mut cal.makeup_days)] {
+                let span = |d: &toml::Spanned<String>| Span::new(file, d.span().start, d.span().end);
+                let mut dates = |list: &[toml::Spanned<String>]| -> Vec<(u32, Span)> {
+                    let mut out = Vec::new();
                     for d in list {
-                        match ymd(d) {
-                            Some(v) => out.push(v),
-                            None => {
-                                let at = src.find(d.as_str()).unwrap_or(0);
-                                l.diags.push(Diagnostic::error(
-                                    "E0003",
-                                    format!("`{d}` is not a date"),
-                                    Span::new(file, at, at + d.len()),
-                                    "expected YYYY-MM-DD",
-                                ));
-                            }
+                        match ymd(d.get_ref()) {
+                            Some(v) => out.push((v, span(d))),
+                            None => l.diags.push(Diagnostic::new(
+                                Code::MalformedData,
+                                format!("`{}` is not a date", d.get_ref()),
+                                span(d),
+                                "expected YYYY-MM-DD",
+                            )),
                         }
                     }
-                    out.sort_unstable();
-                    out.dedup();
+                    out
+                };
+                let (holidays, makeup) = (dates(&c.holidays), dates(&c.makeup_workdays));
+                for (day, at) in &makeup {
+                    if let Some((_, first)) = holidays.iter().find(|(h, _)| h == day) {
+                        l.diags.push(
+                            Diagnostic::new(Code::HolidayAndMakeupDay, format!("{}-{:02}-{:02} is both a holiday and a make-up working day", day / 10_000, day / 100 % 100, day % 100), *at, "a make-up working day")
+                                .with_related(*first, "a holiday")
+                                .with_help("a day is closed (holiday) or worked (make-up day), not both: remove it from one list"),
+                        );
+                    }
                 }
-                l.calendars.insert(path, cal);
+                let sorted = |list: Vec<(u32, Span)>| {
+                    let mut days: Vec<u32> = list.into_iter().map(|(d, _)| d).collect();
+                    days.sort_unstable();
+                    days.dedup();
+                    days
+                };
+                l.calendars.insert(path, Calendar { holidays: sorted(holidays), makeup_days: sorted(makeup) });
             }
             Err(e) => l.diags.push(toml_error(file, &e)),
         }

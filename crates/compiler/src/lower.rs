@@ -7,7 +7,7 @@ use ivr_bytecode::{
     SpanTable, SwitchTable, Value,
 };
 use ivr_syntax::ast::*;
-use ivr_syntax::{closest, Diagnostic, Span};
+use ivr_syntax::{closest, Code, Diagnostic, Span};
 use rust_decimal::Decimal;
 
 use crate::load::Loaded;
@@ -35,7 +35,46 @@ fn bc_type(t: Type) -> bc::Type {
 }
 
 fn type_error(span: Span, expected: &str, found: Type) -> Diagnostic {
-    Diagnostic::error("E0201", format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
+    Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
+}
+
+/// The value of a literal (`"2026-10-01"`, `12.5`, `-3`), as the VM would hold it.
+fn literal_value(e: &Expr) -> Option<Value> {
+    match &e.kind {
+        ExprKind::Str(s) => Some(Value::text(s)),
+        ExprKind::Num(n) => n.parse::<Decimal>().ok().map(Value::Num),
+        ExprKind::Unary(UnOp::Neg, inner) => match literal_value(inner)? {
+            Value::Num(d) => Some(Value::Num(-d)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A value as written in a flow.
+fn quoted(v: &Value) -> String {
+    match v {
+        Value::Text(t) => format!("{t:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// What kind of name a statement needs.
+#[derive(Clone, Copy)]
+enum Wanted {
+    Node,
+    Sub,
+    Variable,
+}
+
+impl Wanted {
+    fn name(self) -> &'static str {
+        match self {
+            Wanted::Node => "step or menu",
+            Wanted::Sub => "sub-flow",
+            Wanted::Variable => "variable",
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -96,10 +135,10 @@ pub fn lower(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) -> Opt
         l.sub_index.insert(s.name.name.clone(), i as u32);
         l.p.subs.push(bc::Sub { name: s.name.name.clone(), pc: 0 });
     }
-    if sym.entries.is_empty() && sym.broken.is_empty() {
+    if sym.entries.is_empty() && sym.broken.is_empty() && !loaded.files.is_empty() {
         let span = loaded.files.first().map_or(Span::default(), |(f, _)| Span::new(*f, 0, 0));
         l.diags.push(
-            Diagnostic::error("E0113", "the project answers no number", span, "no `entry` in this project")
+            Diagnostic::new(Code::NoEntry, "the project answers no number", span, "no `entry` in this project")
                 .with_help("bind a dialed number to a step or menu, e.g. `entry 962588 -> welcome`"),
         );
     }
@@ -228,6 +267,16 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         s
     }
 
+    /// A slot for a name that could not be bound (it names something else, or
+    /// holds another kind of value): resolving has reported why, so no program
+    /// is produced, but lowering carries on to find the flow's other mistakes.
+    fn unbound_slot(&mut self, name: &Ident) -> u32 {
+        if !self.diags.iter().any(|d| d.severity == ivr_syntax::Severity::Error) {
+            self.diags.push(Diagnostic::new(Code::InternalError, format!("internal error: `{}` has no storage", name.name), name.span, "here"));
+        }
+        self.hidden_slot(&format!("{}!unbound", name.name), bc::Type::Text, false)
+    }
+
     fn declare_slots(&mut self) {
         for name in &self.sym.var_order {
             let info = &self.sym.vars[name];
@@ -255,25 +304,59 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 self.node_fixups.push((at, n));
             }
             None => {
-                self.undefined(target, "step or menu");
+                self.undefined(target, Wanted::Node, &Ctx::default());
                 self.emit(Instr::Hangup(HangupReason::Fault));
             }
         }
     }
 
-    fn undefined(&mut self, name: &Ident, what: &str) {
+    fn undefined(&mut self, name: &Ident, wanted: Wanted, ctx: &Ctx) {
+        self.undefined_or(name, wanted, ctx, None);
+    }
+
+    /// Reports a name that is not a `wanted`: says what it is if it names
+    /// something else, else suggests the closest name of the right kind, else
+    /// gives `fallback` as help.
+    fn undefined_or(&mut self, name: &Ident, wanted: Wanted, ctx: &Ctx, fallback: Option<String>) {
         if self.sym.broken.contains(&name.name) {
             return;
         }
-        let mut candidates: Vec<&str> = match what {
-            "step or menu" => self.sym.node_index.keys().map(String::as_str).collect(),
-            "sub-flow" => self.sym.subs.keys().map(String::as_str).collect(),
-            _ => self.sym.vars.keys().map(String::as_str).collect(),
+        let n = &name.name;
+        let node = self.sym.node_index.get(n).map(|&i| if self.sym.nodes[i].kind == NodeKind::Menu { "a menu" } else { "a step" });
+        let other = match wanted {
+            Wanted::Node if self.sym.subs.contains_key(n) => Some(format!("`{n}` is a sub-flow: run it with `run {n}(…)`")),
+            Wanted::Node if self.sym.services.contains_key(n) => Some(format!("`{n}` is a service: call it with `request {n}(…) {{ … }}`")),
+            Wanted::Node if self.sym.vars.contains_key(n) || ctx.locals.contains_key(n) => Some(format!("`{n}` is a variable, not a step or menu")),
+            Wanted::Node if self.sym.hours_index.contains_key(n) => Some(format!("`{n}` are opening hours: `if open({n}) {{ goto … }}` goes by them")),
+            Wanted::Sub => match node {
+                Some(kind) => Some(format!("`{n}` is {kind}: continue there with `goto {n}`")),
+                None if self.sym.services.contains_key(n) => Some(format!("`{n}` is a service: call it with `request {n}(…) {{ … }}`")),
+                None => None,
+            },
+            Wanted::Variable => match node {
+                Some(kind) => Some(format!("`{n}` is {kind}, not a variable")),
+                None if self.sym.subs.contains_key(n) => Some(format!("`{n}` is a sub-flow: `run {n}(…) into VARIABLE` stores its result")),
+                None if self.sym.hours_index.contains_key(n) => Some(format!("`{n}` are opening hours: `open({n})` says whether they are open now")),
+                None if self.sym.services.contains_key(n) => {
+                    Some(format!("`{n}` is a service: after `request {n}(…)` its result's fields are read as `{n}.field`"))
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let mut candidates: Vec<&str> = match wanted {
+            Wanted::Node => self.sym.node_index.keys().map(String::as_str).collect(),
+            Wanted::Sub => self.sym.subs.keys().map(String::as_str).collect(),
+            Wanted::Variable => self.sym.vars.keys().chain(ctx.locals.keys()).map(String::as_str).collect(),
         };
         candidates.sort();
-        let mut d = Diagnostic::error("E0101", format!("no {what} named `{}`", name.name), name.span, "not defined");
-        if let Some(best) = closest(&name.name, &candidates) {
+        let mut d = Diagnostic::new(Code::UndefinedName, format!("no {} named `{n}`", wanted.name()), name.span, "not defined");
+        if let Some(other) = other {
+            d = d.with_help(other);
+        } else if let Some(best) = closest(n, &candidates) {
             d = d.with_help(format!("did you mean `{best}`?"));
+        } else if let Some(help) = fallback {
+            d = d.with_help(help);
         }
         self.diags.push(d);
     }
@@ -300,7 +383,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 Some(t) => text.push(t.clone()),
                 None => {
                     self.diags.push(
-                        Diagnostic::error("E0104", format!("prompt `{}` has no {lang} text", id.name), *def_span, format!("no `{lang} = \"…\"` here"))
+                        Diagnostic::new(Code::MissingPromptText, format!("prompt `{}` has no {lang} text", id.name), *def_span, format!("no `{lang} = \"…\"` here"))
                             .with_related(id.span, "used here")
                             .with_help(format!("the flow speaks {}; give every prompt a text in each", self.sym.languages.join(", "))),
                     );
@@ -327,7 +410,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn unknown_prompt(&mut self, id: &Ident) {
-        let mut d = Diagnostic::error("E0103", format!("prompt `{}` is not in the catalogue", id.name), id.span, "unknown prompt");
+        let mut d = Diagnostic::new(Code::UnknownPrompt, format!("prompt `{}` is not in the catalogue", id.name), id.span, "unknown prompt");
         if let Some(c) = &self.loaded.catalogue {
             let names: Vec<&str> = c.prompts.keys().map(String::as_str).collect();
             d = match closest(&id.name, &names) {
@@ -350,7 +433,10 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let d: Decimal = match n.parse() {
                     Ok(d) => d,
                     Err(_) => {
-                        self.diags.push(Diagnostic::error("E0201", "number out of range", e.span, "too large"));
+                        self.diags.push(
+                            Diagnostic::new(Code::NumberTooLarge, "number out of range", e.span, "too large")
+                                .with_help("numbers have at most 28 significant digits"),
+                        );
                         return None;
                     }
                 };
@@ -381,23 +467,27 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     Some((VarKind::Result(service), _)) => {
                         self.diags.push(
-                            Diagnostic::error("E0201", format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
+                            Diagnostic::new(Code::ResultAsValue, format!("`{}` holds the result of `{service}`, not a value", name.name), name.span, "a service result")
                                 .with_help(format!("use one of its fields, e.g. `{}.<field>`", name.name)),
                         );
                         None
                     }
                     None => {
-                        self.undefined(name, "variable");
+                        self.undefined(name, Wanted::Variable, ctx);
                         None
                     }
                 }
             }
             ExprKind::Path(name, Some(field)) => {
-                let Some(VarKind::Result(service)) = self.sym.vars.get(&name.name).map(|v| v.kind.clone()) else {
-                    if self.sym.vars.contains_key(&name.name) {
-                        self.diags.push(Diagnostic::error("E0203", format!("`{}` has no fields", name.name), field.span, "no such field"));
+                let result = self.sym.vars.get(&name.name).filter(|_| !ctx.locals.contains_key(&name.name)).map(|v| v.kind.clone());
+                let Some(VarKind::Result(service)) = result else {
+                    if self.sym.vars.contains_key(&name.name) || ctx.locals.contains_key(&name.name) {
+                        self.diags.push(
+                            Diagnostic::new(Code::UnknownField, format!("`{}` has no fields", name.name), field.span, "no such field")
+                                .with_help("only a service result (`request … as NAME`) has fields"),
+                        );
                     } else {
-                        self.undefined(name, "variable");
+                        self.undefined(name, Wanted::Variable, ctx);
                     }
                     return None;
                 };
@@ -411,9 +501,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     None => {
                         let names: Vec<&str> = svc.variants.iter().flat_map(|v| &v.fields).map(|f| f.name.name.as_str()).collect();
+                        let help = match closest(&field.name, &names) {
+                            Some(best) => format!("did you mean `{best}`? (its fields are: {})", names.join(", ")),
+                            None if names.is_empty() => format!("`{service}` results have no fields"),
+                            None => format!("its fields are: {}", names.join(", ")),
+                        };
                         self.diags.push(
-                            Diagnostic::error("E0203", format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
-                                .with_help(format!("its fields are: {}", names.join(", "))),
+                            Diagnostic::new(Code::UnknownField, format!("`{service}` results have no field `{}`", field.name), field.span, "no such field")
+                                .with_help(help),
                         );
                         None
                     }
@@ -487,12 +582,12 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     return None;
                 }
                 let ExprKind::Path(h, None) = &args[0].kind else {
-                    self.diags.push(Diagnostic::error("E0106", "`open` takes the name of opening hours", args[0].span, "not an hours name"));
+                    self.diags.push(Diagnostic::new(Code::UnknownHours, "`open` takes the name of opening hours", args[0].span, "not an hours name"));
                     return None;
                 };
                 let Some(&i) = self.sym.hours_index.get(&h.name) else {
                     let names: Vec<&str> = self.sym.hours_index.keys().map(String::as_str).collect();
-                    let mut d = Diagnostic::error("E0106", format!("no hours named `{}`", h.name), h.span, "not defined");
+                    let mut d = Diagnostic::new(Code::UnknownHours, format!("no hours named `{}`", h.name), h.span, "not defined");
                     if let Some(best) = closest(&h.name, &names) {
                         d = d.with_help(format!("did you mean `{best}`?"));
                     } else {
@@ -509,11 +604,15 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             "starts_with" => (&[Type::Text, Type::Text], Type::Bool, Some(bc::Builtin::StartsWith)),
             "text" => (&[], Type::Text, Some(bc::Builtin::Text)),
             _ => {
-                let mut d = Diagnostic::error("E0101", format!("no function named `{}`", f.name), f.span, "unknown function")
-                    .with_help("the functions are open, len, round, starts_with and text");
-                if self.sym.subs.contains_key(&f.name) {
-                    d = d.with_help(format!("`{}` is a sub-flow: call it with `run {}(…)`", f.name, f.name));
-                }
+                const FUNCTIONS: &[&str] = &["open", "len", "round", "starts_with", "text"];
+                let mut d = Diagnostic::new(Code::UndefinedName, format!("no function named `{}`", f.name), f.span, "unknown function");
+                d = if self.sym.subs.contains_key(&f.name) {
+                    d.with_help(format!("`{}` is a sub-flow: call it with `run {}(…)`", f.name, f.name))
+                } else if let Some(best) = closest(&f.name, FUNCTIONS) {
+                    d.with_help(format!("did you mean `{best}`?"))
+                } else {
+                    d.with_help("the functions are open, len, round, starts_with and text")
+                };
                 self.diags.push(d);
                 return None;
             }
@@ -539,8 +638,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn arity(&mut self, f: &Ident, span: Span, want: usize, got: usize) {
-        self.diags.push(Diagnostic::error(
-            "E0202",
+        self.diags.push(Diagnostic::new(
+            Code::WrongArgumentCount,
             format!("`{}` takes {want} argument{}, but {got} {} given", f.name, if want == 1 { "" } else { "s" }, if got == 1 { "was" } else { "were" }),
             span,
             "wrong number of arguments",
@@ -568,6 +667,18 @@ impl<'a, 'd> Lowerer<'a, 'd> {
 
     fn stmt(&mut self, s: &Stmt, ctx: &Ctx) {
         self.at(s.span);
+        let limit = match &s.kind {
+            StmtKind::Request { timeout: Some(d), .. } => Some((d, "timeout", "the request would give up before the service could answer (the default is 5s)")),
+            StmtKind::Dial { timeout: Some(d), .. } => Some((d, "timeout", "the agent's phone would not ring at all (the default is 20s)")),
+            StmtKind::Enqueue { max_wait: Some(d), .. } => {
+                Some((d, "max-wait", "a zero `max-wait` is no limit at all: leave it out to wait without one, or give the longest wait"))
+            }
+            StmtKind::Record { max: Some(d), .. } => Some((d, "max", "nothing would be recorded (the default is 60s)")),
+            _ => None,
+        };
+        if let Some((d, what, help)) = limit {
+            self.zero_duration(d, what, help);
+        }
         match &s.kind {
             StmtKind::Play(id) => {
                 if let Some(x) = self.prompt(id) {
@@ -578,7 +689,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 if let Some((t, secret)) = self.expr(e, ctx) {
                     if secret {
                         self.diags.push(
-                            Diagnostic::error("E0205", "a secret would be spoken back to the caller", e.span, "secret input")
+                            Diagnostic::new(Code::SecretExposed, "a secret would be spoken back to the caller", e.span, "secret input")
                                 .with_help("secret fields (PINs, passwords) are never echoed; remove this `say`"),
                         );
                     }
@@ -594,6 +705,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                             _ => "number",
                         };
                         self.diags.push(type_error(e.span, want, t).with_help(format!("`say {}` speaks {want}", kind.name())));
+                    } else if let Some(value) = literal_value(e) {
+                        self.speakable(*kind, &value, e.span);
                     }
                 }
                 self.emit(Instr::Say(match kind {
@@ -634,7 +747,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     self.emit(Instr::Jump(m.start));
                 }
                 None => self.diags.push(
-                    Diagnostic::error("E0206", "`repeat` outside a menu", s.span, "not in a menu")
+                    Diagnostic::new(Code::MisplacedStatement, "`repeat` outside a menu", s.span, "not in a menu")
                         .with_help("`repeat` replays the menu it is bound in; use `goto` to go elsewhere"),
                 ),
             },
@@ -677,7 +790,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     || t.starts_with("sip:");
                 if !dialable {
                     self.diags.push(
-                        Diagnostic::error("E0207", format!("`{t}` is not a number to transfer to"), target.span, "not dialable")
+                        Diagnostic::new(Code::NotDialable, format!("`{t}` is not a number to transfer to"), target.span, "not dialable")
                             .with_help("write a phone number (digits, optionally starting with +) or a sip: URI"),
                     );
                 }
@@ -691,15 +804,41 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 Some(i) => {
                     self.emit(Instr::SetLanguage(i as u32));
                 }
-                None => self.diags.push(
-                    Diagnostic::error("E0111", format!("the flow does not speak `{}`", l.name), l.span, "unknown language")
-                        .with_help(format!("declared languages: {}", self.sym.languages.join(", "))),
-                ),
+                None => {
+                    let langs: Vec<&str> = self.sym.languages.iter().map(String::as_str).collect();
+                    let help = match closest(&l.name, &langs) {
+                        Some(best) => format!("did you mean `{best}`? (the flow speaks {})", langs.join(", ")),
+                        None => format!("the flow speaks {}; add others to `languages`", langs.join(", ")),
+                    };
+                    self.diags.push(Diagnostic::new(Code::UnknownLanguage, format!("the flow does not speak `{}`", l.name), l.span, "unknown language").with_help(help));
+                }
             },
             StmtKind::Flush => {
                 self.emit(Instr::Flush);
             }
             StmtKind::Broken => {}
+        }
+    }
+
+    /// Reports a literal that `say KIND` cannot read (the caller would hear
+    /// nothing): the readers are the ones the hosts speak with.
+    fn speakable(&mut self, kind: SayKind, value: &Value, span: Span) {
+        let Some(k) = ivr_speech::Kind::parse(kind.name()) else { return };
+        let text = value.to_string();
+        for lang in self.sym.languages.iter().filter_map(|l| ivr_speech::Lang::parse(l)) {
+            if let Err(why) = ivr_speech::read(k, &text, lang) {
+                let example = match kind {
+                    SayKind::Date => "dates are read as YYYY-MM-DD, e.g. \"2026-10-01\"",
+                    SayKind::Time => "times are read as HH:MM, e.g. \"09:30\"",
+                    SayKind::Digits => "digits are read from 0-9 (a leading - and a . are read too)",
+                    _ => "numbers are read up to sixteen digits before the point",
+                };
+                self.diags.push(
+                    Diagnostic::new(Code::UnspeakableLiteral, format!("`say {}` cannot read {}", kind.name(), quoted(value)), span, why.to_string())
+                        .with_help(format!("the caller would hear nothing here: {example}")),
+                );
+                return;
+            }
         }
     }
 
@@ -709,21 +848,18 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         } else {
             match self.sym.vars.get(&name.name) {
                 Some(info) if !info.user => {
-                    self.diags.push(Diagnostic::error("E0206", format!("`{}` is set by the call and cannot be changed", name.name), name.span, "read-only"));
+                    self.diags.push(crate::resolve::read_only(name));
                     None
                 }
                 Some(info) => match info.kind {
                     VarKind::Value(t) => Some((self.slots[&name.name], t, info.secret)),
                     VarKind::Result(_) => {
-                        self.diags.push(Diagnostic::error("E0201", format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
+                        self.diags.push(Diagnostic::new(Code::ResultAsValue, format!("`{}` holds a service result", name.name), name.span, "cannot assign"));
                         None
                     }
                 },
                 None => {
-                    self.undefined(name, "variable");
-                    if let Some(d) = self.diags.last_mut() {
-                        d.help = Some(format!("declare it first: `var {} = …`", name.name));
-                    }
+                    self.undefined_or(name, Wanted::Variable, ctx, Some(format!("declare it first: `var {} = …`", name.name)));
                     None
                 }
             }
@@ -735,7 +871,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
             if secret && !secret_var {
                 self.diags.push(
-                    Diagnostic::error("E0205", "a secret would be copied into an ordinary variable", e.span, "secret input")
+                    Diagnostic::new(Code::SecretExposed, "a secret would be copied into an ordinary variable", e.span, "secret input")
                         .with_help("pass secret input straight to a service; it must not be stored where it could be logged"),
                 );
             }
@@ -747,7 +883,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
 
     fn run(&mut self, sub: &Ident, args: &[Expr], into: Option<&Ident>, span: Span, ctx: &Ctx) {
         let Some(decl) = self.sym.subs.get(&sub.name).copied() else {
-            self.undefined(sub, "sub-flow");
+            self.undefined(sub, Wanted::Sub, ctx);
             return;
         };
         if args.len() != decl.params.len() {
@@ -760,7 +896,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     self.diags.push(type_error(a.span, prm.ty.name(), t).with_related(prm.name.span, "parameter declared here"));
                 }
                 if secret {
-                    self.diags.push(Diagnostic::error("E0205", "a secret would be passed to a sub-flow", a.span, "secret input")
+                    self.diags.push(Diagnostic::new(Code::SecretExposed, "a secret would be passed to a sub-flow", a.span, "secret input")
                         .with_help("pass secret input straight to a service"));
                 }
             }
@@ -785,7 +921,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                         self.emit(Instr::Store(slot));
                     }
                     None => {
-                        self.undefined(var, "variable");
+                        match self.sym.vars.get(&var.name) {
+                            Some(info) if !info.user => self.diags.push(crate::resolve::read_only(var)),
+                            Some(_) => self.diags.push(
+                                Diagnostic::new(Code::ResultAsValue, format!("`{}` holds a service result", var.name), var.span, "cannot store a value here")
+                                    .with_help(format!("store the result of `{}` in a variable of its own", sub.name)),
+                            ),
+                            None => self.undefined(var, Wanted::Variable, ctx),
+                        }
                         self.emit(Instr::Pop);
                     }
                 }
@@ -793,8 +936,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             (Some(_), None) => {
                 self.emit(Instr::Pop);
             }
-            (None, Some(var)) => self.diags.push(Diagnostic::error(
-                "E0201",
+            (None, Some(var)) => self.diags.push(Diagnostic::new(
+                Code::SubResultMismatch,
                 format!("`{}` returns nothing", sub.name),
                 var.span,
                 "nothing to store",
@@ -806,7 +949,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn ret(&mut self, value: Option<&Expr>, span: Span, ctx: &Ctx) {
         let Some(sub) = ctx.sub else {
             self.diags.push(
-                Diagnostic::error("E0206", "`return` outside a sub-flow", span, "not in a sub-flow")
+                Diagnostic::new(Code::MisplacedStatement, "`return` outside a sub-flow", span, "not in a sub-flow")
                     .with_help("steps end with goto, hangup, transfer or a hand-off"),
             );
             return;
@@ -818,13 +961,13 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                         self.diags.push(type_error(e.span, t.name(), vt));
                     }
                     if secret {
-                        self.diags.push(Diagnostic::error("E0205", "a secret would be returned from a sub-flow", e.span, "secret input"));
+                        self.diags.push(Diagnostic::new(Code::SecretExposed, "a secret would be returned from a sub-flow", e.span, "secret input"));
                     }
                 }
             }
-            (Some((t, _)), None) => self.diags.push(Diagnostic::error("E0201", format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
+            (Some((t, _)), None) => self.diags.push(Diagnostic::new(Code::SubResultMismatch, format!("`{}` must return {}", sub.name.name, t.name()), span, "no value returned")),
             (None, Some(e)) => self.diags.push(
-                Diagnostic::error("E0201", format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
+                Diagnostic::new(Code::SubResultMismatch, format!("`{}` returns nothing", sub.name.name), e.span, "unexpected value")
                     .with_help(format!("declare a result type: `sub {}(…) -> number {{ … }}`", sub.name.name)),
             ),
             (None, None) => {}
@@ -843,16 +986,21 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
             if !allowed.contains(&kw) {
                 self.diags.push(
-                    Diagnostic::error("E0110", format!("`{kw}` is not an option of {context}"), o.span, "not allowed here")
+                    Diagnostic::new(Code::OptionNotAllowed, format!("`{kw}` is not an option of {context}"), o.span, "not allowed here")
                         .with_help(format!("{context} takes: {}", allowed.join(", "))),
                 );
                 continue;
+            }
+            match &o.kind {
+                OptKind::Timeout(d) => self.zero_duration(d, "timeout", "the caller would have no time to press a key (the default is 5s)"),
+                OptKind::InterKey(d) => self.zero_duration(d, "inter-key", "input would end at the first key (the default is 3s)"),
+                _ => {}
             }
             let repeatable = matches!(o.kind, OptKind::Prompt(_) | OptKind::Reprompt(_) | OptKind::Key(_) | OptKind::On(..));
             if !repeatable {
                 if let Some(first) = seen.get(kw) {
                     self.diags.push(
-                        Diagnostic::error("E0109", format!("`{kw}` is given twice"), o.span, "given again here")
+                        Diagnostic::new(Code::DuplicateOption, format!("`{kw}` is given twice"), o.span, "given again here")
                             .with_related(first.span, "first given here"),
                     );
                     continue;
@@ -861,6 +1009,14 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
         }
         seen
+    }
+
+    /// Reports a duration of zero (unless it was too large to read at all).
+    fn zero_duration(&mut self, d: &Duration, what: &str, help: &str) {
+        let unreadable = self.diags.iter().any(|x| x.span == d.span && x.code == Code::NumberTooLarge.as_str());
+        if d.ms == 0 && !unreadable {
+            self.diags.push(Diagnostic::new(Code::ZeroTimeout, format!("`{what}` is zero"), d.span, "zero").with_help(help.to_string()));
+        }
     }
 
     fn prompt_list(&mut self, options: &[Opt], re: bool) -> Vec<u32> {
@@ -947,7 +1103,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             if let OptKind::Key(k) = &o.kind {
                 if let Some(first) = bindings.iter().find(|b| b.key == k.key) {
                     self.diags.push(
-                        Diagnostic::error("E0107", format!("key {} is bound twice in menu `{}`", k.key, m.name.name), k.key_span, "bound again here")
+                        Diagnostic::new(Code::DuplicateKey, format!("key {} is bound twice in menu `{}`", k.key, m.name.name), k.key_span, "bound again here")
                             .with_related(first.key_span, "first bound here")
                             .with_help("each key does one thing in a menu; remove or change one binding"),
                     );
@@ -956,11 +1112,19 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 }
             }
         }
+        if bindings.is_empty() && !m.options.iter().any(|o| matches!(o.kind, OptKind::Broken)) {
+            let mut d = Diagnostic::new(Code::MenuWithoutKeys, format!("menu `{}` has no keys", m.name.name), m.name.span, "no `key` lines")
+                .with_help("a menu waits for one of its keys; add `key 1 -> …` lines, or use a step to play prompts and move on");
+            if !self.sym.anywhere.is_empty() {
+                d = d.with_help("a menu waits for one of its keys; `anywhere` keys alone are not a menu's choices: add `key 1 -> …` lines, or use a step");
+            }
+            self.diags.push(d);
+        }
         let local: Vec<char> = bindings.iter().map(|b| b.key).collect();
         let mut any_keys: Vec<char> = Vec::new();
         for b in &self.sym.anywhere {
             if any_keys.contains(&b.key) {
-                self.diags.push(Diagnostic::error("E0107", format!("key {} is bound twice in `anywhere`", b.key), b.key_span, "bound again here"));
+                self.diags.push(Diagnostic::new(Code::DuplicateKey, format!("key {} is bound twice in `anywhere`", b.key), b.key_span, "bound again here"));
                 continue;
             }
             any_keys.push(b.key);
@@ -1026,7 +1190,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Length(a, b), span)) => {
                 if a > b || *b == 0 || *b > MAX_DIGITS {
                     self.diags.push(
-                        Diagnostic::error("E0112", format!("length {a}..{b} cannot be typed"), span, "invalid length")
+                        Diagnostic::new(Code::InvalidInputRules, format!("length {a}..{b} cannot be typed"), span, "invalid length")
                             .with_help(format!("lengths run from 1 to {MAX_DIGITS}, the shorter first")),
                     );
                 }
@@ -1039,7 +1203,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         let terminator = match get("terminator") {
             Some((OptKind::Terminator(t), span)) => {
                 if decimal && *t == '*' {
-                    self.diags.push(Diagnostic::error("E0112", "`*` cannot end input that uses it as the decimal point", span, "conflicts with `decimal`"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, "`*` cannot end input that uses it as the decimal point", span, "conflicts with `decimal`"));
                 }
                 Some(*t)
             }
@@ -1051,11 +1215,11 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let n = p.value.chars().count() as u32;
                 if p.value.is_empty() || !p.value.chars().all(|c| c.is_ascii_digit() || c == 'X') {
                     self.diags.push(
-                        Diagnostic::error("E0112", format!("pattern \"{}\" is not a digit pattern", p.value), p.span, "invalid pattern")
+                        Diagnostic::new(Code::InvalidInputRules, format!("pattern \"{}\" is not a digit pattern", p.value), p.span, "invalid pattern")
                             .with_help("write digits, with X for any digit, e.g. \"6XXXXX\""),
                     );
                 } else if n < min || n > max {
-                    self.diags.push(Diagnostic::error("E0112", format!("pattern \"{}\" can never match input of length {min}..{max}", p.value), p.span, "wrong length"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, format!("pattern \"{}\" can never match input of length {min}..{max}", p.value), p.span, "wrong length"));
                 } else {
                     patterns.push(p.value.clone());
                 }
@@ -1065,7 +1229,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Range(a, b), span)) => match (a.parse::<Decimal>(), b.parse::<Decimal>()) {
                 (Ok(x), Ok(y)) if x <= y => Some((Value::Num(x), Value::Num(y))),
                 _ => {
-                    self.diags.push(Diagnostic::error("E0112", "range is empty", span, "the low end must not exceed the high end"));
+                    self.diags.push(Diagnostic::new(Code::InvalidInputRules, "range is empty", span, "the low end must not exceed the high end"));
                     None
                 }
             },
@@ -1075,7 +1239,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             Some((OptKind::Confirm(p), span)) => {
                 if secret {
                     self.diags.push(
-                        Diagnostic::error("E0205", "secret input cannot be read back", span, "read-back of a secret")
+                        Diagnostic::new(Code::SecretExposed, "secret input cannot be read back", span, "read-back of a secret")
                             .with_help("remove `confirm`: a PIN or password is never echoed"),
                     );
                 }
@@ -1088,8 +1252,26 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             _ => DEFAULT_RETRIES,
         };
         let slot = match ctx.locals.get(&var.name) {
-            Some(&(s, _)) => s,
-            None => self.slots[&var.name],
+            Some(&(s, t)) => {
+                let got = if decimal || get("range").is_some() { Type::Number } else { Type::Text };
+                if t != got {
+                    self.diags.push(
+                        type_error(var.span, t.name(), got)
+                            .with_help(format!("parameter `{}` holds {}; this input is {}", var.name, t.name(), got.name())),
+                    );
+                }
+                if secret {
+                    self.diags.push(
+                        Diagnostic::new(Code::SecretExposed, "secret input would be kept in a parameter", var.span, "a parameter")
+                            .with_help("collect a secret into a variable of the flow; parameters can be spoken and passed on"),
+                    );
+                }
+                s
+            }
+            None => match self.sym.vars.get(&var.name).map(|v| &v.kind) {
+                Some(VarKind::Value(_)) => self.slots[&var.name],
+                _ => self.unbound_slot(var),
+            },
         };
         let retry_slot = self.hidden_slot(&format!("{}.retry", var.name), bc::Type::Number, false);
         let spec = CollectSpec {
@@ -1168,7 +1350,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn request(&mut self, service: &Ident, args: &[Expr], bind: &Ident, timeout: Option<Duration>, hold: Option<&Ident>, outcomes: &[Outcome], ctx: &Ctx) {
         let Some(svc) = self.sym.services.get(&service.name).copied() else {
             let names: Vec<&str> = self.sym.services.keys().map(String::as_str).collect();
-            let mut d = Diagnostic::error("E0105", format!("no service named `{}`", service.name), service.span, "unknown service");
+            let mut d = Diagnostic::new(Code::UnknownService, format!("no service named `{}`", service.name), service.span, "unknown service");
             d = match closest(&service.name, &names) {
                 Some(best) => d.with_help(format!("did you mean `{best}`?")),
                 None => d.with_help(format!("declare it: `service {}(code: text) {{ ok(…) }}`", service.name)),
@@ -1202,7 +1384,13 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             .map(|v| {
                 v.fields
                     .iter()
-                    .map(|f| (f.name.name.clone(), bc_type(f.ty), self.slots[&format!("{}.{}", bind.name, f.name.name)]))
+                    .map(|f| {
+                        let slot = match self.slots.get(&format!("{}.{}", bind.name, f.name.name)) {
+                            Some(&slot) => slot,
+                            None => self.unbound_slot(bind),
+                        };
+                        (f.name.name.clone(), bc_type(f.ty), slot)
+                    })
                     .collect()
             })
             .collect();
@@ -1240,7 +1428,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         for oc in outcomes {
             match &oc.name {
                 Some(n) if !names.contains(&n.name.as_str()) => {
-                    let mut d = Diagnostic::error("E0203", format!("`{}` is not an outcome of this {what}", n.name), n.span, "unknown outcome")
+                    let mut d = Diagnostic::new(Code::UnknownOutcome, format!("`{}` is not an outcome of this {what}", n.name), n.span, "unknown outcome")
                         .with_help(format!("its outcomes are: {}", names.join(", ")));
                     if let Some(best) = closest(&n.name, names) {
                         d = d.with_help(format!("did you mean `{best}`? (outcomes: {})", names.join(", ")));
@@ -1249,7 +1437,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     continue;
                 }
                 Some(n) if handled.iter().any(|(h, _)| *h == n.name) => {
-                    self.diags.push(Diagnostic::error("E0102", format!("outcome `{}` is handled twice", n.name), n.span, "handled again"));
+                    self.diags.push(Diagnostic::new(Code::DuplicateDefinition, format!("outcome `{}` is handled twice", n.name), n.span, "handled again"));
                     continue;
                 }
                 _ => {}
@@ -1291,10 +1479,10 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         if !missing.is_empty() {
             let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
             let d = if is_request {
-                Diagnostic::error("E0204", format!("this request does not say what happens on {list}"), span, "unhandled outcomes")
+                Diagnostic::new(Code::UnhandledServiceOutcome, format!("this request does not say what happens on {list}"), span, "unhandled outcomes")
                     .with_help("handle each outcome (or add `else -> …`): the flow decides what the caller hears when a service fails")
             } else {
-                Diagnostic::warning("W0403", format!("this {what} does not handle {list}; the flow continues after it"), span, "unhandled outcomes")
+                Diagnostic::new(Code::UnhandledOutcome, format!("this {what} does not handle {list}; the flow continues after it"), span, "unhandled outcomes")
                     .with_help("handle them, or add `else -> …`")
             };
             self.diags.push(d);

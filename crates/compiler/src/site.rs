@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use ivr_syntax::ast::*;
-use ivr_syntax::{Diagnostic, Span};
+use ivr_syntax::{Code, Diagnostic, Span};
 
 use ivr_syntax::closest;
 use crate::load::Loaded;
@@ -72,7 +72,7 @@ pub fn check(loaded: &Loaded, site: &Site, diags: &mut Vec<Diagnostic>) {
         visit_stmts(b, &mut |s| {
             let StmtKind::Enqueue { queue, priority, .. } = &s.kind else { return };
             if !site.queues.iter().any(|q| *q == queue.name) {
-                let mut d = Diagnostic::error("E0501", format!("no queue named `{}` is configured", queue.name), queue.span, "not a queue of this deployment");
+                let mut d = Diagnostic::new(Code::UnknownQueue, format!("no queue named `{}` is configured", queue.name), queue.span, "not a queue of this deployment");
                 let names: Vec<&str> = site.queues.iter().map(String::as_str).collect();
                 d = match closest(&queue.name, &names) {
                     Some(c) => d.with_help(format!("did you mean `{c}`?")),
@@ -84,7 +84,7 @@ pub fn check(loaded: &Loaded, site: &Site, diags: &mut Vec<Diagnostic>) {
             match possible(p, loaded) {
                 Some(values) => {
                     for (v, at) in values.iter().filter(|(v, _)| !tiers.contains(v)) {
-                        let mut d = Diagnostic::error("E0502", format!("priority {v} is not a configured caller tier"), p.span, format!("can be {v} here"));
+                        let mut d = Diagnostic::new(Code::UnknownTier, format!("priority {v} is not a configured caller tier"), p.span, format!("can be {v} here"));
                         if *at != p.span {
                             d = d.with_related(*at, format!("set to {v} here"));
                         }
@@ -92,7 +92,7 @@ pub fn check(loaded: &Loaded, site: &Site, diags: &mut Vec<Diagnostic>) {
                     }
                 }
                 None => diags.push(
-                    Diagnostic::warning("W0501", "this priority cannot be checked against the caller tiers", p.span, "not a literal or a variable set only to literals")
+                    Diagnostic::new(Code::UncheckedPriority, "this priority cannot be checked against the caller tiers", p.span, "not a literal or a variable set only to literals")
                         .with_help(format!("set the priority from literals so `ivr check` can see it maps to a tier ({tier_list})")),
                 ),
             }

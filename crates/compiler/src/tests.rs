@@ -17,8 +17,42 @@ fn compile_src(src: &str) -> Compiled {
     compile(&world, "main.ivr")
 }
 
-fn codes(c: &Compiled) -> Vec<&'static str> {
-    c.diagnostics.iter().map(|d| d.code).collect()
+/// What every compilation must be, whatever the flow: each diagnostic's span,
+/// and each related span, lies inside its file on character boundaries, and
+/// there is no program when there are errors.
+pub(crate) fn well_formed(c: &Compiled) -> Result<(), String> {
+    let files: Vec<_> = c.sources.files().collect();
+    let inside = |s: Span| {
+        let Some((_, f)) = files.iter().find(|(id, _)| *id == s.file) else { return false };
+        s.start <= s.end && (s.end as usize) <= f.text.len() && f.text.is_char_boundary(s.start as usize) && f.text.is_char_boundary(s.end as usize)
+    };
+    for d in &c.diagnostics {
+        if !inside(d.span) {
+            return Err(format!("[{}] {} at {:?}", d.code, d.message, d.span));
+        }
+        if let Some((s, l)) = d.related.iter().find(|(s, _)| !inside(*s)) {
+            return Err(format!("[{}] {}: related `{l}` at {s:?}", d.code, d.message));
+        }
+    }
+    if c.program.is_some() && c.has_errors() {
+        return Err("a program despite errors".into());
+    }
+    Ok(())
+}
+
+/// Compiles `src` and checks the result is [`well_formed`].
+fn check_src(src: &str) -> Result<Compiled, String> {
+    let c = compile_src(src);
+    well_formed(&c)?;
+    Ok(c)
+}
+
+fn codes(c: &Compiled) -> Vec<Code> {
+    c.diagnostics.iter().map(Diagnostic::rule).collect()
+}
+
+fn errors(c: &Compiled) -> Vec<Code> {
+    codes(c).into_iter().filter(|c| c.severity() == Severity::Error).collect()
 }
 
 #[test]
@@ -26,7 +60,7 @@ fn a_clean_flow_compiles() {
     let c = compile_src(
         "languages zh, en\nentry 1 -> start\nstep start {\n play welcome\n goto main\n}\nmenu main {\n prompt main_menu\n key 1 -> start\n on exhausted { play bye hangup }\n}\n",
     );
-    assert_eq!(codes(&c), Vec::<&str>::new(), "{:#?}", c.diagnostics);
+    assert_eq!(codes(&c), vec![], "{:#?}", c.diagnostics);
     assert!(c.program.is_some());
 }
 
@@ -34,8 +68,170 @@ fn a_clean_flow_compiles() {
 fn dead_end_and_loop() {
     let c = compile_src("entry 1 -> a\nstep a { play welcome }\nstep b { goto c }\nstep c { goto b }\n");
     let cs = codes(&c);
-    assert!(cs.contains(&"E0301"), "{cs:?}");
-    assert!(cs.contains(&"E0302"), "{cs:?}");
-    assert!(cs.contains(&"W0401"), "{cs:?}");
+    assert!(cs.contains(&Code::DeadEnd), "{cs:?}");
+    assert!(cs.contains(&Code::LoopWithoutInput), "{cs:?}");
+    assert!(cs.contains(&Code::Unreachable), "{cs:?}");
     assert!(c.program.is_none());
 }
+
+/// Names given to two things, in every statement that binds a name: each is
+/// reported (with the code given), none crashes the checker.
+#[test]
+fn name_clashes_are_reported_not_crashed() {
+    let svc = "service svc() { ok(a: text) }\nservice other() { ok(b: number) }\n";
+    let cases: &[(&str, Code)] = &[
+        // A step, menu or sub-flow named like the variable a collect fills.
+        ("step s { collect s { prompt welcome on exhausted { hangup } } hangup }", Code::DuplicateDefinition),
+        ("menu m { prompt welcome key 1 -> s on exhausted { hangup } }\nstep s { collect m { prompt welcome on exhausted { hangup } } goto m }", Code::DuplicateDefinition),
+        ("menu m { prompt welcome key 1 { collect m { prompt welcome on exhausted -> m } goto m } on exhausted { hangup } }\nstep s { goto m }", Code::DuplicateDefinition),
+        ("sub f() { hangup }\nstep s { collect f { prompt welcome on exhausted { hangup } } run f() }", Code::DuplicateDefinition),
+        // A request result named like a step, sub-flow, hours, another service or a variable.
+        ("step s { request svc() as s { ok -> s failed -> s } }", Code::DuplicateDefinition),
+        ("sub f() { hangup }\nstep s { request svc() as f { ok -> s failed -> s } }", Code::DuplicateDefinition),
+        ("hours h { zone \"Asia/Shanghai\" mon 09:00-10:00 }\nstep s { request svc() as h { ok -> s failed -> s } }", Code::DuplicateDefinition),
+        ("step s { request svc() as other { ok -> s failed -> s } }", Code::DuplicateDefinition),
+        ("var q = 1\nstep s { request svc() as q { ok -> s failed -> s } }", Code::TypeMismatch),
+        // One result name for two services; a result collected into.
+        ("step s { request svc() as q { ok -> t failed -> t } }\nstep t { request other() as q { ok -> s failed -> s } }", Code::TypeMismatch),
+        ("step s { request svc() as q { ok -> t failed -> t } }\nstep t { collect q { prompt welcome on exhausted { hangup } } hangup }", Code::TypeMismatch),
+        ("step s { collect svc { prompt welcome on exhausted { hangup } } request svc() { ok -> s failed -> s } }", Code::DuplicateDefinition),
+        // Parameters: twice in one list, or a request result named like one.
+        ("sub f(x: text, x: number) { return }\nstep s { run f(\"1\", 2) hangup }", Code::DuplicateDefinition),
+        ("sub f(q: text) { request svc() as q { ok { return } failed { return } } }\nstep s { run f(\"1\") hangup }", Code::DuplicateDefinition),
+        ("sub f(x: text) { collect x { decimal prompt welcome on exhausted { return } } return }\nstep s { run f(\"1\") hangup }", Code::TypeMismatch),
+        ("sub f(x: text) { collect x { secret prompt welcome on exhausted { return } } return }\nstep s { run f(\"1\") hangup }", Code::SecretExposed),
+        // Declarations named alike.
+        ("var v = 1\nhours v { zone \"Asia/Shanghai\" mon 09:00-10:00 }\nstep s { hangup }", Code::DuplicateDefinition),
+        ("sub s() { hangup }\nstep s { hangup }", Code::DuplicateDefinition),
+        ("service svc2(a: text, a: text) { ok(x: text, x: text) ok }\nstep s { hangup }", Code::DuplicateDefinition),
+        ("service svc2() { ok(x: text) no(x: number) }\nstep s { hangup }", Code::TypeMismatch),
+    ];
+    for (body, code) in cases {
+        let src = format!("entry 1 -> s\n{svc}{body}\n");
+        let c = check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        assert!(codes(&c).contains(code), "{code} not reported for\n{src}\n{:#?}", c.diagnostics);
+        assert!(c.program.is_none(), "{src}");
+    }
+}
+
+/// `caller` and `dialed` are the call's: no statement may change them.
+#[test]
+fn read_only_variables_cannot_be_filled() {
+    let svc = "service svc() { ok(a: text) }\nsub g() -> text { return \"1\" }\n";
+    for stmt in [
+        "set caller = \"1\"",
+        "collect caller { prompt welcome on exhausted { hangup } }",
+        "collect dialed { decimal prompt welcome on exhausted { hangup } }",
+        "request svc() as caller { ok -> s failed -> s }",
+        "run g() into dialed",
+    ] {
+        let src = format!("entry 1 -> s\n{svc}step s {{ {stmt}\n hangup }}\n");
+        let c = check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+        assert_eq!(errors(&c), vec![Code::ReadOnlyVariable], "{src}\n{:#?}", c.diagnostics);
+    }
+}
+
+#[test]
+fn opening_hours_say_each_thing_once() {
+    let hours = |lines: &str| {
+        let src = format!("entry 1 -> s\nhours h {{\n zone \"Asia/Shanghai\"\n {lines}\n}}\nstep s {{ if open(h) {{ hangup }} hangup }}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    assert_eq!(hours("mon-fri 09:30-11:30 13:00-15:00\n sat 09:00-12:00"), vec![], "a split day, and days apart");
+    assert_eq!(hours("mon-fri 09:00-12:00\n mon 12:00-13:00"), vec![], "ranges that touch do not overlap");
+    assert_eq!(hours("mon-fri, wed 09:00-10:00"), vec![Code::OverlappingHours], "a day twice in one line");
+    assert_eq!(hours("mon 09:00-12:00 11:00-13:00"), vec![Code::OverlappingHours]);
+    assert_eq!(hours("mon-fri 09:00-17:00\n sat-mon 10:00-11:00"), vec![Code::OverlappingHours], "one report for the pair of lines");
+    assert_eq!(hours("mon 09:00-10:00\n zone \"Asia/Hong_Kong\""), vec![Code::DuplicateOption]);
+    assert_eq!(hours("mon 09:00-10:00\n makeup-days open\n makeup-days closed"), vec![Code::DuplicateOption]);
+}
+
+/// Where `back` has no earlier menu: steps reached from an entry through steps
+/// alone (and the sub-flows they run), and the first menu on such a path.
+#[test]
+fn back_needs_an_earlier_menu() {
+    let flow = |rest: &str| {
+        let src = format!("entry 1 -> s\nstep s {{ play welcome goto t }}\n{rest}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    assert_eq!(flow("step t { back }"), vec![Code::BackWithoutMenu]);
+    assert_eq!(flow("sub f() { back }\nstep t { run f() hangup }"), vec![Code::BackWithoutMenu]);
+    assert_eq!(flow("menu t { prompt welcome key * -> back on exhausted { hangup } }"), vec![Code::BackWithoutMenu]);
+    // After a menu, `back` has somewhere to go.
+    assert_eq!(flow("menu t { prompt welcome key 1 -> u on exhausted { hangup } }\nstep u { back }"), vec![]);
+    assert_eq!(flow("menu t { prompt welcome key 1 -> u on exhausted { hangup } }\nmenu u { prompt welcome key * -> back on exhausted { hangup } }"), vec![]);
+    // `anywhere` keys work in every menu; `* -> back` there is a house style.
+    assert_eq!(flow("anywhere { key * -> back }\nmenu t { prompt welcome key 1 -> t on exhausted { hangup } }"), vec![]);
+}
+
+#[test]
+fn zero_time_limits_and_keyless_menus() {
+    let step = |stmt: &str| {
+        let src = format!("entry 1 -> s\nservice svc() {{ ok }}\nstep s {{ {stmt}\n hangup }}\n");
+        errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
+    };
+    for stmt in [
+        "collect c { prompt welcome timeout 0s on exhausted { hangup } }",
+        "collect c { prompt welcome inter-key 0ms on exhausted { hangup } }",
+        "request svc() timeout 0s { else -> s }",
+        "dial agent \"1001\" timeout 0s { else -> s }",
+        "enqueue general max-wait 0min { else -> s }",
+        "record \"x\" max 0s { else -> s }",
+    ] {
+        assert_eq!(step(stmt), vec![Code::ZeroTimeout], "{stmt}");
+    }
+    assert_eq!(step("request svc() timeout 99999999999999s { else -> s }"), vec![Code::NumberTooLarge], "not also zero");
+    let c = check_src("entry 1 -> m\nmenu m { prompt welcome on exhausted { hangup } }\n").unwrap();
+    assert_eq!(errors(&c), vec![Code::MenuWithoutKeys]);
+}
+
+#[test]
+fn an_unreadable_main_file_is_reported_against_itself() {
+    let world = MemoryWorld::new().with("prompts.toml", CATALOGUE);
+    let c = compile(&world, "main.ivr");
+    assert_eq!(codes(&c), vec![Code::UnreadableFile], "{:#?}", c.diagnostics);
+    assert_eq!(c.sources.get(c.diagnostics[0].span.file).name, "main.ivr");
+}
+
+/// Every kind of statement, including ones naming the wrong kind of thing, in
+/// every place a statement can stand: reported or accepted, never a crash.
+#[test]
+fn every_statement_in_every_context() {
+    let base = "languages zh, en\nentry 1 -> s\nvar v = 0\nservice svc() { ok(a: text) }\nstep s { goto m }\n\
+        menu m { prompt welcome key 1 -> s on exhausted { hangup } }\nsub f() { hangup }\nsub g() -> number { return 1 }\n";
+    let statements = [
+        "play welcome", "play v", "say number 5", "say digits caller", "say date \"2026-01-01\"", "say money v", "say number q",
+        "set v = 1", "set caller = \"1\"", "set s = 1", "set q = 1", "if v > 0 { hangup } else { goto s }", "goto s", "goto m", "goto f", "goto v",
+        "back", "repeat", "run f()", "run g() into v", "run g() into s", "run s()", "run g() into caller", "return", "return 1",
+        "collect v { prompt welcome on exhausted { hangup } }", "collect s { prompt welcome on exhausted { hangup } }",
+        "collect caller { prompt welcome on exhausted { hangup } }", "collect q { prompt welcome on exhausted { hangup } }",
+        "request svc() as q { ok -> s failed -> s }", "request svc() as s { ok -> s failed -> s }", "request svc() { ok -> s failed -> s }",
+        "request svc() as v { ok -> s failed -> s }", "request f() { ok -> s }", "enqueue general { else -> s }", "enqueue m { else -> s }",
+        "dial agent \"1001\" { else -> s }", "dial agent v { else -> s }", "record \"x\" { else -> s }", "transfer \"+8610086\"",
+        "hangup", "language en", "language s", "flush", "say time q.a", "say digits q.b", "say digits v.a",
+    ];
+    let contexts = [
+        "step t { X }",
+        "step t { X\n hangup }",
+        "menu mm { prompt welcome key 1 { X } on exhausted { hangup } }",
+        "menu mm { prompt welcome key 1 -> s on timeout { X } on exhausted { X } }",
+        "sub h() { X }",
+        "sub h(v: number, s: text) -> number { X\n return 1 }",
+        "anywhere { key 9 { X } }",
+        "step t { collect c { prompt welcome on invalid { X } on exhausted { X } } hangup }",
+        "step t { request svc() as q2 { ok { X } failed { X } } }",
+        "step t { if true { X } else { X } }",
+        "step t { enqueue general { served { X } else { X } } }",
+        "sub h() { collect c { prompt welcome on exhausted { X } } X }",
+    ];
+    for ctx in contexts {
+        for stmt in statements {
+            let src = format!("{base}{}\n", ctx.replace('X', stmt));
+            if let Err(e) = check_src(&src) {
+                panic!("{e}\n{src}");
+            }
+        }
+    }
+}
+
+mod plausible;

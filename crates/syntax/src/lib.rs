@@ -9,8 +9,10 @@
 //! Diagnostics are plain data ([`Diagnostic`]); rendering them is the CLI's job.
 
 pub mod ast;
+mod codes;
 mod parser;
 
+pub use codes::{Code, CODES};
 pub use parser::parse;
 
 /// Identifies one source file in a [`SourceMap`].
@@ -106,7 +108,9 @@ pub enum Severity {
 /// A problem in a flow, for the person who wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
-    /// Stable code, e.g. `E0001`; never reused for a different meaning.
+    /// The stable code of the rule broken, e.g. `E0001`: always the
+    /// [`Code::as_str`] of the [`Code`] the diagnostic was made from (kept as
+    /// text so renderers need nothing else). See [`Diagnostic::rule`].
     pub code: &'static str,
     pub severity: Severity,
     pub message: String,
@@ -119,10 +123,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
+    /// A diagnostic for `code`; its severity is the rule's.
+    pub fn new(code: Code, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
         Diagnostic {
-            code,
-            severity: Severity::Error,
+            code: code.as_str(),
+            severity: code.severity(),
             message: message.into(),
             span,
             label: label.into(),
@@ -131,8 +136,9 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>, span: Span, label: impl Into<String>) -> Diagnostic {
-        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message, span, label) }
+    /// The rule this diagnostic reports.
+    pub fn rule(&self) -> Code {
+        Code::from_code(self.code).unwrap_or(Code::InternalError)
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
@@ -146,24 +152,27 @@ impl Diagnostic {
     }
 }
 
+/// The number of single-character insertions, deletions and substitutions
+/// that turn `a` into `b` (Levenshtein distance).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// The candidate closest to `name` by edit distance, if it is close enough to be
 /// what was meant (for "did you mean …?" help).
 pub fn closest<'c>(name: &str, candidates: &[&'c str]) -> Option<&'c str> {
-    fn dist(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
     candidates
         .iter()
-        .map(|c| (dist(name, c), *c))
+        .map(|c| (edit_distance(name, c), *c))
         .filter(|(d, c)| *d <= (name.chars().count().max(c.chars().count()) + 2) / 3)
         .min()
         .map(|(_, c)| c)

@@ -8,7 +8,7 @@ use pest::Parser;
 use pest_derive::Parser;
 
 use crate::ast::*;
-use crate::{Diagnostic, FileId, Span};
+use crate::{Code, Diagnostic, FileId, Span};
 
 #[derive(Parser)]
 #[grammar = "../../../grammar/ivr.pest"]
@@ -144,7 +144,7 @@ impl<'s> Builder<'s> {
     fn duration(&mut self, pair: Pair<Rule>) -> Duration {
         let span = self.span(&pair);
         let ms = duration_ms(pair.as_str()).unwrap_or_else(|| {
-            self.diags.push(Diagnostic::error("E0001", "duration out of range", span, "too long"));
+            self.diags.push(Diagnostic::new(Code::NumberTooLarge, "duration out of range", span, "too long"));
             0
         });
         Duration { ms, span }
@@ -153,7 +153,7 @@ impl<'s> Builder<'s> {
     fn integer(&mut self, pair: Pair<Rule>) -> u32 {
         let span = self.span(&pair);
         pair.as_str().parse().unwrap_or_else(|_| {
-            self.diags.push(Diagnostic::error("E0001", "number too large", span, "does not fit"));
+            self.diags.push(Diagnostic::new(Code::NumberTooLarge, "number too large", span, "does not fit"));
             0
         })
     }
@@ -203,13 +203,51 @@ impl<'s> Builder<'s> {
             ),
             _ => format!("unexpected {found}"),
         };
-        let mut d = Diagnostic::error("E0001", message, span, "unexpected here");
+        let mut d = Diagnostic::new(Code::SyntaxError, message, span, "unexpected here");
         let words: Vec<&str> = expected.iter().filter_map(|e| e.strip_prefix('`')?.strip_suffix('`')).collect();
         let typed = found.trim_matches('`');
-        if let Some(best) = crate::closest(typed, &words).filter(|b| *b != typed && found.starts_with('`')) {
+        let wide = rest.chars().next().and_then(hints::full_width).is_some();
+        if let Some(best) = crate::closest(typed, &words).filter(|b| *b != typed && found.starts_with('`') && !wide) {
             d = d.with_help(format!("did you mean `{best}`?"));
         } else if expected.len() > 6 {
             d = d.with_help(format!("expected one of: {}", expected.join(", ")));
+        }
+        d
+    }
+
+    /// Explains a chunk that did not parse by a string or (`braces`) a `{` left
+    /// open, if there is one, and adds a hint for full-width punctuation.
+    fn explain(&self, text: &str, base: usize, braces: bool, strict: impl FnOnce(&Self) -> Diagnostic) -> Diagnostic {
+        let scan = hints::scan(text);
+        let at = |i: usize, len: usize| Span::new(self.file, base + i, base + i + len);
+        let mut d = if let Some(i) = scan.unclosed_string {
+            Diagnostic::new(Code::SyntaxError, "this string is not closed", at(i, 1), "the string starts here")
+                .with_help("a string ends with `\"` on the line where it starts")
+        } else if let (true, Some(&i)) = (braces, scan.unclosed_braces.last()) {
+            let end = base + text.len();
+            let rest = &self.src[end..];
+            let next = rest.trim_start();
+            let (where_, label) = if next.is_empty() {
+                (Span::new(self.file, self.src.len(), self.src.len()), "the file ends here".to_string())
+            } else {
+                let word: String = next.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let start = end + rest.len() - next.len();
+                (Span::new(self.file, start, start + word.len()), format!("`{word}` starts a new item here"))
+            };
+            let d = Diagnostic::new(Code::SyntaxError, "this `{` is not closed", at(i, 1), "opened here")
+                .with_help("close it with `}` (a `}` at the start of a line closes the `{` of the line indented alike)");
+            // The item's own `{` runs on to the next item; an inner one was
+            // closed too late, by a `}` meant for another.
+            if text.find('{') == Some(i) { d.with_related(where_, label) } else { d }
+        } else {
+            strict(self)
+        };
+        if let Some(f) = scan.full_width {
+            let wide = at(f.at, f.typed.len());
+            if d.span.start != wide.start {
+                d = d.with_related(wide, format!("full-width `{}`", f.typed));
+            }
+            d = d.with_help(format!("`{}` is a full-width {} (typed with a Chinese input method): write `{}`", f.typed, f.name, f.ascii));
         }
         d
     }
@@ -219,14 +257,14 @@ impl<'s> Builder<'s> {
         let span = self.span(&pair);
         let text = pair.as_str();
         let base = pair.as_span().start();
-        let diag = match IvrParser::parse(Rule::strict_item, text) {
-            Err(e) => self.pest_error(e, base),
+        let diag = self.explain(text, base, true, |b| match IvrParser::parse(Rule::strict_item, text) {
+            Err(e) => b.pest_error(e, base),
             Ok(pairs) => {
                 let end = pairs.last().map_or(0, |p| p.as_span().end());
                 let skip = text[end..].len() - text[end..].trim_start().len();
-                self.syntax_error_at(base + end + skip, &["a top-level item (step, menu, sub, …)".to_string()])
+                b.syntax_error_at(base + end + skip, &["a top-level item (step, menu, sub, …)".to_string()])
             }
-        };
+        });
         self.diags.push(diag);
         let mut words = text.split_whitespace();
         let kind = match words.next() {
@@ -255,14 +293,15 @@ impl<'s> Builder<'s> {
     fn bad_stmt(&mut self, pair: Pair<Rule>, context: Rule) {
         let text = pair.as_str();
         let base = pair.as_span().start();
-        let diag = match IvrParser::parse(context, text) {
-            Err(e) => self.pest_error(e, base),
+        // A bad line never holds its block's `}`, so braces say nothing here.
+        let diag = self.explain(text, base, false, |b| match IvrParser::parse(context, text) {
+            Err(e) => b.pest_error(e, base),
             Ok(pairs) => {
                 let end = pairs.last().map_or(0, |p| p.as_span().end());
                 let skip = text[end..].len() - text[end..].trim_start().len();
-                self.syntax_error_at(base + end + skip, &["a new line or `}`".to_string()])
+                b.syntax_error_at(base + end + skip, &["a new line or `}`".to_string()])
             }
-        };
+        });
         self.diags.push(diag);
     }
 
@@ -385,6 +424,10 @@ impl<'s> Builder<'s> {
                 HoursLine::MakeupDays { open, span }
             }
             Rule::hours_days => {
+                // The line ends with its last time range (the pair may take the
+                // whitespace after it).
+                let end = inner.clone().last().map_or(span.end, |p| p.as_span().end() as u32);
+                let span = Span { end, ..span };
                 let mut days = Vec::new();
                 let mut ranges = Vec::new();
                 for p in inner {
@@ -400,13 +443,18 @@ impl<'s> Builder<'s> {
                         }
                         _ => {
                             let rspan = self.span(&p);
+                            let text = p.as_str().to_string();
                             let mut cs = p.into_inner().map(|c| clock_minutes(c.as_str()));
                             let (a, b) = (cs.next().unwrap(), cs.next().unwrap());
                             match (a, b) {
                                 (Some(a), Some(b)) if a < b => ranges.push((a, b)),
+                                (Some(_), Some(_)) => self.diags.push(
+                                    Diagnostic::new(Code::InvalidTimeRange, format!("opening hours {text} end before they start"), rspan, "ends before it starts")
+                                        .with_help("hours past midnight are two ranges: `mon 22:00-24:00` and `tue 00:00-06:00`"),
+                                ),
                                 _ => self.diags.push(
-                                    Diagnostic::error("E0001", "invalid opening hours", rspan, "not a valid time range")
-                                        .with_help("write times as HH:MM between 00:00 and 24:00, the start before the end"),
+                                    Diagnostic::new(Code::InvalidTimeRange, format!("{text} is not a time of day"), rspan, "not a valid time range")
+                                        .with_help("write times as HH:MM between 00:00 and 24:00"),
                                 ),
                             }
                         }
@@ -719,5 +767,6 @@ fn clock_minutes(c: &str) -> Option<u16> {
     (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
 }
 
+mod hints;
 #[cfg(test)]
 mod tests;
