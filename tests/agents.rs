@@ -270,15 +270,18 @@ To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: 
     let challenge = register(1, None);
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
-    let wrong = ivr_sip::digest::authorization("1003", "ivr", "guess", "REGISTER", "sip:127.0.0.1", &nonce, "c1");
-    assert!(register(2, Some(wrong)).starts_with("SIP/2.0 403"));
-    let right = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c2");
-    let brief = ivr_sip::digest::authorization("1003", "ivr", "s3cret-1003", "REGISTER", "sip:127.0.0.1", &nonce, "c3");
-    let too_brief = register_for(4, Some(brief), 30);
+    // Each use of a nonce counts up (nc): the same Authorization twice is a replay.
+    let auth = |password: &str, cnonce: &str, nc: u32| ivr_sip::digest::authorization_nc("1003", "ivr", password, "REGISTER", "sip:127.0.0.1", &nonce, cnonce, nc);
+    assert!(register(2, Some(auth("guess", "c1", 1))).starts_with("SIP/2.0 403"));
+    let too_brief = register_for(4, Some(auth("s3cret-1003", "c3", 2)), 30);
     assert!(too_brief.starts_with("SIP/2.0 423") && too_brief.contains("Min-Expires: 60"), "{too_brief}");
-    let ok = register(3, Some(right));
+    let right = auth("s3cret-1003", "c2", 3);
+    let ok = register(3, Some(right.clone()));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(ok.contains("<sip:1003@phone.invalid:5099>;expires=600"), "{ok}");
+    // A captured REGISTER sent again (a new transaction, the same credentials) is refused.
+    let replayed = register(5, Some(right));
+    assert!(replayed.starts_with("SIP/2.0 401"), "a replay is challenged afresh: {replayed}");
     let state = stdout(&ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--json"]));
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     let a = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "1003").unwrap();

@@ -558,7 +558,11 @@ impl Core {
         if !audio.is_empty() {
             c.playing = 1;
             self.push(Output::Media(Media::Stop { call: key }));
-            self.push(Output::Media(Media::Play { call: key, id: PlayId(0), audio }));
+            let label = match position {
+                Some(p) => format!("queue position {p}"),
+                None => "queue hold".to_string(),
+            };
+            self.push(Output::Media(Media::Play { call: key, id: PlayId(0), audio, label }));
         }
     }
 }

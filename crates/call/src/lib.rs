@@ -146,7 +146,9 @@ pub enum Media {
     /// The caller acknowledged our answer: audio may flow.
     Confirmed { call: CallKey },
     /// Queue audio; report [`Input::PlayDone`] with `id` when it has played.
-    Play { call: CallKey, id: PlayId, audio: Vec<Arc<EncodedPrompt>> },
+    /// `label` says what it is (a prompt id, `say money 10.52`, `beep`), for
+    /// logs and transcripts.
+    Play { call: CallKey, id: PlayId, audio: Vec<Arc<EncodedPrompt>>, label: String },
     /// Drop what is playing and queued (no `PlayDone` for it).
     Stop { call: CallKey },
     /// Music on hold between queued audio (`None`: silence).
@@ -255,6 +257,8 @@ pub(crate) struct Call {
     pub(crate) started: u64,
     /// A fault in the core's handling of this call (not the flow's): ends it.
     pub(crate) broken: Option<String>,
+    /// See [`Core::inject_bug`].
+    pub(crate) bug: bool,
 }
 
 pub struct Core {
@@ -426,12 +430,40 @@ impl Core {
                 break;
             }
             for key in std::mem::take(&mut self.dirty) {
-                self.run_call(now, key);
+                self.run_call_isolated(now, key);
             }
         }
     }
 
+    /// Runs one call's turn; a bug in it (a panic) ends that call with a
+    /// logged fault and leaves every other call as it was.
+    fn run_call_isolated(&mut self, now: u64, key: CallKey) {
+        let turn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_call(now, key)));
+        if let Err(panic) = turn {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default();
+            tracing::error!(call = key.0, "a bug in this call's handling ended it: {what}");
+            // Its state may be half-changed: end it without running its flow again.
+            if let Some(c) = self.calls.get_mut(&key) {
+                c.bug = false;
+                c.hangup_when_quiet = false;
+            }
+            self.end_call(now, key, "internal_error", true);
+        }
+    }
+
+    /// Makes the next turn of `call` fail as a bug would (a panic in its
+    /// handling), to test that a bug in one call ends that call only.
+    #[doc(hidden)]
+    pub fn inject_bug(&mut self, call: CallKey) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.bug = true;
+        }
+    }
+
     fn run_call(&mut self, now: u64, key: CallKey) {
+        if self.calls.get(&key).is_some_and(|c| c.bug) {
+            panic!("injected bug in call {}", key.0);
+        }
         while let Some(a) = self.calls.get_mut(&key).and_then(|c| c.session.poll_action()) {
             self.perform(now, key, a);
         }
@@ -614,6 +646,7 @@ impl Core {
                 handoff: None,
                 started: now,
                 broken: None,
+                bug: false,
             },
         );
         self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false }));
@@ -671,13 +704,16 @@ impl Core {
             Action::EnterNode { name, .. } => c.record.nodes.push(name),
             Action::Play { id, prompt, lang, .. } => {
                 let audio = c.prompts.prompt(prompt as usize, lang as usize);
+                let label = c.program.prompts.get(prompt as usize).map_or_else(String::new, |p| p.id.clone());
                 c.playing += 1;
-                self.outputs.push_back(Output::Media(Media::Play { call: key, id, audio: vec![audio] }));
+                self.outputs.push_back(Output::Media(Media::Play { call: key, id, audio: vec![audio], label }));
             }
             Action::Say { id, kind, value, lang } => {
                 let audio = c.prompts.say(&c.program, kind, &value, lang as usize);
+                // A secret is never spoken (the compiler refuses it); the label shows the kind only then.
+                let label = format!("say {} {value}", kind.name());
                 c.playing += 1;
-                self.outputs.push_back(Output::Media(Media::Play { call: key, id, audio }));
+                self.outputs.push_back(Output::Media(Media::Play { call: key, id, audio, label }));
             }
             Action::StopPlayback => {
                 c.playing = 0;
@@ -699,7 +735,7 @@ impl Core {
                 }
                 // A beep, then the caller's audio until #, silence or the maximum.
                 c.playing += 1;
-                self.outputs.push_back(Output::Media(Media::Play { call: key, id: PlayId(0), audio: vec![c.prompts.beep()] }));
+                self.outputs.push_back(Output::Media(Media::Play { call: key, id: PlayId(0), audio: vec![c.prompts.beep()], label: "beep".into() }));
                 let recorder = ivr_services::Recorder::new(8_000, max_ms, RECORD_SILENCE_MS, RECORD_VOICE_LEVEL);
                 info!(call_id = %c.record.call_id, %category, max_ms, "recording a message");
                 c.recording = Some(Recording { op, category, recorder });

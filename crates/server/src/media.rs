@@ -85,7 +85,7 @@ impl Plane {
                 return Some((call, true));
             }
             Media::Confirmed { call } => self.with(call, |e| e.confirmed = true),
-            Media::Play { call, id, audio } => self.stream(call, |s| s.queue(id.0, audio)),
+            Media::Play { call, id, audio, .. } => self.stream(call, |s| s.queue(id.0, audio)),
             Media::Stop { call } => self.stream(call, Stream::stop),
             Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
             Media::Renegotiate { call, stream } => self.with(call, |e| {

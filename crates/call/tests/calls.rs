@@ -1,0 +1,484 @@
+//! Whole calls through the call core in simulated time: phones, the core and
+//! agents joined by a lossy, reordering network (see `sim`). Every behaviour
+//! the end-to-end tests check with real sockets is checked here exactly, in
+//! milliseconds, and replays from its seed.
+
+mod sim;
+
+use ivr_call::{CallKey, CallLimits, Log, Value};
+use sim::*;
+
+const CATALOGUE: &str = r#"
+[welcome]
+zh = "欢迎。"
+[main_menu]
+zh = "查询请按1，人工请按0，留言请按3，工号请按8，转总行请按9。"
+[quote_is]
+zh = "价格是"
+[sorry]
+zh = "抱歉。"
+[survey]
+zh = "请评分。"
+[after_beep]
+zh = "请在提示音后留言。"
+[saved]
+zh = "已保存。"
+[goodbye]
+zh = "再见。"
+[queue_next]
+zh = "您是下一位。"
+"#;
+
+const FLOW: &str = r#"
+entry 100 -> welcome
+var score = 0
+
+service quote(code: text) {
+    ok(last: number)
+}
+service survey_score(caller: text, score: number) {
+    ok
+}
+service flaky(code: text) {
+    ok
+}
+
+step welcome {
+    play welcome
+    goto main_menu
+}
+
+menu main_menu {
+    prompt main_menu
+    timeout 5s
+    key 1 -> get_quote
+    key 0 -> to_agent
+    key 3 -> message
+    key 8 -> direct
+    key 9 -> head_office
+    key 7 -> retry_forever
+    on exhausted -> goodbye
+}
+
+step get_quote {
+    request quote("600000") as q timeout 3s {
+        ok {
+            play quote_is
+            say money q.last
+            goto main_menu
+        }
+        failed {
+            play sorry
+            goto main_menu
+        }
+    }
+}
+
+step to_agent {
+    enqueue general max-wait 60s {
+        served -> survey
+        timeout -> goodbye
+        full -> goodbye
+        no_agents -> goodbye
+        left -> goodbye
+        failed -> goodbye
+    }
+}
+
+step direct {
+    dial agent "1002" timeout 10s {
+        served -> survey
+        busy -> goodbye
+        absent -> goodbye
+        no_answer -> goodbye
+        failed -> goodbye
+    }
+}
+
+step head_office {
+    transfer "02195588"
+}
+
+step retry_forever {
+    request flaky("1") timeout 1s {
+        ok -> retry_forever
+        failed -> retry_forever
+    }
+}
+
+step message {
+    play after_beep
+    record "message" max 60s {
+        saved {
+            play saved
+            goto goodbye
+        }
+        failed -> goodbye
+    }
+}
+
+menu survey {
+    prompt survey
+    timeout 8s
+    key 1 {
+        set score = 1
+        goto survey_done
+    }
+    key 4 {
+        set score = 4
+        goto survey_done
+    }
+    on exhausted -> goodbye
+}
+
+step survey_done {
+    request survey_score(caller, score) timeout 3s {
+        else -> goodbye
+    }
+}
+
+step goodbye {
+    play goodbye
+    hangup
+}
+"#;
+
+fn acd(agents: &[(&str, &str)], queue_ring_ms: u64) -> ivr_acd::AcdConfig {
+    let agents: Vec<serde_json::Value> = agents
+        .iter()
+        .map(|(id, at)| serde_json::json!({"id": id, "skills": [["general", 5]], "address": format!("sip:{id}@{at}"), "auto_login": true}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "agents": agents,
+        "queues": [{"name": "general", "ring_ms": queue_ring_ms, "wrap_up_ms": 0}],
+    }))
+    .expect("an ACD configuration")
+}
+
+fn quotes() -> Services {
+    Box::new(|service, _args| match service {
+        "quote" => (50, "ok".into(), vec![("last".into(), Value::Num("10.52".parse().unwrap()))]),
+        "survey_score" => (10, "ok".into(), vec![]),
+        _ => (1_000, "failed".into(), vec![]),
+    })
+}
+
+fn world(cfg: ivr_call::CoreConfig, acd: ivr_acd::AcdConfig, link: Link, seed: u64) -> World {
+    World::new(cfg, vec![flow(FLOW, CATALOGUE)], acd, link, seed).with_services(quotes())
+}
+
+fn lossy() -> Link {
+    Link { delay_ms: 20, jitter_ms: 30, loss_per_mille: 100, dup_per_mille: 100 }
+}
+
+/// Dials 100 from a new caller phone; returns its index once the call is up.
+fn dial(w: &mut World, name: &str, ip_last: u8) -> usize {
+    let p = w.phone(Phone::new(name, &format!("127.0.1.{ip_last}:5060"), &format!("127.0.1.{ip_last}:4000")));
+    let out = w.phones[p].dial(w.now, "100");
+    send(w, p, out);
+    assert!(w.run_while(10_000, |w| w.phones[p].state != State::Talking), "{name} got no answer: {:?}", w.phones[p].got);
+    p
+}
+
+fn press(w: &mut World, p: usize, keys: &str) {
+    for k in keys.chars() {
+        let to = call_media(w, p);
+        let from = w.phones[p].rtp;
+        let packets = w.phones[p].rfc4733(k, to);
+        send_rtp(w, from, to, packets);
+        w.run_for(300);
+    }
+}
+
+/// The only call's key in the core (calls are keyed by the endpoint).
+fn first_call(w: &World) -> CallKey {
+    w.heard.first().expect("something was played").call
+}
+
+fn record_of<'a>(w: &'a World, caller: &str) -> &'a serde_json::Value {
+    w.closed().into_iter().find(|r| r["caller"].as_str().is_some_and(|c| c.contains(caller))).unwrap_or_else(|| panic!("no closed record for {caller}: {:#?}", w.records))
+}
+
+#[test]
+fn a_call_is_answered_hears_its_prompts_and_the_callers_bye_closes_its_record() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 1);
+    let p = dial(&mut w, "alice", 1);
+    w.run_for(2_500);
+    let call = first_call(&w);
+    assert_eq!(w.heard_by(call), ["welcome", "main_menu"]);
+    assert_eq!(w.heard[1].at - w.heard[0].at, 1_000, "the menu follows the one-second welcome");
+    // The record was written at the start, before anything ended.
+    let open: Vec<_> = w.records.iter().filter(|(l, r)| *l == Log::Calls && r["state"] == "open").collect();
+    assert!(!open.is_empty(), "a record when the call starts");
+    let out = w.phones[p].hangup(w.now);
+    send(&mut w, p, out);
+    w.run_for(1_000);
+    assert!(w.phones[p].got.contains(&"200 BYE".to_string()), "{:?}", w.phones[p].got);
+    let r = record_of(&w, "alice");
+    assert_eq!(r["outcome"], "caller_hung_up");
+    assert_eq!(r["nodes"], serde_json::json!(["welcome", "main_menu"]));
+    assert_eq!(w.core.calls(), 0);
+    assert_eq!(w.media_open(), 0, "its RTP is closed");
+}
+
+#[test]
+fn rfc_4733_keys_walk_the_menu_through_loss_duplicates_and_reordering() {
+    for seed in 1..=20 {
+        let mut w = world(config(), Default::default(), lossy(), seed);
+        let p = dial(&mut w, "bob", 2);
+        w.run_for(2_200);
+        press(&mut w, p, "1");
+        w.run_for(3_000);
+        let call = first_call(&w);
+        let heard = w.heard_by(call);
+        assert!(heard.starts_with(&["welcome", "main_menu", "quote_is"]), "seed {seed}: {heard:?}");
+        assert_eq!(w.requests.iter().filter(|r| r.0 == "quote").count(), 1, "seed {seed}: one key, one request");
+        let out = w.phones[p].hangup(w.now);
+        send(&mut w, p, out);
+        w.run_for(10_000);
+        assert_eq!(w.core.calls(), 0, "seed {seed}: the BYE got through retransmissions");
+        assert_eq!(record_of(&w, "bob")["keys"], "1", "seed {seed}");
+    }
+}
+
+#[test]
+fn keys_by_sip_info_count_once_despite_duplicates() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, dup_per_mille: 1000, ..Default::default() }, 3);
+    let p = dial(&mut w, "carol", 3);
+    w.run_for(2_200);
+    let out = w.phones[p].info(w.now, '1');
+    send(&mut w, p, out);
+    w.run_for(2_000);
+    assert_eq!(w.requests.iter().filter(|r| r.0 == "quote").count(), 1, "a duplicated INFO is one key");
+    assert!(w.heard_by(first_call(&w)).contains(&"quote_is"));
+}
+
+#[test]
+fn keys_from_anyone_but_the_caller_are_not_key_presses() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 4);
+    let p = dial(&mut w, "dave", 4);
+    w.run_for(2_200);
+    let media = call_media(&w, p);
+    // A third party: the same host's other port, and another host.
+    for stranger in ["127.0.1.4:4002", "127.0.9.9:4000"] {
+        let packets = w.phones[p].rfc4733('1', media);
+        send_rtp(&mut w, addr(stranger), media, packets);
+        w.run_for(500);
+    }
+    assert!(w.requests.is_empty(), "injected keys did nothing: {:?}", w.requests);
+    press(&mut w, p, "1");
+    w.run_for(500);
+    assert_eq!(w.requests.len(), 1, "the caller's own key works");
+}
+
+#[test]
+fn cancel_before_answer_ends_the_call_without_a_record_of_talk() {
+    let cfg = ivr_call::CoreConfig { ring_ms: 4_000, ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 10, ..Default::default() }, 5);
+    let p = w.phone(Phone::new("erin", "127.0.1.5:5060", "127.0.1.5:4000"));
+    let out = w.phones[p].dial(w.now, "100");
+    send(&mut w, p, out);
+    w.run_for(1_000);
+    assert_eq!(w.phones[p].state, State::Ringing, "{:?}", w.phones[p].got);
+    let out = w.phones[p].cancel(w.now);
+    send(&mut w, p, out);
+    w.run_for(2_000);
+    assert!(w.phones[p].got.contains(&"487 INVITE".to_string()), "{:?}", w.phones[p].got);
+    assert_eq!(w.core.calls(), 0);
+    assert_eq!(w.media_open(), 0);
+    w.run_for(10_000);
+    assert!(!w.phones[p].got.iter().any(|g| g == "200 INVITE"), "never answered after the CANCEL");
+}
+
+#[test]
+fn the_flow_hangs_up_with_bye_after_its_last_prompt() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 6);
+    let p = dial(&mut w, "frank", 6);
+    // Silence: three timeouts of the main menu, then goodbye and BYE.
+    assert!(w.run_while(60_000, |w| w.phones[p].state == State::Talking));
+    assert_eq!(w.phones[p].state, State::Ended("they hung up".into()));
+    let call = first_call(&w);
+    assert_eq!(w.heard_by(call).last(), Some(&"goodbye"));
+    let bye_at = w.now;
+    let goodbye_at = w.heard.iter().rfind(|h| h.label == "goodbye").unwrap().at;
+    assert!(bye_at >= goodbye_at + 1_000, "BYE only once the goodbye has played");
+    assert_eq!(record_of(&w, "frank")["outcome"], "hangup:normal");
+}
+
+#[test]
+fn a_hold_reinvite_is_answered_and_the_call_goes_on() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 7);
+    let p = dial(&mut w, "gina", 7);
+    w.run_for(1_500);
+    let out = w.phones[p].reinvite(w.now, "sendonly");
+    send(&mut w, p, out);
+    w.run_for(500);
+    assert_eq!(w.phones[p].got.iter().filter(|g| *g == "200 INVITE").count(), 2, "{:?}", w.phones[p].got);
+    let out = w.phones[p].reinvite(w.now, "sendrecv");
+    send(&mut w, p, out);
+    w.run_for(1_000);
+    press(&mut w, p, "1");
+    w.run_for(1_000);
+    assert_eq!(w.requests.len(), 1, "keys still work after hold and unhold");
+}
+
+#[test]
+fn a_queued_caller_is_bridged_to_an_agent_comes_back_for_the_survey() {
+    let mut w = world(config(), acd(&[("1001", "127.0.2.1:5060")], 10_000), lossy(), 8);
+    let agent = w.phone(Phone::new("1001", "127.0.2.1:5060", "127.0.2.1:4000").answering(Answer::After(1_500)));
+    let p = dial(&mut w, "hank", 8);
+    w.run_for(2_200);
+    press(&mut w, p, "0");
+    assert!(w.run_while(20_000, |w| w.bridges.is_empty()), "never bridged: agent got {:?}", w.phones[agent].got);
+    assert_eq!(w.phones[agent].state, State::Talking);
+    // They talk for 30 s; the agent hangs up; the caller is back in the flow.
+    w.run_for(30_000);
+    let out = w.phones[agent].hangup(w.now);
+    send(&mut w, agent, out);
+    assert!(w.run_while(10_000, |w| !w.heard.iter().any(|h| h.label == "survey")), "no survey after the agent's BYE");
+    press(&mut w, p, "4");
+    assert!(w.run_while(30_000, |w| w.phones[p].state == State::Talking), "the caller was not hung up on");
+    let r = record_of(&w, "hank");
+    assert_eq!(r["survey_score"], "4");
+    let h = &r["handoffs"][0];
+    assert_eq!((h["kind"].as_str(), h["outcome"].as_str(), h["agent"].as_str()), (Some("queue"), Some("served"), Some("1001")), "{r}");
+    assert!(h["talk_ms"].as_u64().unwrap() >= 29_000, "{h}");
+    let q: Vec<_> = w.records.iter().filter(|(l, _)| *l == Log::Queue).map(|(_, r)| r).collect();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["call_id"], r["call_id"], "the queue record names the call");
+}
+
+#[test]
+fn a_caller_who_hangs_up_while_bridged_ends_the_agents_leg() {
+    let mut w = world(config(), acd(&[("1001", "127.0.2.1:5060")], 10_000), Link { delay_ms: 10, ..Default::default() }, 9);
+    let agent = w.phone(Phone::new("1001", "127.0.2.1:5060", "127.0.2.1:4000").answering(Answer::After(500)));
+    let p = dial(&mut w, "ivy", 9);
+    w.run_for(2_200);
+    press(&mut w, p, "0");
+    assert!(w.run_while(10_000, |w| w.bridges.is_empty()));
+    w.run_for(5_000);
+    let out = w.phones[p].hangup(w.now);
+    send(&mut w, p, out);
+    w.run_for(2_000);
+    assert_eq!(w.phones[agent].state, State::Ended("they hung up".into()));
+    assert_eq!(w.media_open(), 0, "both legs' RTP closed");
+    assert_eq!(record_of(&w, "ivy")["handoffs"][0]["outcome"], "served");
+}
+
+#[test]
+fn ring_no_answer_moves_on_to_the_next_agent() {
+    let mut w = world(config(), acd(&[("1001", "127.0.2.1:5060"), ("1002", "127.0.2.2:5060")], 4_000), Link { delay_ms: 10, ..Default::default() }, 10);
+    let silent = w.phone(Phone::new("1001", "127.0.2.1:5060", "127.0.2.1:4000").answering(Answer::Never));
+    let good = w.phone(Phone::new("1002", "127.0.2.2:5060", "127.0.2.2:4000").answering(Answer::After(500)));
+    let p = dial(&mut w, "jack", 10);
+    w.run_for(2_200);
+    press(&mut w, p, "0");
+    assert!(w.run_while(20_000, |w| w.bridges.is_empty()));
+    assert_eq!(w.phones[silent].state, State::Ended("cancelled".into()), "the silent phone was cancelled");
+    assert_eq!(w.phones[good].state, State::Talking);
+    let _ = p;
+}
+
+#[test]
+fn a_direct_dial_of_an_absent_agent_goes_on_in_the_flow() {
+    let mut w = world(config(), acd(&[("1001", "127.0.2.1:5060")], 4_000), Link { delay_ms: 10, ..Default::default() }, 11);
+    let p = dial(&mut w, "kate", 11);
+    w.run_for(2_200);
+    press(&mut w, p, "8");
+    assert!(w.run_while(10_000, |w| !w.heard.iter().any(|h| h.label == "goodbye")));
+    w.run_for(3_000);
+    assert_eq!(record_of(&w, "kate")["handoffs"][0]["outcome"], "absent");
+    assert_eq!(w.phones[p].state, State::Ended("they hung up".into()));
+}
+
+#[test]
+fn transfer_calls_the_gateway_and_bridges_until_the_far_end_hangs_up() {
+    let cfg = ivr_call::CoreConfig { transfer_gateway: Some("sip:{number}@127.0.3.1:5060".into()), ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 10, ..Default::default() }, 12);
+    let gw = w.phone(Phone::new("gw", "127.0.3.1:5060", "127.0.3.1:4000").answering(Answer::After(1_000)));
+    let p = dial(&mut w, "leo", 12);
+    w.run_for(2_200);
+    press(&mut w, p, "9");
+    assert!(w.run_while(10_000, |w| w.bridges.is_empty()), "the gateway got {:?}", w.phones[gw].got);
+    w.run_for(10_000);
+    let out = w.phones[gw].hangup(w.now);
+    send(&mut w, gw, out);
+    assert!(w.run_while(5_000, |w| w.phones[p].state == State::Talking));
+    let r = record_of(&w, "leo");
+    assert_eq!(r["outcome"], "transferred:02195588");
+    assert_eq!(r["handoffs"][0]["kind"], "transfer");
+}
+
+#[test]
+fn a_message_is_recorded_after_the_beep_until_the_hash_key() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 13);
+    let p = dial(&mut w, "mia", 13);
+    w.run_for(2_200);
+    press(&mut w, p, "3");
+    w.run_for(3_000);
+    let call = first_call(&w);
+    assert!(w.heard_by(call).ends_with(&["after_beep", "beep"]), "{:?}", w.heard_by(call));
+    press(&mut w, p, "#");
+    assert!(w.run_while(10_000, |w| !w.heard.iter().any(|h| h.label == "saved")));
+}
+
+#[test]
+fn a_call_never_outlives_its_maximum_duration() {
+    let cfg = ivr_call::CoreConfig { limits: CallLimits { max_call_ms: 90_000, ..Default::default() }, ..config() };
+    let mut w = world(cfg, acd(&[("1001", "127.0.2.1:5060")], 10_000), Link { delay_ms: 10, ..Default::default() }, 14);
+    // The agent answers and talks for ever: only the limit ends the call.
+    let agent = w.phone(Phone::new("1001", "127.0.2.1:5060", "127.0.2.1:4000").answering(Answer::After(500)));
+    let p = dial(&mut w, "ned", 14);
+    w.run_for(2_200);
+    press(&mut w, p, "0");
+    assert!(w.run_while(200_000, |w| w.phones[p].state == State::Talking));
+    assert!((90_000..92_000).contains(&w.now), "ended at {}", w.now);
+    assert_eq!(w.phones[agent].state, State::Ended("they hung up".into()), "the agent's leg ended too");
+    assert_eq!(record_of(&w, "ned")["outcome"], "max_duration");
+    assert_eq!(w.media_open(), 0);
+}
+
+#[test]
+fn a_flow_looping_through_a_failing_service_is_ended_by_the_guard() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 15);
+    let p = dial(&mut w, "olga", 15);
+    w.run_for(2_200);
+    press(&mut w, p, "7");
+    assert!(w.run_while(3_600_000, |w| w.phones[p].state == State::Talking));
+    assert_eq!(record_of(&w, "olga")["outcome"], "fault");
+    let flaky = w.requests.iter().filter(|r| r.0 == "flaky").count();
+    assert!((95..=100).contains(&flaky), "{flaky} rounds before the guard");
+}
+
+#[test]
+fn a_bug_in_one_calls_handling_ends_that_call_and_no_other() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 16);
+    let a = dial(&mut w, "pat", 16);
+    let b = dial(&mut w, "quinn", 17);
+    w.run_for(2_200);
+    let victim = w.heard.iter().find(|h| w.heard.iter().filter(|x| x.call == h.call).count() > 0).unwrap().call;
+    w.core.inject_bug(victim);
+    press(&mut w, a, "1");
+    w.run_for(3_000);
+    // Pat's call ended with an internal error; Quinn's goes on.
+    assert!(matches!(w.phones[a].state, State::Ended(_)), "{:?}", w.phones[a].state);
+    assert_eq!(record_of(&w, "pat")["outcome"], "internal_error");
+    press(&mut w, b, "1");
+    w.run_for(2_000);
+    assert_eq!(w.phones[b].state, State::Talking);
+    assert_eq!(w.requests.iter().filter(|r| r.0 == "quote").count(), 1, "quinn's key worked");
+}
+
+#[test]
+fn an_rtp_port_the_host_cannot_open_refuses_the_call_and_frees_the_port() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 18);
+    w.unbindable = vec![20000];
+    let p = w.phone(Phone::new("rita", "127.0.1.20:5060", "127.0.1.20:4000"));
+    let out = w.phones[p].dial(w.now, "100");
+    send(&mut w, p, out);
+    w.run_for(2_000);
+    assert_eq!(w.phones[p].state, State::Ended("refused 503".into()));
+    // The next call gets the next port and is answered.
+    let q = dial(&mut w, "sam", 21);
+    assert_eq!(w.phones[q].state, State::Talking);
+}
