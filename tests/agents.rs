@@ -271,11 +271,16 @@ To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: 
     assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
     let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     // Each use of a nonce counts up (nc): the same Authorization twice is a replay.
-    let auth = |password: &str, cnonce: &str, nc: u32| ivr_sip::digest::authorization_nc("1003", "ivr", password, "REGISTER", "sip:127.0.0.1", &nonce, cnonce, nc);
-    assert!(register(2, Some(auth("guess", "c1", 1))).starts_with("SIP/2.0 403"));
-    let too_brief = register_for(4, Some(auth("s3cret-1003", "c3", 2)), 30);
+    let auth_with = |nonce: &str, password: &str, cnonce: &str, nc: u32| ivr_sip::digest::authorization_nc("1003", "ivr", password, "REGISTER", "sip:127.0.0.1", nonce, cnonce, nc);
+    assert!(register(2, Some(auth_with(&nonce, "guess", "c1", 1))).starts_with("SIP/2.0 403"));
+    // A wrong password spends the nonce: the phone is challenged again.
+    let again = register(6, Some(auth_with(&nonce, "s3cret-1003", "c1", 2)));
+    assert!(again.starts_with("SIP/2.0 401"), "{again}");
+    let nonce = again.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let auth = |password: &str, cnonce: &str, nc: u32| auth_with(&nonce, password, cnonce, nc);
+    let too_brief = register_for(4, Some(auth("s3cret-1003", "c3", 1)), 30);
     assert!(too_brief.starts_with("SIP/2.0 423") && too_brief.contains("Min-Expires: 60"), "{too_brief}");
-    let right = auth("s3cret-1003", "c2", 3);
+    let right = auth("s3cret-1003", "c2", 2);
     let ok = register(3, Some(right.clone()));
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert!(ok.contains("<sip:1003@phone.invalid:5099>;expires=600"), "{ok}");
