@@ -339,7 +339,7 @@ impl Core {
                         self.push(Output::Media(Media::Unbridge { caller: key, leg }));
                         self.drop_leg(leg);
                     }
-                    let c = self.calls.get_mut(&key).expect("present");
+                    let Some(c) = self.calls.get_mut(&key) else { continue };
                     c.playing = 0;
                     info!(call_id = %c.record.call_id, %outcome, "back in the flow");
                     c.record.handoffs.push(handoff_record(&h, outcome.name(), now));

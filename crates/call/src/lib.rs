@@ -84,6 +84,42 @@ impl Default for CallLimits {
     }
 }
 
+/// What one source address may ask of us before it is shed, so a flood from
+/// one place cannot deny service to the others. Trusted sources (the SIP
+/// proxies in front, which carry everyone's calls) are exempt.
+#[derive(Debug, Clone)]
+pub struct SourceLimits {
+    /// New calls (INVITEs) a second from one address, in bursts of twice
+    /// that; over it, INVITEs are dropped unanswered (cheapest for us, no
+    /// help to a flood; a real phone retransmits).
+    pub new_calls_per_s: u32,
+    /// Calls answered and not yet acknowledged (ACK) from one address; over
+    /// it, new calls get 503 with Retry-After. A flood that never ACKs holds
+    /// at most this many calls (and RTP ports).
+    pub awaiting_ack: u32,
+    /// Addresses exempt from these limits.
+    pub trusted: Vec<std::net::IpAddr>,
+}
+
+impl Default for SourceLimits {
+    fn default() -> SourceLimits {
+        SourceLimits { new_calls_per_s: 50, awaiting_ack: 16, trusted: Vec::new() }
+    }
+}
+
+/// What the core has shed or refused, by protection (for metrics and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shed {
+    /// Requests dropped by the per-source request rate.
+    pub rate: u64,
+    /// INVITEs dropped by the per-source new-call rate.
+    pub new_call_rate: u64,
+    /// Calls refused (503) for too many unacknowledged calls from one source.
+    pub awaiting_ack: u64,
+    /// Calls refused (503) at `max_calls`, while draining, or with no RTP port.
+    pub capacity: u64,
+}
+
 /// How the core runs; everything the host resolved from the configuration.
 pub struct CoreConfig {
     /// Our SIP addresses (the first is the default; see [`Endpoint::add_local`]).
@@ -106,6 +142,13 @@ pub struct CoreConfig {
     /// Where `transfer NUMBER` calls go: a SIP URI with `{number}`.
     pub transfer_gateway: Option<String>,
     pub limits: CallLimits,
+    /// Limits per source address on new calls (see [`SourceLimits`]).
+    pub per_source: SourceLimits,
+    /// The `Server` / `User-Agent` we send (`None`: neither header).
+    pub user_agent: Option<String>,
+    /// Answer requests at their source port even without `rport` (phones
+    /// behind NAT that do not ask for it); RFC 3261 says the Via's port.
+    pub force_rport: bool,
     /// Wall-clock Unix milliseconds at the host's time 0.
     pub wall_clock_at_zero_ms: i64,
     /// Seeds tags, SSRCs and nonces.
@@ -259,6 +302,8 @@ pub(crate) struct Call {
     pub(crate) broken: Option<String>,
     /// See [`Core::inject_bug`].
     pub(crate) bug: bool,
+    /// Where the INVITE came from (per-source limits).
+    pub(crate) peer: std::net::IpAddr,
 }
 
 pub struct Core {
@@ -269,6 +314,10 @@ pub struct Core {
     agents: Agents,
     ports: Ports,
     limiter: ivr_sip::limit::RateLimiter,
+    invite_limiter: ivr_sip::limit::RateLimiter,
+    /// Calls answered and not yet acknowledged, by source address.
+    unconfirmed: BTreeMap<std::net::IpAddr, u32>,
+    shed: Shed,
     /// Calls' wake-ups, earliest first; stale entries cost one check.
     timers: BinaryHeap<Reverse<(u64, CallKey)>>,
     /// Calls that had an event since their actions were last drained.
@@ -286,8 +335,12 @@ impl Core {
             endpoint.add_local(*l);
         }
         endpoint.set_registrar(!acd.agents.is_empty());
+        endpoint.set_user_agent(cfg.user_agent.clone());
+        endpoint.set_force_rport(cfg.force_rport);
         let agents = Agents::new(acd, cfg.realm.clone(), cfg.transfer_gateway.clone(), cfg.seed, now, cfg.wall_clock_at_zero_ms);
         let limiter = ivr_sip::limit::RateLimiter::new(cfg.rate_per_source, cfg.rate_per_source.saturating_mul(2));
+        let rate = cfg.per_source.new_calls_per_s;
+        let invite_limiter = ivr_sip::limit::RateLimiter::new(rate, rate.saturating_mul(2));
         Core {
             ports: Ports::new(cfg.rtp_ports),
             cfg,
@@ -296,6 +349,9 @@ impl Core {
             calls: BTreeMap::new(),
             agents,
             limiter,
+            invite_limiter,
+            unconfirmed: BTreeMap::new(),
+            shed: Shed::default(),
             timers: BinaryHeap::new(),
             dirty: BTreeSet::new(),
             outputs: VecDeque::new(),
@@ -318,6 +374,11 @@ impl Core {
         self.calls.get(&call).map(|c| c.record.call_id.as_str())
     }
 
+    /// What was shed so far, by protection.
+    pub fn shed(&self) -> Shed {
+        self.shed
+    }
+
     /// When [`Core::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<u64> {
         let call = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -337,7 +398,14 @@ impl Core {
         let now = self.now;
         match input {
             Input::Sip { local, from, data } => {
-                if self.limiter.allow(now, from.ip()) {
+                let ip = from.ip();
+                let trusted = self.cfg.per_source.trusted.contains(&ip);
+                if !trusted && !self.limiter.allow(now, ip) {
+                    self.shed.rate += 1;
+                } else if !trusted && data.starts_with(b"INVITE ") && !self.invite_limiter.allow(now, ip) {
+                    // Shed before parsing: the cheapest answer to a flood is none.
+                    self.shed.new_call_rate += 1;
+                } else {
                     self.endpoint.handle_at(now, local, from, data);
                 }
             }
@@ -507,8 +575,20 @@ impl Core {
         self.finish(now, key);
     }
 
+    fn unconfirm(&mut self, ip: std::net::IpAddr) {
+        if let Some(n) = self.unconfirmed.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.unconfirmed.remove(&ip);
+            }
+        }
+    }
+
     fn finish(&mut self, now: u64, key: CallKey) {
         let Some(mut c) = self.calls.remove(&key) else { return };
+        if !c.confirmed {
+            self.unconfirm(c.peer);
+        }
         c.record.close(self.wall(now));
         self.record_line(&c.record);
         info!(call_id = %c.record.call_id, outcome = c.record.outcome.as_deref().unwrap_or(""), "call ended");
@@ -541,9 +621,13 @@ impl Core {
             SipEvent::Invite { call, dialed, caller, sdp, peer, local, call_id } => self.invite(now, call, dialed, caller, &sdp, peer, local, call_id),
             SipEvent::Confirmed { call } => {
                 if let Some(c) = self.calls.get_mut(&call) {
-                    c.confirmed = true;
-                    self.outputs.push_back(Output::Media(Media::Confirmed { call }));
-                    self.dirty.insert(call);
+                    if !c.confirmed {
+                        c.confirmed = true;
+                        let peer = c.peer;
+                        self.unconfirm(peer);
+                        self.outputs.push_back(Output::Media(Media::Confirmed { call }));
+                        self.dirty.insert(call);
+                    }
                 }
             }
             SipEvent::Reinvite { call, sdp } if self.agents.is_leg(call) => self.leg_reinvite(now, call, &sdp),
@@ -581,7 +665,14 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn invite(&mut self, now: u64, call: CallKey, dialed: String, caller: String, sdp: &[u8], peer: SocketAddr, reached: SocketAddr, call_id: String) {
         if self.draining || self.calls.len() >= self.cfg.max_calls {
+            self.shed.capacity += 1;
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
+        }
+        let ip = peer.ip();
+        let waiting = self.unconfirmed.get(&ip).copied().unwrap_or(0);
+        if waiting >= self.cfg.per_source.awaiting_ack && !self.cfg.per_source.trusted.contains(&ip) {
+            self.shed.awaiting_ack += 1;
+            return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "10")]);
         }
         let offer = sdp::parse_offer(&String::from_utf8_lossy(sdp));
         let negotiated = offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate().map(|n| (o, n)));
@@ -593,6 +684,7 @@ impl Core {
             }
         };
         let Some(port) = self.ports.take() else {
+            self.shed.capacity += 1;
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         };
         // A number we do not serve is answered like any other and then hung
@@ -647,8 +739,10 @@ impl Core {
                 started: now,
                 broken: None,
                 bug: false,
+                peer: ip,
             },
         );
+        *self.unconfirmed.entry(ip).or_default() += 1;
         self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false }));
     }
 
@@ -662,7 +756,8 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else { return };
         if !ok {
             // The port is held by someone else: try another call's luck later.
-            let c = self.calls.remove(&call).expect("present");
+            let Some(c) = self.calls.remove(&call) else { return };
+            self.unconfirm(c.peer);
             self.ports.release(c.port);
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
@@ -745,7 +840,7 @@ impl Core {
             Action::Transfer { target } => {
                 c.record.outcome = Some(format!("transfer:{target}"));
                 if !self.transfer(now, key, target.clone()) {
-                    let c = self.calls.get_mut(&key).expect("present");
+                    let Some(c) = self.calls.get_mut(&key) else { return };
                     warn!(call_id = %c.record.call_id, %target, "no transfer_gateway is configured (or the number is not one); ending the call");
                     c.hangup_when_quiet = true;
                 }

@@ -482,3 +482,42 @@ fn an_rtp_port_the_host_cannot_open_refuses_the_call_and_frees_the_port() {
     let q = dial(&mut w, "sam", 21);
     assert_eq!(w.phones[q].state, State::Talking);
 }
+
+/// An INVITE from `from` with its own Call-ID and branch, never to be ACKed.
+fn flood_invite(from: &str, i: u32) -> Vec<u8> {
+    let body = "v=0\r\no=- 1 1 IN IP4 127.0.9.9\r\ns=-\r\nc=IN IP4 127.0.9.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:100@{SERVER} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-flood{i};rport\r\nMax-Forwards: 70\r\nFrom: <sip:flood@{from}>;tag=f{i}\r\nTo: <sip:100@{SERVER}>\r\nCall-ID: flood-{i}\r\nCSeq: 1 INVITE\r\nContact: <sip:flood@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_flood_of_invites_from_one_source_does_not_deny_service_to_others() {
+    let cfg = ivr_call::CoreConfig { max_calls: 500, rtp_ports: (20000, 29999), ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 5, ..Default::default() }, 19);
+    let flood = addr("127.0.9.9:5060");
+    let mut callers = Vec::new();
+    // 3,000 INVITEs a second for 10 s from one address, never acknowledged;
+    // meanwhile a new ordinary caller every 100 ms from 100 other addresses.
+    for slice in 0..100u32 {
+        for i in 0..300 {
+            w.net.send_raw(w.now, flood, addr(SERVER), flood_invite("127.0.9.9:5060", slice * 300 + i));
+        }
+        let n = slice as u8;
+        let p = w.phone(Phone::new(&format!("c{n}"), &format!("127.0.4.{n}:5060"), &format!("127.0.4.{n}:4000")));
+        let out = w.phones[p].dial(w.now, "100");
+        send(&mut w, p, out);
+        callers.push(p);
+        w.run_for(100);
+        assert!(w.core.calls() <= 16 + callers.len(), "at {} ms the server holds {} calls", w.now, w.core.calls());
+    }
+    w.run_for(3_000);
+    let up = callers.iter().filter(|&&p| w.phones[p].state == State::Talking).count();
+    assert!(up * 100 >= callers.len() * 99, "{up} of {} ordinary calls answered", callers.len());
+    let shed = w.core.shed();
+    assert!(shed.new_call_rate > 25_000, "the flood was shed before parsing: {shed:?}");
+    assert!(shed.awaiting_ack > 0, "and what got through was capped: {shed:?}");
+    assert!(w.media_open() <= 16 + callers.len(), "RTP ports held: {}", w.media_open());
+}

@@ -34,6 +34,23 @@ struct Config {
     max_calls: Option<usize>,
     /// A call is ended after this many seconds (default two hours).
     max_call_s: Option<u64>,
+    /// New calls a second from one address (default 50); over it INVITEs are dropped.
+    new_calls_per_source: Option<u32>,
+    /// Calls answered but not acknowledged from one address (default 16); over it, 503.
+    awaiting_ack_per_source: Option<u32>,
+    /// Addresses exempt from the per-source limits (the SIP proxies in front).
+    #[serde(default)]
+    trusted_sources: Vec<std::net::IpAddr>,
+    /// The Server / User-Agent header; "" leaves it out (default "ivr/0.1").
+    server_header: Option<String>,
+    /// Answer at the source port even when a request's Via has no rport (NATed phones).
+    #[serde(default)]
+    force_rport: bool,
+    /// SIP/TCP connections at once (default 1024), from one address (default 32),
+    /// and seconds a whole message may take from its first byte (default 10).
+    tcp_max_connections: Option<usize>,
+    tcp_max_per_source: Option<usize>,
+    tcp_message_deadline_s: Option<u64>,
     /// Ring this long before answering, in milliseconds (default 0).
     ring_ms: Option<u64>,
     /// SIP requests a second allowed from one address (default 10000).
@@ -436,6 +453,28 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
         realm,
         transfer_gateway,
         limits: ivr_server::CallLimits { max_call_ms: cfg.max_call_s.map_or(2 * 3_600_000, |s| s.saturating_mul(1_000)), ..Default::default() },
+        per_source: {
+            let d = ivr_server::SourceLimits::default();
+            ivr_server::SourceLimits {
+                new_calls_per_s: cfg.new_calls_per_source.unwrap_or(d.new_calls_per_s),
+                awaiting_ack: cfg.awaiting_ack_per_source.unwrap_or(d.awaiting_ack),
+                trusted: cfg.trusted_sources.clone(),
+            }
+        },
+        user_agent: match cfg.server_header.as_deref() {
+            None => Some("ivr/0.1".to_string()),
+            Some("") => None,
+            Some(s) => Some(s.to_string()),
+        },
+        force_rport: cfg.force_rport,
+        tcp: {
+            let d = ivr_server::TcpLimits::default();
+            ivr_server::TcpLimits {
+                max_connections: cfg.tcp_max_connections.unwrap_or(d.max_connections),
+                max_per_source: cfg.tcp_max_per_source.unwrap_or(d.max_per_source),
+                message_deadline_ms: cfg.tcp_message_deadline_s.map_or(d.message_deadline_ms, |s| s.saturating_mul(1_000)),
+            }
+        },
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(ivr_server::run(server_cfg)).map_err(|e| e.to_string())?;

@@ -30,7 +30,8 @@ use tracing::{info, warn};
 pub use ivr_call::host::{from_val, to_val};
 pub use ivr_call::prompts::reading;
 pub use ivr_call::records::CallRecord;
-pub use ivr_call::CallLimits;
+pub use ivr_call::{CallLimits, SourceLimits};
+pub use tcp::TcpLimits;
 pub use ivr_sip::uri::host_addr as contact_addr;
 
 /// Everything `ivr serve` needs, resolved by the CLI.
@@ -72,6 +73,15 @@ pub struct ServerConfig {
     pub transfer_gateway: Option<String>,
     /// How long a call may last, and the flows' loop guard.
     pub limits: ivr_call::CallLimits,
+    /// What one source may ask before it is shed (new calls, unacknowledged calls).
+    pub per_source: ivr_call::SourceLimits,
+    /// The Server / User-Agent header (`None`: left out).
+    pub user_agent: Option<String>,
+    /// Answer at the source port even without `rport`.
+    pub force_rport: bool,
+    /// SIP over TCP: connections at once, from one address, and the time a
+    /// whole message may take.
+    pub tcp: tcp::TcpLimits,
 }
 
 /// What a reload produces: the recompiled flows and the agents and queues
@@ -113,6 +123,8 @@ enum Internal {
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
+    let fd_limit = tcp::raise_fd_limit();
+    info!(fd_limit, "file-descriptor limit");
     // Each listen address: a UDP socket and a TCP listener. The first socket is
     // read by this loop itself; the others by a task each.
     let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
@@ -120,7 +132,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         let udp = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local = udp.local_addr()?;
         let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
-        tokio::spawn(tcp::accept(tcp, local, tx.clone()));
+        tokio::spawn(tcp::accept(tcp, local, cfg.tcp, fd_limit, tx.clone()));
         sockets.push((local, Arc::new(udp)));
     }
     let Some((local, sip)) = sockets.first().cloned() else {
@@ -153,6 +165,9 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         realm: cfg.realm.clone(),
         transfer_gateway: cfg.transfer_gateway.clone(),
         limits: cfg.limits,
+        per_source: cfg.per_source.clone(),
+        user_agent: cfg.user_agent.clone(),
+        force_rport: cfg.force_rport,
         wall_clock_at_zero_ms,
         seed,
     };

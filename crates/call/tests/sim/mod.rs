@@ -86,6 +86,11 @@ impl Net {
         }
     }
 
+    /// Sends a datagram as is (a flood, a stranger).
+    pub fn send_raw(&mut self, now: u64, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+        self.send(now, from, to, data);
+    }
+
     fn next_at(&self) -> Option<u64> {
         self.queue.iter().map(|d| d.at).min()
     }
@@ -161,6 +166,9 @@ pub fn config() -> CoreConfig {
         realm: "ivr".into(),
         transfer_gateway: None,
         limits: Default::default(),
+        per_source: Default::default(),
+        user_agent: Some("ivr-test".into()),
+        force_rport: false,
         wall_clock_at_zero_ms: 1_796_000_000_000,
         seed: 42,
     }
