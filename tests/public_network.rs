@@ -1,0 +1,279 @@
+//! `ivr serve` on the public network, driven from outside with real sockets
+//! on loopback: a flood from one address, a stranger's RTP keys, TCP held
+//! open or dripped, offers we cannot take, and what real clients and proxies
+//! expect of our answers. Each test asserts the figure the protection is for.
+
+mod common;
+use common::server::*;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// The RTP port our answer names.
+fn media_port(reply: &str) -> u16 {
+    reply.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect("an m=audio line")
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+}
+
+fn options(from: &UdpSocket, server: SocketAddr, branch: &str, rport: bool) -> String {
+    let me = from.local_addr().unwrap();
+    let rport = if rport { ";rport" } else { "" };
+    let msg = format!(
+        "OPTIONS sip:x@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch}{rport}\r\nMax-Forwards: 70\r\nFrom: <sip:a@{me}>;tag=o\r\nTo: <sip:x@{server}>\r\nCall-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    from.send_to(msg.as_bytes(), server).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = from.recv_from(&mut buf).expect("an answer to OPTIONS");
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+#[test]
+fn a_flood_of_invites_from_one_address_does_not_deny_service_to_others() {
+    let s = serve("flood", "");
+    let server = s.sip;
+    let before = rss_kb(s.child.id());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // 127.0.0.2 is another source on loopback; never ACKs, never reads.
+            let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
+            let me = sock.local_addr().unwrap();
+            let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                // About 3,000 a second.
+                for _ in 0..30 {
+                    let m = format!(
+                        "INVITE sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-f{sent}\r\nMax-Forwards: 70\r\nFrom: <sip:f@{me}>;tag=f{sent}\r\nTo: <sip:962588@{server}>\r\nCall-ID: flood-{sent}\r\nCSeq: 1 INVITE\r\nContact: <sip:f@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.send_to(m.as_bytes(), server);
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    // Ordinary calls from elsewhere meanwhile: 100 calls at 20 a second.
+    let out = sipp(&s, "uac_hangup.xml", "962588", &["-m", "100", "-r", "20", "-l", "40"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flooder.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ordinary calls failed during the flood ({sent} flood INVITEs):\n{stdout}");
+    assert!(sent > 5_000, "the flood was real: {sent} INVITEs");
+    let recs = records(&s, 100);
+    let answered = recs.iter().filter(|r| r["outcome"] == "caller_hung_up").count();
+    assert!(answered >= 99, "{answered} of 100 ordinary calls went through");
+    let grown = rss_kb(s.child.id()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "memory stays bounded under the flood: grew {grown} kB");
+    // The server still answers.
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("962588", "after-flood");
+    ua.bye("after-flood", &tag);
+}
+
+#[test]
+fn rtp_keys_from_a_third_party_are_not_key_presses() {
+    let s = serve("stranger", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "strange");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let tag = to_tag(&reply);
+    ua.ack("strange", &tag);
+    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    let key = |k: u8, seq: u16, ts: u32, ssrc: u32| -> Vec<Vec<u8>> {
+        (0..6u16)
+            .map(|i| {
+                let end = i >= 3;
+                let mut v = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+                v.extend_from_slice(&(seq + i).to_be_bytes());
+                v.extend_from_slice(&ts.to_be_bytes());
+                v.extend_from_slice(&ssrc.to_be_bytes());
+                v.extend_from_slice(&[k, if end { 0x80 } else { 0 } | 10, 2, 128]);
+                v
+            })
+            .collect()
+    };
+    // A stranger on the same host (another port) and one elsewhere press 1.
+    for from in ["127.0.0.1:0", "127.0.0.3:0"] {
+        let stranger = UdpSocket::bind(from).unwrap();
+        for (i, p) in key(1, 100, 8_000, 0xbad).into_iter().enumerate() {
+            stranger.send_to(&p, media).unwrap();
+            if i % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    // The caller's own key, from the address its SDP gave.
+    std::thread::sleep(Duration::from_millis(300));
+    for p in key(2, 200, 16_000, 0x600d) {
+        ua.rtp.send_to(&p, media).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    ua.bye("strange", &tag);
+    let r = &records(&s, 1)[0];
+    assert_eq!(r["keys"], "2", "only the caller's key counted: {r}");
+}
+
+#[test]
+fn tcp_is_capped_per_source_and_in_all_and_udp_calls_work_when_it_is_exhausted() {
+    let s = serve("tcp-caps", "tcp_max_connections = 6\ntcp_max_per_source = 3\n");
+    let works = |c: &mut TcpStream, id: &str| -> bool {
+        let me = c.local_addr().unwrap();
+        let m = format!("OPTIONS sip:x@{} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-{id}\r\nMax-Forwards: 70\r\nFrom: <sip:a@{me}>;tag=t\r\nTo: <sip:x@y>\r\nCall-ID: {id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", s.sip);
+        if c.write_all(m.as_bytes()).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 2048];
+        matches!(c.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"SIP/2.0 200"))
+    };
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let mut c = tcp_from("127.0.0.1", s.sip);
+        assert!(works(&mut c, &format!("a{i}")), "connection {i} from one address");
+        held.push(c);
+    }
+    let mut fourth = tcp_from("127.0.0.1", s.sip);
+    assert!(!works(&mut fourth, "a3"), "a fourth connection from the same address is closed");
+    for i in 0..3 {
+        let mut c = tcp_from("127.0.0.5", s.sip);
+        assert!(works(&mut c, &format!("b{i}")), "another address has its own share");
+        held.push(c);
+    }
+    let mut seventh = tcp_from("127.0.0.6", s.sip);
+    assert!(!works(&mut seventh, "c0"), "past the total, every new connection is closed");
+    // TCP is exhausted; calls over UDP go on.
+    let ua = TestUa::new(s.sip);
+    let tag = ua.establish("962588", "udp-while-tcp-full");
+    ua.bye("udp-while-tcp-full", &tag);
+    // A held connection closing frees its place.
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = tcp_from("127.0.0.6", s.sip);
+    assert!(works(&mut again, "c1"), "a freed place is taken again");
+}
+
+/// A TCP connection to `server` from the loopback address `ip`.
+fn tcp_from(ip: &str, server: SocketAddr) -> TcpStream {
+    let c = bind_connect(ip, server);
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c
+}
+
+fn bind_connect(ip: &str, to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain socket/bind/connect sequence on a descriptor we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let local: std::net::Ipv4Addr = ip.parse().unwrap();
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from_ne_bytes(local.octets());
+        assert_eq!(libc::bind(fd, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32), 0, "bind {ip}");
+        let SocketAddr::V4(to) = to else { panic!("IPv4 only") };
+        let mut ra: libc::sockaddr_in = std::mem::zeroed();
+        ra.sin_family = libc::AF_INET as libc::sa_family_t;
+        ra.sin_port = to.port().to_be();
+        ra.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
+        assert_eq!(libc::connect(fd, &ra as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32), 0, "connect");
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+#[test]
+fn a_message_dripped_a_byte_at_a_time_is_cut_off_at_its_deadline() {
+    let s = serve("tcp-drip", "tcp_message_deadline_s = 2\n");
+    let mut c = bind_connect("127.0.0.1", s.sip);
+    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let msg = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-drip\r\nMax-Forwards: 70\r\nCall-ID: drip\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in msg.iter() {
+        // One byte every 100 ms: the whole message would take 13 s.
+        if c.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 64];
+        if let Ok(0) = c.read(&mut buf) {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let closed_after = closed_after.expect("the server closed the drip before it finished");
+    assert!(closed_after < Duration::from_secs(8), "closed after {closed_after:?}, not when the drip ended");
+}
+
+#[test]
+fn offers_we_cannot_take_get_488_and_our_answers_follow_the_rfcs() {
+    let s = serve("rfc3264", "server_header = \"\"\n");
+    let ua = TestUa::new(s.sip);
+    // RFC 3264: a declined (port 0) audio stream, and audio over SRTP only.
+    let declined = ua.sdp().replace(&format!("m=audio {} ", ua.rtp.local_addr().unwrap().port()), "m=audio 0 ");
+    assert!(ua.invite("962588", &declined, "port0").starts_with("SIP/2.0 488"));
+    let srtp = ua.sdp().replace("RTP/AVP", "RTP/SAVP");
+    assert!(ua.invite("962588", &srtp, "savp").starts_with("SIP/2.0 488"));
+    // An offer with video beside audio: one m= line answered per offered line.
+    let with_video = format!("{}m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n", ua.sdp());
+    let reply = ua.invite("962588", &with_video, "video");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    assert!(reply.contains("m=video 0 "), "video declined in the answer: {reply}");
+    let tag = to_tag(&reply);
+    ua.ack("video", &tag);
+    ua.bye("video", &tag);
+    // OPTIONS out of a dialog: 200 with a To tag (RFC 3261 §8.2.6.2), no
+    // Server header (configured out), rport filled in (RFC 3581 §4).
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let r = options(&sock, s.sip, "opt1", true);
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(r.lines().any(|l| l.starts_with("To:") && l.contains("tag=")), "{r}");
+    assert!(!r.lines().any(|l| l.starts_with("Server:") || l.starts_with("User-Agent:")), "{r}");
+    let port = sock.local_addr().unwrap().port();
+    assert!(r.lines().any(|l| l.starts_with("Via:") && l.contains(&format!("rport={port}"))), "{r}");
+    // The default server names itself.
+    let d = serve("server-header", "");
+    assert!(options(&sock, d.sip, "opt2", false).lines().any(|l| l == "Server: ivr/0.1"));
+}
+
+#[test]
+fn two_callers_using_the_same_branch_each_get_their_own_call() {
+    let s = serve("same-branch", "");
+    let invite = |sock: &UdpSocket, call_id: &str| -> String {
+        let me = sock.local_addr().unwrap();
+        let body = format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n", me.port() + 2);
+        let m = format!(
+            "INVITE sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-same\r\nMax-Forwards: 70\r\nFrom: <sip:a@{me}>;tag={call_id}\r\nTo: <sip:962588@{server}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:a@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len(),
+            server = s.sip
+        );
+        sock.send_to(m.as_bytes(), s.sip).unwrap();
+        let mut buf = [0u8; 4096];
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+            let r = String::from_utf8_lossy(&buf[..n]).to_string();
+            if !r.starts_with("SIP/2.0 1") {
+                return r;
+            }
+        }
+    };
+    let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.7:0").unwrap());
+    a.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // Two phones whose INVITEs carry the same branch (RFC 3261 §17.2.3:
+    // branch, sent-by and method together identify a transaction).
+    let ra = invite(&a, "first-call");
+    let rb = invite(&b, "second-call");
+    assert!(ra.starts_with("SIP/2.0 200"), "{ra}");
+    assert!(rb.starts_with("SIP/2.0 200") && rb.contains("Call-ID: second-call"), "the second is its own call, not the first's answer resent:\n{rb}");
+}
