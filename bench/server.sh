@@ -12,6 +12,8 @@ rtp_ports = [20000, 39999]
 data = "$work"
 max_calls = 20000
 rate_per_source = 1000000
+# The load generator is one address: it is a trusted proxy here.
+trusted_sources = ["127.0.0.1"]
 TOML
 # More configuration (agents, queues) from the caller of this script.
 [ -n "${EXTRA_TOML:-}" ] && cat "$EXTRA_TOML" >> "$work/ivr.toml"

@@ -48,7 +48,7 @@ impl Outcome {
     ];
 
     /// The outcome's name in flows (`served`, `no_agents`, …).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Outcome::Served => "served",
             Outcome::Timeout => "timeout",
@@ -75,11 +75,28 @@ impl fmt::Display for Outcome {
 }
 
 /// The outcomes of `enqueue`.
-pub const ENQUEUE_OUTCOMES: &[Outcome] = &[Outcome::Served, Outcome::Timeout, Outcome::Full, Outcome::NoAgents, Outcome::Left, Outcome::Failed];
+pub const ENQUEUE_OUTCOMES: [Outcome; 6] = [Outcome::Served, Outcome::Timeout, Outcome::Full, Outcome::NoAgents, Outcome::Left, Outcome::Failed];
 /// The outcomes of `dial agent`.
-pub const DIAL_OUTCOMES: &[Outcome] = &[Outcome::Served, Outcome::Busy, Outcome::Absent, Outcome::NoAnswer, Outcome::Failed];
+pub const DIAL_OUTCOMES: [Outcome; 5] = [Outcome::Served, Outcome::Busy, Outcome::Absent, Outcome::NoAnswer, Outcome::Failed];
 /// The outcomes of `record`.
-pub const RECORD_OUTCOMES: &[Outcome] = &[Outcome::Saved, Outcome::Failed];
+pub const RECORD_OUTCOMES: [Outcome; 2] = [Outcome::Saved, Outcome::Failed];
+
+/// Their names, as the compiler checks a flow's outcome branches against
+/// them: derived from the same arrays, so the compiler accepts exactly the
+/// outcomes the runtime produces.
+pub const ENQUEUE_NAMES: [&str; 6] = names(ENQUEUE_OUTCOMES);
+pub const DIAL_NAMES: [&str; 5] = names(DIAL_OUTCOMES);
+pub const RECORD_NAMES: [&str; 2] = names(RECORD_OUTCOMES);
+
+const fn names<const N: usize>(outcomes: [Outcome; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = outcomes[i].name();
+        i += 1;
+    }
+    out
+}
 
 /// What a host answers a hand-off with when no agents or queues are
 /// configured: the path each flow defines for nobody being there.
@@ -123,6 +140,16 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Outcome::ALL.len());
+    }
+
+    #[test]
+    fn every_outcome_belongs_to_an_operation_and_the_nobody_answers_are_allowed() {
+        for o in Outcome::ALL {
+            assert!(ENQUEUE_OUTCOMES.contains(&o) || DIAL_OUTCOMES.contains(&o) || RECORD_OUTCOMES.contains(&o), "{o} is produced by nothing");
+        }
+        assert!(ENQUEUE_OUTCOMES.contains(&NOBODY_FOR_ENQUEUE));
+        assert!(DIAL_OUTCOMES.contains(&NOBODY_FOR_DIAL));
+        assert_eq!(ENQUEUE_NAMES.len(), ENQUEUE_OUTCOMES.len());
     }
 
     #[test]

@@ -275,7 +275,7 @@ const RECORD_VOICE_LEVEL: i16 = 600;
 pub(crate) struct Recording {
     op: OpId,
     category: String,
-    recorder: ivr_services::Recorder,
+    recorder: ivr_media::record::Recorder,
 }
 
 /// One caller's call.
@@ -646,7 +646,7 @@ impl Core {
                 self.caller_gone(now, call);
                 // Hanging up ends a message being recorded: it is kept.
                 if self.calls.get(&call).is_some_and(|c| c.recording.is_some()) {
-                    self.finish_recording(call, ivr_services::RecordEnd::Terminator);
+                    self.finish_recording(call, ivr_media::record::RecordEnd::Terminator);
                 }
                 let why = match ev {
                     SipEvent::Cancelled { .. } => "caller_cancelled",
@@ -831,7 +831,7 @@ impl Core {
                 // A beep, then the caller's audio until #, silence or the maximum.
                 c.playing += 1;
                 self.outputs.push_back(Output::Media(Media::Play { call: key, id: PlayId(0), audio: vec![c.prompts.beep()], label: "beep".into() }));
-                let recorder = ivr_services::Recorder::new(8_000, max_ms, RECORD_SILENCE_MS, RECORD_VOICE_LEVEL);
+                let recorder = ivr_media::record::Recorder::new(8_000, max_ms, RECORD_SILENCE_MS, RECORD_VOICE_LEVEL);
                 info!(call_id = %c.record.call_id, %category, max_ms, "recording a message");
                 c.recording = Some(Recording { op, category, recorder });
                 self.outputs.push_back(Output::Media(Media::Capture { call: key, on: true }));
@@ -877,7 +877,7 @@ impl Core {
 
     /// Stops capturing and asks the host to store the message; the flow hears
     /// `saved` only once the recording is safely stored.
-    fn finish_recording(&mut self, key: CallKey, end: ivr_services::RecordEnd) {
+    fn finish_recording(&mut self, key: CallKey, end: ivr_media::record::RecordEnd) {
         let Some(c) = self.calls.get_mut(&key) else { return };
         let Some(rec) = c.recording.take() else { return };
         let (pcm, rate_hz) = rec.recorder.finish(end);

@@ -1123,6 +1123,12 @@ fn sim_cmd(
         let mut lock = stdout.lock();
         let _ = writeln!(lock, "{}", if json { r.to_json() } else { r.to_human() });
     };
-    sim::run(program, &cfg, caller, &mut emit)?;
-    Ok(ExitCode::SUCCESS)
+    match sim::run(program, &cfg, caller, &mut emit)? {
+        sim::Ended::Normally => Ok(ExitCode::SUCCESS),
+        // A scripted call in CI fails on a fault (a loop the guard stopped, a runtime error).
+        sim::Ended::Fault(message) => {
+            eprintln!("the call ended in a fault: {message}");
+            Ok(ExitCode::from(3))
+        }
+    }
 }

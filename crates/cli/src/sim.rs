@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use ivr_bytecode::{OpKind, Program, SayKind, Type, Value};
-use ivr_server::{from_val, to_val};
-use ivr_services::{Backend, Request, Val};
+use ivr_call::host::ServiceCall;
+use ivr_services::Backend;
+use ivr_bytecode::contract::Outcome;
 use ivr_vm::{Action, CallInfo, Event, Millis, OpId, Session};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -236,6 +237,8 @@ struct Sim<'a> {
     secret: bool,
     /// When the prompts queued so far will have finished playing.
     media_free: Millis,
+    /// The call ended in a fault (the flow's, or the loop guard's).
+    fault: Option<String>,
     emit: &'a mut dyn FnMut(&Record),
 }
 
@@ -292,15 +295,15 @@ impl Sim<'_> {
                 }
                 Action::Enqueue { op, queue, priority, max_wait_ms } => {
                     self.out(json!({"event": "enqueue", "queue": queue, "priority": priority, "max_wait_ms": max_wait_ms}));
-                    self.answer(op, "enqueue", &[("queue".into(), Value::text(&queue))], "served");
+                    self.answer(op, "enqueue", &[("queue".into(), Value::text(&queue))], Outcome::Served.name());
                 }
                 Action::DialAgent { op, work_number, timeout_ms } => {
                     self.out(json!({"event": "dial_agent", "work_number": work_number, "timeout_ms": timeout_ms}));
-                    self.answer(op, "dial_agent", &[("work_number".into(), Value::text(&work_number))], "served");
+                    self.answer(op, "dial_agent", &[("work_number".into(), Value::text(&work_number))], Outcome::Served.name());
                 }
                 Action::Record { op, category, max_ms } => {
                     self.out(json!({"event": "record", "category": category, "max_ms": max_ms}));
-                    self.answer(op, "record", &[("category".into(), Value::text(&category))], "saved");
+                    self.answer(op, "record", &[("category".into(), Value::text(&category))], Outcome::Saved.name());
                 }
                 Action::Cancel { op } => {
                     self.pending.retain(|(_, e)| !matches!(e, Event::Completed { op: o, .. } if *o == op));
@@ -314,6 +317,10 @@ impl Sim<'_> {
                 Action::Transfer { target } => self.out(json!({"event": "transfer", "target": target})),
                 Action::Fault { message, pc } => {
                     let line = self.program.line_of(pc as usize).map(|(f, l)| format!("{f}:{l}"));
+                    self.fault = Some(match &line {
+                        Some(at) => format!("{message} (at {at})"),
+                        None => message.clone(),
+                    });
                     self.out(json!({"event": "fault", "message": message, "at": line}));
                 }
                 Action::Hangup { reason } => self.out(json!({"event": "hangup", "reason": reason.name()})),
@@ -338,26 +345,15 @@ impl Sim<'_> {
             .chain(self.cfg.backend.as_ref().map(|b| (b, false)))
             .find(|(b, _)| b.provides(service))
         {
-            let vals: Vec<(String, Val)> = args.iter().map(|(n, v)| (n.clone(), to_val(v))).collect();
-            let key = format!("{}:{}", self.cfg.call_id, op.0);
-            let req = Request { service, args: &vals, key: &key, now_ms: self.cfg.wall_clock_ms + self.now as i64 };
+            // The same request and answer typing as `ivr serve` (ivr_call::host).
+            let call = ServiceCall::with_values(&self.program, service, args, format!("{}:{}", self.cfg.call_id, op.0));
             // A remote service's real latency becomes simulated time, so a slow
             // backend meets the flow's hold prompt and timeout as on a live call.
             let started = std::time::Instant::now();
-            let result = backend.call(&req);
+            let result = ivr_server::services::call(&call, Some(backend.as_ref()), self.cfg.wall_clock_ms + self.now as i64);
             let latency = if remote { started.elapsed().as_millis() as Millis } else { 0 };
             match result {
-                Ok(reply) => {
-                    let mut fields = Vec::new();
-                    if let Some(oc) = declared(&reply.outcome) {
-                        for (name, ty, _) in &oc.fields {
-                            if let Some(v) = reply.fields.iter().find(|(n, _)| n == name).and_then(|(_, v)| from_val(v, *ty)) {
-                                fields.push((name.clone(), v));
-                            }
-                        }
-                    }
-                    (reply.outcome, fields, latency)
-                }
+                Ok((outcome, fields)) => (outcome, fields, latency),
                 Err(e) => {
                     self.out(json!({"event": "error", "op": service, "message": e.to_string()}));
                     ("failed".to_string(), Vec::new(), latency)
@@ -392,8 +388,24 @@ impl Sim<'_> {
     }
 }
 
+/// How a simulated call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Hung up, transferred, or the caller left.
+    Normally,
+    /// A runtime fault ended it (the message says where): a scripted call in
+    /// CI should fail on it.
+    Fault(String),
+}
+
 /// Runs one call to its end, passing each transcript line to `emit` as it happens.
-pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record)) -> Result<(), String> {
+pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record)) -> Result<Ended, String> {
+    let mut fault = None;
+    run_call(program, cfg, caller, emit, &mut fault)?;
+    Ok(fault.map_or(Ended::Normally, Ended::Fault))
+}
+
+fn run_call(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record), fault: &mut Option<String>) -> Result<(), String> {
     let info = CallInfo {
         dialed: cfg.number.clone(),
         caller: cfg.caller.clone(),
@@ -411,13 +423,17 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
         listening: String::new(),
         secret: false,
         media_free: 0,
+        fault: None,
         emit,
     };
     let mut silences = 0;
     for _ in 0..1_000_000 {
         sim.drain();
         if sim.session.is_finished() {
-            return Ok(());
+            {
+                        *fault = sim.fault.take();
+                        return Ok(());
+                    }
         }
         // Events already due (prompts finished, instant answers) go first.
         if sim.deliver_due() {
@@ -440,14 +456,20 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
                 }
                 Some(Step::Hangup) => {
                     sim.hang_up();
-                    return Ok(());
+                    {
+                        *fault = sim.fault.take();
+                        return Ok(());
+                    }
                 }
                 Some(Step::Silence) => sim.out(json!({"event": "silence"})),
                 None => {
                     silences += 1;
                     if silences > cfg.max_silences {
                         sim.hang_up();
+                        {
+                        *fault = sim.fault.take();
                         return Ok(());
+                    }
                     }
                     sim.out(json!({"event": "silence"}));
                 }

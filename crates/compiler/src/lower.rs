@@ -22,9 +22,10 @@ const DEFAULT_RECORD_MS: u64 = 60_000;
 const MAX_DIGITS: u32 = 64;
 
 pub const REQUEST_OUTCOMES: &[&str] = &["timeout", "failed"];
-pub const ENQUEUE_OUTCOMES: &[&str] = &["served", "timeout", "full", "no_agents", "left", "failed"];
-pub const DIAL_OUTCOMES: &[&str] = &["served", "busy", "absent", "no_answer", "failed"];
-pub const RECORD_OUTCOMES: &[&str] = &["saved", "failed"];
+/// The outcomes of hand-offs and recordings: the runtime's, from the one contract.
+pub const ENQUEUE_OUTCOMES: &[&str] = &bc::contract::ENQUEUE_NAMES;
+pub const DIAL_OUTCOMES: &[&str] = &bc::contract::DIAL_NAMES;
+pub const RECORD_OUTCOMES: &[&str] = &bc::contract::RECORD_NAMES;
 
 fn bc_type(t: Type) -> bc::Type {
     match t {
@@ -786,12 +787,11 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             }
             StmtKind::Transfer(target) => {
                 let t = target.value.trim();
-                let dialable = (t.len() >= 3 && t.len() <= 24 && t.trim_start_matches('+').chars().all(|c| c.is_ascii_digit()))
-                    || t.starts_with("sip:");
-                if !dialable {
+                // The runtime's own rule: what compiles can be dialled.
+                if !bc::contract::is_transfer_target(t) {
                     self.diags.push(
                         Diagnostic::new(Code::NotDialable, format!("`{t}` is not a number to transfer to"), target.span, "not dialable")
-                            .with_help("write a phone number (digits, optionally starting with +) or a sip: URI"),
+                            .with_help("write a phone number (digits, optionally starting with +, and * or #); the server calls it through its transfer gateway"),
                     );
                 }
                 let k = self.konst(Value::text(t));

@@ -12,6 +12,7 @@ pub mod g711;
 pub mod inband;
 pub mod rtp;
 pub mod receive;
+pub mod record;
 pub mod relay;
 pub mod sdp;
 pub mod source;

@@ -11,6 +11,7 @@
 mod admin;
 mod media;
 mod records;
+pub mod services;
 mod tcp;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-pub use ivr_call::host::{from_val, to_val};
+pub use services::{from_val, to_val};
 pub use ivr_call::prompts::reading;
 pub use ivr_call::records::CallRecord;
 pub use ivr_call::{CallLimits, SourceLimits};
@@ -275,7 +276,7 @@ impl Shell {
                 Output::Request { call, op, request } => {
                     let (backend, tx) = (self.backend.clone(), self.tx.clone());
                     tokio::task::spawn_blocking(move || {
-                        let (outcome, fields) = request.answer(backend.as_deref(), jiff::Timestamp::now().as_millisecond());
+                        let (outcome, fields) = services::answer(&request, backend.as_deref(), jiff::Timestamp::now().as_millisecond());
                         let _ = tx.send(Internal::Completed(call, op, outcome, fields));
                     });
                 }

@@ -374,7 +374,7 @@ impl World {
                     self.requests.push((request.service.clone(), shown));
                     let (delay, outcome, fields) = (self.services)(&request.service, &args);
                     // Fields go through the same typing as a real backend's answer.
-                    let fields = request.typed(&outcome, |n| fields.iter().find(|(k, _)| k == n).map(|(_, v)| ivr_call::host::to_val(v)));
+                    let fields = request.typed(&outcome, |n, _| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
                     self.completions.push((now + delay, call, op, outcome, fields));
                 }
                 Output::SaveMessage(m) => {
