@@ -62,3 +62,79 @@ fn killed_submissions_leave_each_order_exactly_once() {
     assert_eq!(orders[0]["price"], "10.52");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Each call's record: the last line of each call_id (what `ivr report` reads).
+fn last_lines(text: &str) -> Vec<serde_json::Value> {
+    let mut order: Vec<String> = Vec::new();
+    let mut last = std::collections::HashMap::new();
+    for l in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { continue };
+        let id = v["call_id"].as_str().unwrap_or("").to_string();
+        if !last.contains_key(&id) {
+            order.push(id.clone());
+        }
+        last.insert(id, v);
+    }
+    order.into_iter().filter_map(|id| last.remove(&id)).collect()
+}
+
+#[test]
+fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
+    let s = common::server::serve("killed", "");
+    // One call over, two in progress when the server dies.
+    let ua = common::server::TestUa::new(s.sip);
+    let done = ua.establish("962588", "finished-call");
+    ua.bye("finished-call", &done);
+    let a = common::server::TestUa::new(s.sip);
+    a.establish("962588", "in-progress-1");
+    let b = common::server::TestUa::new(s.sip);
+    b.establish("962588", "in-progress-2");
+    let calls = s.data.join("calls.jsonl");
+    // The records of calls in progress are on disk before anything ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&calls).unwrap_or_default().contains("in-progress-2") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL, as a crash would.
+    let _ = Command::new("kill").args(["-9", &s.child.id().to_string()]).status();
+    std::thread::sleep(Duration::from_millis(200));
+    // A write the crash cut short.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&calls).unwrap();
+    std::io::Write::write_all(&mut f, br#"{"call_id":"torn-by-the-crash","state":"op"#).unwrap();
+    drop(f);
+    // The next start recovers.
+    let mut again = Command::new(ivr_path())
+        .args(["serve", "--config", s.data.join("ivr.toml").to_str().unwrap()])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(again.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.contains("ivr serving"), "{line}");
+    // A call after the restart is recorded on a line of its own.
+    let c = common::server::TestUa::new(s.sip);
+    let tag = c.establish("962588", "after-restart");
+    c.bye("after-restart", &tag);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut recs = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let text = std::fs::read_to_string(&calls).unwrap();
+        recs = last_lines(&text);
+        if recs.iter().any(|r| r["call_id"] == "after-restart" && r["state"] == "closed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = again.kill();
+    let _ = again.wait();
+    let by_id = |id: &str| recs.iter().find(|r| r["call_id"] == id).unwrap_or_else(|| panic!("no record of {id}: {recs:#?}"));
+    assert_eq!(by_id("finished-call")["outcome"], "caller_hung_up");
+    for id in ["in-progress-1", "in-progress-2"] {
+        let r = by_id(id);
+        assert_eq!((r["state"].as_str(), r["outcome"].as_str()), (Some("closed"), Some("server_crashed")), "{r}");
+    }
+    assert_eq!(by_id("after-restart")["outcome"], "caller_hung_up", "not glued to the torn line");
+    assert_eq!(recs.len(), 4, "four calls, the torn fragment skipped: {recs:#?}");
+}
