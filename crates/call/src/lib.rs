@@ -19,6 +19,7 @@
 //! hash-map iteration, so a test replays exactly.
 
 mod admin;
+pub mod admission;
 mod handoff;
 pub mod host;
 mod ports;
@@ -118,6 +119,8 @@ pub struct Shed {
     pub awaiting_ack: u64,
     /// Calls refused (503) at `max_calls`, while draining, or with no RTP port.
     pub capacity: u64,
+    /// Calls refused (503) while the media clock was overloaded.
+    pub overload: u64,
 }
 
 /// How the core runs; everything the host resolved from the configuration.
@@ -144,6 +147,8 @@ pub struct CoreConfig {
     pub limits: CallLimits,
     /// Limits per source address on new calls (see [`SourceLimits`]).
     pub per_source: SourceLimits,
+    /// When load refuses new calls (see [`admission`]).
+    pub admission: admission::Admission,
     /// The `Server` / `User-Agent` we send (`None`: neither header).
     pub user_agent: Option<String>,
     /// Answer requests at their source port even without `rport` (phones
@@ -172,6 +177,10 @@ pub enum Input<'a> {
     Audio { call: CallKey, pcm: &'a [i16] },
     /// A [`Output::Request`] or [`Output::SaveMessage`] finished.
     Completed { call: CallKey, op: OpId, outcome: String, fields: Vec<(String, Value)> },
+    /// One media tick of the host: how late it started after it was due and
+    /// how long its work took (milliseconds). Sustained load refuses new calls
+    /// (503) before the calls in progress suffer (see [`admission`]).
+    MediaTick { late_ms: f64, work_ms: f64 },
     /// New flows for new calls, and agents and queues read again.
     Reload { flows: Vec<Flow>, acd: ivr_acd::AcdConfig },
     /// Stop taking calls: new ones get 503, calls in progress finish.
@@ -318,6 +327,7 @@ pub struct Core {
     /// Calls answered and not yet acknowledged, by source address.
     unconfirmed: BTreeMap<std::net::IpAddr, u32>,
     shed: Shed,
+    admission: admission::Admission,
     /// Calls' wake-ups, earliest first; stale entries cost one check.
     timers: BinaryHeap<Reverse<(u64, CallKey)>>,
     /// Calls that had an event since their actions were last drained.
@@ -341,6 +351,7 @@ impl Core {
         let limiter = ivr_sip::limit::RateLimiter::new(cfg.rate_per_source, cfg.rate_per_source.saturating_mul(2));
         let rate = cfg.per_source.new_calls_per_s;
         let invite_limiter = ivr_sip::limit::RateLimiter::new(rate, rate.saturating_mul(2));
+        let admission = cfg.admission;
         Core {
             ports: Ports::new(cfg.rtp_ports),
             cfg,
@@ -352,6 +363,7 @@ impl Core {
             invite_limiter,
             unconfirmed: BTreeMap::new(),
             shed: Shed::default(),
+            admission,
             timers: BinaryHeap::new(),
             dirty: BTreeSet::new(),
             outputs: VecDeque::new(),
@@ -372,6 +384,11 @@ impl Core {
     /// The SIP Call-ID of a call, for logs and the admin API.
     pub fn call_id(&self, call: CallKey) -> Option<&str> {
         self.calls.get(&call).map(|c| c.record.call_id.as_str())
+    }
+
+    /// Whether new calls are being refused for load.
+    pub fn is_overloaded(&self) -> bool {
+        self.admission.is_overloaded()
     }
 
     /// What was shed so far, by protection.
@@ -437,6 +454,15 @@ impl Core {
                 self.flows = flows;
                 self.endpoint.set_registrar(!acd.agents.is_empty());
                 self.agents.reconfigure(now, acd);
+            }
+            Input::MediaTick { late_ms, work_ms } => {
+                if self.admission.tick(late_ms, work_ms) {
+                    if self.admission.is_overloaded() {
+                        warn!(load_ms = self.admission.load_ms(), calls = self.calls.len(), "the media clock is overloaded: refusing new calls until it recovers");
+                    } else {
+                        info!(load_ms = self.admission.load_ms(), "the media clock has recovered: taking new calls");
+                    }
+                }
             }
             Input::Drain => {
                 info!(calls = self.calls.len(), "stopping: new calls get 503, calls in progress may finish");
@@ -666,6 +692,10 @@ impl Core {
     fn invite(&mut self, now: u64, call: CallKey, dialed: String, caller: String, sdp: &[u8], peer: SocketAddr, reached: SocketAddr, call_id: String) {
         if self.draining || self.calls.len() >= self.cfg.max_calls {
             self.shed.capacity += 1;
+            return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
+        }
+        if self.admission.is_overloaded() {
+            self.shed.overload += 1;
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
         let ip = peer.ip();

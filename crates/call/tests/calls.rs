@@ -521,3 +521,34 @@ fn a_flood_of_invites_from_one_source_does_not_deny_service_to_others() {
     assert!(shed.awaiting_ack > 0, "and what got through was capped: {shed:?}");
     assert!(w.media_open() <= 16 + callers.len(), "RTP ports held: {}", w.media_open());
 }
+
+fn ticks(w: &mut World, n: usize, late_ms: f64, work_ms: f64) {
+    for _ in 0..n {
+        w.core.handle(w.now, ivr_call::Input::MediaTick { late_ms, work_ms });
+    }
+    w.pump();
+}
+
+#[test]
+fn an_overloaded_media_clock_refuses_new_calls_and_keeps_those_in_progress() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 20);
+    let p = dial(&mut w, "tom", 30);
+    w.run_for(2_200);
+    ticks(&mut w, 200, 12.0, 6.0);
+    assert!(w.core.is_overloaded());
+    let q = w.phone(Phone::new("una", "127.0.1.31:5060", "127.0.1.31:4000"));
+    let out = w.phones[q].dial(w.now, "100");
+    send(&mut w, q, out);
+    w.run_for(1_000);
+    assert_eq!(w.phones[q].state, State::Ended("refused 503".into()));
+    assert_eq!(w.core.shed().overload, 1);
+    // The call in progress goes on.
+    press(&mut w, p, "1");
+    w.run_for(500);
+    assert_eq!(w.requests.len(), 1);
+    // Recovered: new calls are taken again.
+    ticks(&mut w, 300, 0.0, 2.0);
+    assert!(!w.core.is_overloaded());
+    let r = dial(&mut w, "vic", 32);
+    assert_eq!(w.phones[r].state, State::Talking);
+}

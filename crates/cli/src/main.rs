@@ -41,6 +41,9 @@ struct Config {
     /// Addresses exempt from the per-source limits (the SIP proxies in front).
     #[serde(default)]
     trusted_sources: Vec<std::net::IpAddr>,
+    /// Refuse new calls while the 20 ms media tick's smoothed lateness plus
+    /// work passes this many milliseconds (default 14; 0: never).
+    overload_at_ms: Option<f64>,
     /// The Server / User-Agent header; "" leaves it out (default "ivr/0.1").
     server_header: Option<String>,
     /// Answer at the source port even when a request's Via has no rport (NATed phones).
@@ -467,6 +470,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<E
             Some(s) => Some(s.to_string()),
         },
         force_rport: cfg.force_rport,
+        overload_at_ms: cfg.overload_at_ms.unwrap_or(14.0),
         tcp: {
             let d = ivr_server::TcpLimits::default();
             ivr_server::TcpLimits {

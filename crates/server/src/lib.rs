@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub limits: ivr_call::CallLimits,
     /// What one source may ask before it is shed (new calls, unacknowledged calls).
     pub per_source: ivr_call::SourceLimits,
+    /// Refuse new calls while the media tick's smoothed lateness plus work
+    /// passes this many milliseconds (0: never).
+    pub overload_at_ms: f64,
     /// The Server / User-Agent header (`None`: left out).
     pub user_agent: Option<String>,
     /// Answer at the source port even without `rport`.
@@ -167,6 +170,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
         transfer_gateway: cfg.transfer_gateway.clone(),
         limits: cfg.limits,
         per_source: cfg.per_source.clone(),
+        admission: ivr_call::admission::Admission::closing_at(cfg.overload_at_ms),
         user_agent: cfg.user_agent.clone(),
         force_rport: cfg.force_rport,
         wall_clock_at_zero_ms,
@@ -198,8 +202,14 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
             r = sip.recv_from(&mut buf) => if let Ok((n, from)) = r {
                 core.handle(now_ms(), Input::Sip { local, from, data: &buf[..n] });
             },
-            _ = tick.tick() => for (call, id) in shell.media.tick() {
-                core.handle(now_ms(), Input::PlayDone { call, id });
+            due = tick.tick() => {
+                let late_ms = due.elapsed().as_secs_f64() * 1_000.0;
+                let work = Instant::now();
+                let played = shell.media.tick();
+                core.handle(now_ms(), Input::MediaTick { late_ms, work_ms: work.elapsed().as_secs_f64() * 1_000.0 });
+                for (call, id) in played {
+                    core.handle(now_ms(), Input::PlayDone { call, id });
+                }
             },
             Some(msg) = rx.recv() => match msg {
                 Internal::Sip(at, from, data) => core.handle(now_ms(), Input::Sip { local: at, from, data: &data }),

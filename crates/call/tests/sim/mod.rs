@@ -167,6 +167,7 @@ pub fn config() -> CoreConfig {
         transfer_gateway: None,
         limits: Default::default(),
         per_source: Default::default(),
+        admission: Default::default(),
         user_agent: Some("ivr-test".into()),
         force_rport: false,
         wall_clock_at_zero_ms: 1_796_000_000_000,
