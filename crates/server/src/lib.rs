@@ -127,55 +127,13 @@ enum Internal {
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
-    let fd_limit = tcp::raise_fd_limit();
-    info!(fd_limit, "file-descriptor limit");
-    // Each listen address: a UDP socket and a TCP listener. The first socket is
-    // read by this loop itself; the others by a task each.
-    let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
-    for &addr in &cfg.listen {
-        let udp = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        let local = udp.local_addr()?;
-        let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
-        tokio::spawn(tcp::accept(tcp, local, cfg.tcp, fd_limit, tx.clone()));
-        sockets.push((local, Arc::new(udp)));
-    }
+    let sockets = listen(&cfg, &tx).await?;
     let Some((local, sip)) = sockets.first().cloned() else {
         return Err(ServerError::Io(std::io::Error::other("no address to listen on")));
     };
-    for (l, s) in sockets.iter().skip(1).cloned() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_536];
-            while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                if tx.send(Internal::Sip(l, from, buf[..n].to_vec())).is_err() {
-                    return;
-                }
-            }
-        });
-    }
     let started = Instant::now();
     let now_ms = || started.elapsed().as_millis() as u64;
-    let wall_clock_at_zero_ms = jiff::Timestamp::now().as_millisecond();
-    let seed = wall_clock_at_zero_ms as u64 ^ (std::process::id() as u64).rotate_left(32);
-    let core_cfg = CoreConfig {
-        listen: sockets.iter().map(|(l, _)| *l).collect(),
-        rtp_ports: cfg.rtp_ports,
-        max_calls: cfg.max_calls,
-        ring_ms: cfg.ring_ms,
-        rate_per_source: cfg.rate_per_source,
-        inband_dtmf: cfg.inband_dtmf,
-        latch_rtp: cfg.latch_rtp,
-        can_record: cfg.messages.is_some(),
-        realm: cfg.realm.clone(),
-        transfer_gateway: cfg.transfer_gateway.clone(),
-        limits: cfg.limits,
-        per_source: cfg.per_source.clone(),
-        admission: ivr_call::admission::Admission::closing_at(cfg.overload_at_ms),
-        user_agent: cfg.user_agent.clone(),
-        force_rport: cfg.force_rport,
-        wall_clock_at_zero_ms,
-        seed,
-    };
+    let core_cfg = core_config(&cfg, &sockets);
     let flows = prepare(&cfg.programs, &cfg.flows_dir);
     let mut core = Core::new(core_cfg, flows, cfg.acd.clone(), 0);
     let pid_file = cfg.data_dir.join("ivr.pid");
@@ -247,6 +205,58 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Binds each listen address: a UDP socket and a TCP listener (with the
+/// file-descriptor limit raised first). The first UDP socket is read by the
+/// main loop itself; the others by a task each.
+async fn listen(cfg: &ServerConfig, tx: &mpsc::UnboundedSender<Internal>) -> Result<Vec<(SocketAddr, Arc<UdpSocket>)>, ServerError> {
+    let fd_limit = tcp::raise_fd_limit();
+    info!(fd_limit, "file-descriptor limit");
+    let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
+    for &addr in &cfg.listen {
+        let udp = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local = udp.local_addr()?;
+        let tcp = tokio::net::TcpListener::bind(local).await.map_err(|source| ServerError::Bind { addr: local, source })?;
+        tokio::spawn(tcp::accept(tcp, local, cfg.tcp, fd_limit, tx.clone()));
+        sockets.push((local, Arc::new(udp)));
+    }
+    for (l, s) in sockets.iter().skip(1).cloned() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                if tx.send(Internal::Sip(l, from, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(sockets)
+}
+
+/// The call core's configuration: the server's, with the wall clock read once.
+fn core_config(cfg: &ServerConfig, sockets: &[(SocketAddr, Arc<UdpSocket>)]) -> CoreConfig {
+    let wall_clock_at_zero_ms = jiff::Timestamp::now().as_millisecond();
+    CoreConfig {
+        listen: sockets.iter().map(|(l, _)| *l).collect(),
+        rtp_ports: cfg.rtp_ports,
+        max_calls: cfg.max_calls,
+        ring_ms: cfg.ring_ms,
+        rate_per_source: cfg.rate_per_source,
+        inband_dtmf: cfg.inband_dtmf,
+        latch_rtp: cfg.latch_rtp,
+        can_record: cfg.messages.is_some(),
+        realm: cfg.realm.clone(),
+        transfer_gateway: cfg.transfer_gateway.clone(),
+        limits: cfg.limits,
+        per_source: cfg.per_source.clone(),
+        admission: ivr_call::admission::Admission::closing_at(cfg.overload_at_ms),
+        user_agent: cfg.user_agent.clone(),
+        force_rport: cfg.force_rport,
+        wall_clock_at_zero_ms,
+        seed: wall_clock_at_zero_ms as u64 ^ (std::process::id() as u64).rotate_left(32),
     }
 }
 
@@ -351,10 +361,17 @@ fn reload_signal() -> mpsc::UnboundedReceiver<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!("cannot listen for SIGTERM ({e}); Ctrl-C still stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
     #[cfg(not(unix))]

@@ -139,7 +139,7 @@ impl Plane {
         let relay_to_leg = Relay::new(l.rtp.clone(), leg_remote, to_leg.seed, to_leg.audio_pt, to_leg.dtmf);
         let relay_to_caller = Relay::new(c.rtp.clone(), to_caller.to.unwrap_or(caller_remote), to_caller.seed, to_caller.audio_pt, to_caller.dtmf);
         set_relay(&c.relay, Some(relay_to_leg));
-        let l = self.calls.get_mut(&leg).expect("present");
+        let Some(l) = self.calls.get_mut(&leg) else { return };
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
             l.receiver = Some(spawn_leg_receiver(l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
