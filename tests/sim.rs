@@ -121,12 +121,12 @@ fn secrets_never_appear_in_transcripts() {
 }
 
 #[test]
-fn a_flow_looping_through_a_failing_service_is_stopped_and_sim_exits_non_zero() {
+fn a_flow_going_round_without_the_caller_is_stopped_and_sim_exits_non_zero() {
     let out = ivr(&["sim", "tests/sim_flows/retry_forever.ivr", "--number", "1", "--json"]);
     assert_eq!(out.status.code(), Some(3), "a fault is exit 3: {}", stderr(&out));
     assert!(stderr(&out).contains("without the caller pressing a key"), "{}", stderr(&out));
     let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let requests = lines.iter().filter(|l| l["event"] == "service").count();
-    assert_eq!(requests, 100, "the guard's limit of steps without input");
+    let rounds = lines.iter().filter(|l| l["event"] == "enqueue").count();
+    assert_eq!(rounds, 100, "the guard's limit of steps without a key");
     assert_eq!(lines.iter().filter(|l| l["event"] == "fault").count(), 1);
 }

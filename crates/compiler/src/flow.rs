@@ -54,10 +54,31 @@ fn waits(s: &Stmt) -> bool {
     )
 }
 
-/// Gotos (and sub-flow calls) reachable from the start of `block` before any wait.
+/// Outcomes of an operation that come with nothing from the caller: every
+/// answer of a service, and hand-offs and recordings that did not reach the
+/// caller (`served`, `left` and `saved` mean the caller talked or pressed a
+/// key; `else` may be one of those).
+fn without_caller(s: &Stmt) -> Vec<&Block> {
+    let caller_acted = |o: &Outcome| o.name.as_ref().is_none_or(|n| matches!(n.name.as_str(), "served" | "left" | "saved"));
+    match &s.kind {
+        StmtKind::Request { outcomes, .. } => outcomes.iter().map(|o| &o.body).collect(),
+        StmtKind::Enqueue { outcomes, .. } | StmtKind::Dial { outcomes, .. } | StmtKind::Record { outcomes, .. } => {
+            outcomes.iter().filter(|o| !caller_acted(o)).map(|o| &o.body).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Gotos (and sub-flow calls) reachable from the start of `block` before the
+/// caller does anything: a key (menu, collect) stops the search; a service
+/// or a failed hand-off does not (a loop through a failing service waits,
+/// but for no caller).
 fn immediate<'a>(block: &'a Block, gotos: &mut Vec<&'a Ident>, runs: &mut Vec<&'a Ident>) -> bool {
     for s in &block.stmts {
         if waits(s) {
+            for body in without_caller(s) {
+                immediate(body, gotos, runs);
+            }
             return true;
         }
         match &s.kind {
@@ -183,8 +204,8 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
                 names.dedup();
                 names.push(sym.nodes[w].name.name.as_str());
                 diags.push(
-                    Diagnostic::new(Code::LoopWithoutInput, format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again without waiting")
-                        .with_help("a caller would hear this forever; wait for a key (menu, collect) or end the call somewhere in the loop"),
+                    Diagnostic::new(Code::LoopWithoutInput, format!("loop that waits for no input: {}", names.join(" → ")), span, "this goes round again with nothing from the caller")
+                        .with_help("a caller would hear this forever (retrying a failing service counts: it waits for no caller); wait for a key (menu, collect) or end the call somewhere in the loop"),
                 );
             } else if state[w] == 0 {
                 stack.push((w, span));

@@ -122,10 +122,10 @@ fn read_only_variables_cannot_be_filled() {
         "set caller = \"1\"",
         "collect caller { prompt welcome on exhausted { hangup } }",
         "collect dialed { decimal prompt welcome on exhausted { hangup } }",
-        "request svc() as caller { ok -> s failed -> s }",
+        "request svc() as caller { ok -> end failed -> end }",
         "run g() into dialed",
     ] {
-        let src = format!("entry 1 -> s\n{svc}step s {{ {stmt}\n hangup }}\n");
+        let src = format!("entry 1 -> s\n{svc}step s {{ {stmt}\n hangup }}\nstep end {{ hangup }}\n");
         let c = check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
         assert_eq!(errors(&c), vec![Code::ReadOnlyVariable], "{src}\n{:#?}", c.diagnostics);
     }
@@ -167,20 +167,20 @@ fn back_needs_an_earlier_menu() {
 #[test]
 fn zero_time_limits_and_keyless_menus() {
     let step = |stmt: &str| {
-        let src = format!("entry 1 -> s\nservice svc() {{ ok }}\nstep s {{ {stmt}\n hangup }}\n");
+        let src = format!("entry 1 -> s\nservice svc() {{ ok }}\nstep s {{ {stmt}\n hangup }}\nstep end {{ hangup }}\n");
         errors(&check_src(&src).unwrap_or_else(|e| panic!("{e}\n{src}")))
     };
     for stmt in [
         "collect c { prompt welcome timeout 0s on exhausted { hangup } }",
         "collect c { prompt welcome inter-key 0ms on exhausted { hangup } }",
-        "request svc() timeout 0s { else -> s }",
-        "dial agent \"1001\" timeout 0s { else -> s }",
-        "enqueue general max-wait 0min { else -> s }",
-        "record \"x\" max 0s { else -> s }",
+        "request svc() timeout 0s { else -> end }",
+        "dial agent \"1001\" timeout 0s { else -> end }",
+        "enqueue general max-wait 0min { else -> end }",
+        "record \"x\" max 0s { else -> end }",
     ] {
         assert_eq!(step(stmt), vec![Code::ZeroTimeout], "{stmt}");
     }
-    assert_eq!(step("request svc() timeout 99999999999999s { else -> s }"), vec![Code::NumberTooLarge], "not also zero");
+    assert_eq!(step("request svc() timeout 99999999999999s { else -> end }"), vec![Code::NumberTooLarge], "not also zero");
     let c = check_src("entry 1 -> m\nmenu m { prompt welcome on exhausted { hangup } }\n").unwrap();
     assert_eq!(errors(&c), vec![Code::MenuWithoutKeys]);
 }
@@ -235,3 +235,21 @@ fn every_statement_in_every_context() {
 }
 
 mod plausible;
+
+#[test]
+fn a_loop_through_a_failing_service_or_hand_off_is_a_loop_without_input() {
+    let codes = |src: &str| -> Vec<Code> {
+        let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", "[sorry]\nzh = \"抱歉。\"\n[ask]\nzh = \"请输入。\"\n");
+        compile(&world, "main.ivr").diagnostics.iter().map(Diagnostic::rule).collect()
+    };
+    let service = "service lookup(code: text) {\n    ok\n}\nentry 1 -> retry\n";
+    let retry = format!("{service}step retry {{\n    request lookup(\"1\") timeout 2s {{\n        ok -> done\n        failed {{\n            play sorry\n            goto retry\n        }}\n    }}\n}}\nstep done {{\n    hangup\n}}\n");
+    assert!(codes(&retry).contains(&Code::LoopWithoutInput), "{:?}", codes(&retry));
+    let queue = "entry 1 -> wait\nstep wait {\n    enqueue general {\n        served -> done\n        no_agents -> wait\n        else -> done\n    }\n}\nstep done {\n    hangup\n}\n";
+    assert!(codes(queue).contains(&Code::LoopWithoutInput), "{:?}", codes(queue));
+    // Asking the caller again breaks the loop; so does a served hand-off.
+    let asks = format!("{service}step retry {{\n    collect code {{\n        prompt ask\n        length 6\n        on exhausted -> done\n    }}\n    request lookup(code) timeout 2s {{\n        ok -> done\n        failed -> retry\n    }}\n}}\nstep done {{\n    hangup\n}}\n");
+    assert!(!codes(&asks).contains(&Code::LoopWithoutInput), "{:?}", codes(&asks));
+    let served = "entry 1 -> wait\nstep wait {\n    enqueue general {\n        served -> wait\n        else -> done\n    }\n}\nstep done {\n    hangup\n}\n";
+    assert!(!codes(served).contains(&Code::LoopWithoutInput), "{:?}", codes(served));
+}
