@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ivr_compiler::{compile, MemoryWorld};
+mod common;
 use ivr_vm::{Action, CallInfo, Event, HangupReason, Limits, Program, Session};
 
 const CATALOGUE: &str = "[sorry]\nzh = \"抱歉。\"\n[ask]\nzh = \"请输入。\"\n";
@@ -38,10 +38,7 @@ step done {
 "#;
 
 fn program(src: &str) -> Arc<Program> {
-    let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", CATALOGUE);
-    let c = compile(&world, "main.ivr");
-    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
-    Arc::new(c.program.unwrap())
+    common::compile_flow(src, CATALOGUE)
 }
 
 fn info() -> CallInfo {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ivr_compiler::{compile, MemoryWorld};
+mod common;
 use ivr_vm::{Action, CallInfo, Event, Millis, PlayId, Program, Session, Value};
 
 const CATALOGUE: &str = r#"
@@ -22,10 +22,7 @@ zh = "欢迎。"
 "#;
 
 fn program(src: &str) -> Arc<Program> {
-    let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", CATALOGUE);
-    let c = compile(&world, "main.ivr");
-    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
-    Arc::new(c.program.unwrap())
+    common::compile_flow(src, CATALOGUE)
 }
 
 /// A call driven by hand: every action is logged as a short string.

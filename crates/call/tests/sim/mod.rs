@@ -227,17 +227,7 @@ impl World {
     pub fn run_until(&mut self, t: u64) {
         self.pump();
         loop {
-            let next = [
-                self.core.poll_timeout(),
-                self.net.next_at(),
-                self.media_next(),
-                self.completions.iter().map(|c| c.0).min(),
-                self.phones.iter().filter_map(Phone::next_timer).min(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            match next {
+            match self.next_event() {
                 Some(n) if n <= t => {
                     self.now = self.now.max(n);
                     self.step();
@@ -249,6 +239,21 @@ impl World {
                 }
             }
         }
+    }
+
+    /// When anything happens next: the core's timers, a datagram, a prompt
+    /// ending, a service answering, a phone's timer.
+    fn next_event(&self) -> Option<u64> {
+        [
+            self.core.poll_timeout(),
+            self.net.next_at(),
+            self.media_next(),
+            self.completions.iter().map(|c| c.0).min(),
+            self.phones.iter().filter_map(Phone::next_timer).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs for `ms` more.
@@ -263,18 +268,7 @@ impl World {
             if !cond(self) {
                 return true;
             }
-            let next = [
-                self.core.poll_timeout(),
-                self.net.next_at(),
-                self.media_next(),
-                self.completions.iter().map(|c| c.0).min(),
-                self.phones.iter().filter_map(Phone::next_timer).min(),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(end)
-            .min(end);
+            let next = self.next_event().unwrap_or(end).min(end);
             self.now = self.now.max(next);
             self.step();
         }
