@@ -142,6 +142,13 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+    Svg,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
     Human,
     Json,
@@ -176,6 +183,20 @@ enum Command {
     },
     /// Print the bytecode of a compiled program or of a flow.
     Disasm { file: PathBuf },
+    /// Draw a flow: every step and menu, every branch labelled (keys,
+    /// handlers, outcomes, opening hours, conditions, sub-flows), where calls end.
+    Graph {
+        flow: PathBuf,
+        /// dot (Graphviz), mermaid (Markdown), or svg.
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// SVG drawn by our own layout even when Graphviz (`dot`) is installed.
+        #[arg(long)]
+        builtin: bool,
+    },
     /// Call a flow from the terminal: hear its prompts as text and press keys.
     Sim {
         /// A flow file or a compiled program.
@@ -348,6 +369,7 @@ fn main() -> ExitCode {
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
+        Command::Graph { flow, format, output, builtin } => graph_cmd(&flow, format, output.as_deref(), builtin),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
             let backend = if no_embedded {
@@ -982,6 +1004,50 @@ fn compile_cmd(flow: &Path, output: &Path, strip: bool) -> Result<ExitCode, Stri
     std::fs::write(output, &bytes).map_err(|e| format!("cannot write `{}`: {e}", output.display()))?;
     eprintln!("wrote {} ({} bytes, {} instructions)", output.display(), bytes.len(), program.code.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr graph`: the flow drawn as dot, Mermaid or SVG (Graphviz's layout when
+/// it is installed, else our own).
+fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: bool) -> Result<ExitCode, String> {
+    if !flow.is_file() {
+        return Err(format!("cannot read `{}`: no such file", flow.display()));
+    }
+    let (root, name) = split(flow);
+    let world = FsWorld { root: PathBuf::from(&root) };
+    let g = match ivr_compiler::graph::graph(&world, &name) {
+        Ok(g) => g,
+        Err(c) => {
+            print_human(&c, &root);
+            eprintln!("error: {} has errors; fix them to draw it", flow.display());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let text = match format {
+        GraphFormat::Dot => g.dot(),
+        GraphFormat::Mermaid => g.mermaid(),
+        GraphFormat::Svg if builtin => g.svg(),
+        GraphFormat::Svg => graphviz_svg(&g.dot()).unwrap_or_else(|| g.svg()),
+    };
+    match output {
+        Some(path) => std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dot -Tsvg`, when Graphviz is installed.
+fn graphviz_svg(dot: &str) -> Option<String> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(dot.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A compiled program file, or a flow compiled on the spot.

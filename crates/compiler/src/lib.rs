@@ -9,6 +9,7 @@
 
 mod codes;
 mod flow;
+pub mod graph;
 mod load;
 mod lower;
 mod resolve;

@@ -1,0 +1,377 @@
+//! The flow as a picture: every step, menu and sub-flow a node, every way
+//! between them an edge labelled with what takes the caller there (a key, a
+//! timeout/invalid/exhausted handler, a service or hand-off outcome, an
+//! opening-hours check, a condition, a sub-flow call), and where calls end
+//! (hang up, transfer). Built from the resolved flow, rendered as Graphviz
+//! `dot`, Mermaid, or an SVG of our own (no external tool needed).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use ivr_syntax::ast::*;
+
+use crate::load::Loaded;
+use crate::{load, Compiled, World};
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeKind {
+    /// A dialled number: where calls come in.
+    Entry,
+    Step,
+    Menu,
+    Sub,
+    /// Keys that work in every menu.
+    Anywhere,
+    /// Where a call ends: hang up, or a transfer out.
+    End,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub kind: NodeKind,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowGraph {
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+/// The graph of the flow project whose main file is `main`; the compilation
+/// (with its diagnostics) when it has errors.
+pub fn graph(world: &dyn World, main: &str) -> Result<FlowGraph, Compiled> {
+    let compiled = crate::compile(world, main);
+    if compiled.has_errors() {
+        return Err(compiled);
+    }
+    Ok(build(&load::load(world, main)))
+}
+
+struct Builder {
+    g: FlowGraph,
+    ends: BTreeMap<String, String>,
+}
+
+impl Builder {
+    fn node(&mut self, id: String, kind: NodeKind, label: String) {
+        if !self.g.nodes.iter().any(|n| n.id == id) {
+            self.g.nodes.push(Node { id, kind, label });
+        }
+    }
+
+    fn edge(&mut self, from: &str, to: String, label: &[String]) {
+        let label = label.iter().filter(|l| !l.is_empty()).cloned().collect::<Vec<_>>().join(" · ");
+        let e = Edge { from: from.to_string(), to, label };
+        if !self.g.edges.contains(&e) {
+            self.g.edges.push(e);
+        }
+    }
+
+    fn end(&mut self, label: &str) -> String {
+        if let Some(id) = self.ends.get(label) {
+            return id.clone();
+        }
+        let id = format!("end_{}", self.ends.len());
+        self.ends.insert(label.to_string(), id.clone());
+        self.node(id.clone(), NodeKind::End, label.to_string());
+        id
+    }
+
+    /// The ways out of `block` from node `from`, each labelled with the
+    /// context that leads there (`path`).
+    fn block(&mut self, from: &str, block: &Block, path: &mut Vec<String>) {
+        for s in &block.stmts {
+            match &s.kind {
+                StmtKind::Goto(t) => self.edge(from, t.name.clone(), path),
+                StmtKind::Back => {
+                    let to = self.end("back to the previous menu");
+                    self.edge(from, to, path);
+                }
+                StmtKind::Repeat => self.edge(from, from.to_string(), &with(path, "repeat")),
+                StmtKind::Hangup => {
+                    let to = self.end("hang up");
+                    self.edge(from, to, path);
+                }
+                StmtKind::Transfer(n) => {
+                    let to = self.end(&format!("transfer {}", n.value));
+                    self.edge(from, to, path);
+                }
+                StmtKind::Run { sub, .. } => self.edge(from, sub.name.clone(), &with(path, "run")),
+                StmtKind::If { arms, otherwise } => {
+                    for (cond, body) in arms {
+                        path.push(format!("if {}", expr(cond)));
+                        self.block(from, body, path);
+                        path.pop();
+                    }
+                    if let Some(body) = otherwise {
+                        path.push("else".into());
+                        self.block(from, body, path);
+                        path.pop();
+                    }
+                }
+                StmtKind::Collect { var, options } => {
+                    path.push(format!("collect {}", var.name));
+                    self.options(from, options, path);
+                    path.pop();
+                }
+                StmtKind::Request { service, outcomes, .. } => self.outcomes(from, &service.name, outcomes, path),
+                StmtKind::Enqueue { queue, outcomes, .. } => self.outcomes(from, &format!("queue {}", queue.name), outcomes, path),
+                StmtKind::Dial { agent, outcomes, .. } => self.outcomes(from, &format!("agent {}", expr(agent)), outcomes, path),
+                StmtKind::Record { category, outcomes, .. } => self.outcomes(from, &format!("record {}", category.value), outcomes, path),
+                _ => {}
+            }
+        }
+    }
+
+    fn outcomes(&mut self, from: &str, what: &str, outcomes: &[Outcome], path: &mut Vec<String>) {
+        for o in outcomes {
+            let name = o.name.as_ref().map_or("else", |n| n.name.as_str());
+            path.push(format!("{what}: {name}"));
+            self.block(from, &o.body, path);
+            path.pop();
+        }
+    }
+
+    fn options(&mut self, from: &str, options: &[Opt], path: &mut Vec<String>) {
+        for o in options {
+            match &o.kind {
+                OptKind::Key(k) => {
+                    path.push(format!("key {}", k.key));
+                    self.block(from, &k.body, path);
+                    path.pop();
+                }
+                OptKind::On(kind, body) => {
+                    path.push(format!("on {}", handler(*kind)));
+                    self.block(from, body, path);
+                    path.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn with(path: &[String], more: &str) -> Vec<String> {
+    let mut p = path.to_vec();
+    p.push(more.to_string());
+    p
+}
+
+fn handler(kind: HandlerKind) -> &'static str {
+    match kind {
+        HandlerKind::Timeout => "timeout",
+        HandlerKind::Invalid => "invalid",
+        HandlerKind::Exhausted => "exhausted",
+    }
+}
+
+/// An expression as a designer wrote it (shortened).
+fn expr(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Num(n) => n.clone(),
+        ExprKind::Str(s) => format!("\"{s}\""),
+        ExprKind::Bool(b) => b.to_string(),
+        ExprKind::Path(a, Some(b)) => format!("{}.{}", a.name, b.name),
+        ExprKind::Path(a, None) => a.name.clone(),
+        ExprKind::Call(f, args) => format!("{}({})", f.name, args.iter().map(expr).collect::<Vec<_>>().join(", ")),
+        ExprKind::Unary(UnOp::Neg, x) => format!("-{}", expr(x)),
+        ExprKind::Unary(UnOp::Not, x) => format!("not {}", expr(x)),
+        ExprKind::Binary(op, a, b) => format!("{} {} {}", expr(a), op.symbol(), expr(b)),
+    }
+}
+
+fn build(loaded: &Loaded) -> FlowGraph {
+    let mut b = Builder { g: FlowGraph::default(), ends: BTreeMap::new() };
+    let items = || loaded.files.iter().flat_map(|(_, f)| f.items.iter());
+    for item in items() {
+        match item {
+            Item::Entry { number, target } => {
+                let id = format!("entry_{}", number.value);
+                b.node(id.clone(), NodeKind::Entry, format!("☎ {}", number.value));
+                b.edge(&id, target.name.clone(), &[]);
+            }
+            Item::Step { name, .. } => b.node(name.name.clone(), NodeKind::Step, name.name.clone()),
+            Item::Menu(m) => b.node(m.name.name.clone(), NodeKind::Menu, m.name.name.clone()),
+            Item::Sub(s) => b.node(s.name.name.clone(), NodeKind::Sub, format!("sub {}", s.name.name)),
+            Item::Anywhere { .. } => b.node("anywhere".into(), NodeKind::Anywhere, "in every menu".into()),
+            _ => {}
+        }
+    }
+    for item in items() {
+        match item {
+            Item::Step { name, body } => b.block(&name.name, body, &mut Vec::new()),
+            Item::Menu(m) => b.options(&m.name.name, &m.options, &mut Vec::new()),
+            Item::Sub(s) => b.block(&s.name.name, &s.body, &mut Vec::new()),
+            Item::Anywhere { bindings, .. } => {
+                for k in bindings {
+                    b.block("anywhere", &k.body, &mut vec![format!("key {}", k.key)]);
+                }
+            }
+            _ => {}
+        }
+    }
+    b.g
+}
+
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl FlowGraph {
+    /// Graphviz `dot`.
+    pub fn dot(&self) -> String {
+        let mut out = String::from("digraph flow {\n  rankdir=LR;\n  node [fontname=\"Noto Sans CJK SC, sans-serif\"];\n  edge [fontname=\"Noto Sans CJK SC, sans-serif\", fontsize=10];\n");
+        for n in &self.nodes {
+            let shape = match n.kind {
+                NodeKind::Entry => "shape=circle, style=filled, fillcolor=\"#dbeafe\"",
+                NodeKind::Step => "shape=box, style=rounded",
+                NodeKind::Menu => "shape=box, style=\"rounded,filled\", fillcolor=\"#fef3c7\"",
+                NodeKind::Sub => "shape=component",
+                NodeKind::Anywhere => "shape=note",
+                NodeKind::End => "shape=doublecircle, fontsize=10",
+            };
+            let _ = writeln!(out, "  \"{}\" [label=\"{}\", {shape}];", dot_escape(&n.id), dot_escape(&n.label));
+        }
+        for e in &self.edges {
+            let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", dot_escape(&e.from), dot_escape(&e.to), dot_escape(&e.label));
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Mermaid (`flowchart LR`), for Markdown pages that render it.
+    pub fn mermaid(&self) -> String {
+        let ids: BTreeMap<&str, String> = self.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), format!("n{i}"))).collect();
+        let id = |s: &str| ids.get(s).cloned().unwrap_or_else(|| format!("missing_{}", s.replace(|c: char| !c.is_ascii_alphanumeric(), "_")));
+        let text = |s: &str| s.replace('"', "#quot;");
+        let mut out = String::from("flowchart LR\n");
+        for n in &self.nodes {
+            let (open, close) = match n.kind {
+                NodeKind::Entry => ("((", "))"),
+                NodeKind::Step => ("(", ")"),
+                NodeKind::Menu => ("{{", "}}"),
+                NodeKind::Sub => ("[[", "]]"),
+                NodeKind::Anywhere => ("[/", "/]"),
+                NodeKind::End => ("(((", ")))"),
+            };
+            let _ = writeln!(out, "  {}{open}\"{}\"{close}", id(&n.id), text(&n.label));
+        }
+        for e in &self.edges {
+            if e.label.is_empty() {
+                let _ = writeln!(out, "  {} --> {}", id(&e.from), id(&e.to));
+            } else {
+                let _ = writeln!(out, "  {} -->|\"{}\"| {}", id(&e.from), text(&e.label), id(&e.to));
+            }
+        }
+        out
+    }
+
+    /// An SVG of our own: nodes in columns by distance from the entries (the
+    /// way a call goes, left to right), edges as labelled curves. For a
+    /// finer layout, render [`FlowGraph::dot`] with Graphviz.
+    pub fn svg(&self) -> String {
+        // Columns: breadth-first distance from the entries.
+        let mut column: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut queue: std::collections::VecDeque<&str> = self.nodes.iter().filter(|n| n.kind == NodeKind::Entry).map(|n| n.id.as_str()).collect();
+        for q in &queue {
+            column.insert(q, 0);
+        }
+        while let Some(v) = queue.pop_front() {
+            let c = column[v];
+            for e in self.edges.iter().filter(|e| e.from == v) {
+                if !column.contains_key(e.to.as_str()) {
+                    column.insert(&e.to, c + 1);
+                    queue.push_back(&e.to);
+                }
+            }
+        }
+        let last = column.values().copied().max().unwrap_or(0);
+        for n in &self.nodes {
+            column.entry(&n.id).or_insert(last + 1);
+        }
+        let mut rows: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut pos: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        let (w, h, gap_x, gap_y) = (170.0, 44.0, 120.0, 34.0);
+        for n in &self.nodes {
+            let c = column[n.id.as_str()];
+            let r = rows.entry(c).or_insert(0);
+            pos.insert(&n.id, (20.0 + c as f64 * (w + gap_x), 20.0 + *r as f64 * (h + gap_y)));
+            *r += 1;
+        }
+        let width = pos.values().map(|p| p.0).fold(0.0, f64::max) + w + 40.0;
+        let height = pos.values().map(|p| p.1).fold(0.0, f64::max) + h + 40.0;
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+        let mut out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"Noto Sans CJK SC, sans-serif\">\n<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        );
+        for e in &self.edges {
+            let (Some(&(x1, y1)), Some(&(x2, y2))) = (pos.get(e.from.as_str()), pos.get(e.to.as_str())) else { continue };
+            let (sx, sy, tx, ty) = (x1 + w, y1 + h / 2.0, x2, y2 + h / 2.0);
+            let path = if e.from == e.to {
+                format!("M{:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}", x1 + w * 0.7, y1, x1 + w * 0.7, y1 - 30.0, x1 + w * 0.3, y1 - 30.0, x1 + w * 0.3, y1)
+            } else {
+                let mid = (sx + tx) / 2.0;
+                format!("M{sx:.1},{sy:.1} C{mid:.1},{sy:.1} {mid:.1},{ty:.1} {tx:.1},{ty:.1}")
+            };
+            let _ = writeln!(out, "<path d=\"{path}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.2\" marker-end=\"url(#arrow)\"/>");
+            if !e.label.is_empty() {
+                let (lx, ly) = if e.from == e.to { (x1 + w / 2.0, y1 - 33.0) } else { ((sx + tx) / 2.0, (sy + ty) / 2.0 - 4.0) };
+                let _ = writeln!(out, "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>", esc(&e.label));
+            }
+        }
+        for n in &self.nodes {
+            let (x, y) = pos[n.id.as_str()];
+            let (fill, rx) = match n.kind {
+                NodeKind::Entry => ("#dbeafe", 22.0),
+                NodeKind::Menu => ("#fef3c7", 10.0),
+                NodeKind::End => ("#e5e7eb", 22.0),
+                NodeKind::Sub => ("#ede9fe", 4.0),
+                _ => ("#ffffff", 10.0),
+            };
+            let _ = writeln!(
+                out,
+                "<g class=\"node {kind:?}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" text-anchor=\"middle\">{}</text></g>",
+                x + w / 2.0,
+                y + h / 2.0 + 5.0,
+                esc(&n.label),
+                kind = n.kind
+            );
+        }
+        out.push_str("</svg>\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod graph_tests {
+    use super::*;
+    use crate::MemoryWorld;
+
+    #[test]
+    fn every_branch_is_an_edge_with_what_leads_there() {
+        let src = "service quote(code: text) {\n    ok\n    not_found\n}\nhours office {\n    zone \"Asia/Shanghai\"\n    mon-fri 09:00-17:00\n}\nentry 1 -> start\nstep start {\n    if open(office) {\n        goto menu_main\n    }\n    play welcome\n    hangup\n}\nmenu menu_main {\n    prompt welcome\n    key 1 -> look\n    key 9 {\n        transfer \"95588\"\n    }\n    on exhausted -> start\n}\nstep look {\n    request quote(\"600000\") {\n        ok -> menu_main\n        not_found -> menu_main\n        failed {\n            hangup\n        }\n    }\n}\n";
+        let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", "[welcome]\nzh = \"欢迎。\"\n");
+        let g = graph(&world, "main.ivr").unwrap_or_else(|c| panic!("{:#?}", c.diagnostics));
+        let has = |from: &str, to: &str, label: &str| g.edges.iter().any(|e| e.from == from && e.to.starts_with(to) && e.label == label);
+        assert!(has("entry_1", "start", ""));
+        assert!(has("start", "menu_main", "if open(office)"), "{:#?}", g.edges);
+        assert!(has("menu_main", "look", "key 1"));
+        assert!(has("menu_main", "start", "on exhausted"));
+        assert!(has("look", "menu_main", "quote: not_found"));
+        assert!(has("look", "end_", "quote: failed"));
+        let transfer = g.nodes.iter().find(|n| n.label == "transfer 95588").expect("a transfer end");
+        assert!(has("menu_main", &transfer.id, "key 9"));
+        assert!(g.svg().contains(">key 1<"));
+        assert!(g.mermaid().contains("-->|\"key 1\"|"));
+    }
+}
