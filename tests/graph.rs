@@ -35,3 +35,33 @@ fn a_flow_with_errors_is_not_drawn() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("[E0101]"), "{}", stderr(&out));
 }
+
+/// A copy of flows/ in a temporary directory, for editing.
+fn flows_copy(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ivr-diff-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ok = std::process::Command::new("cp").arg("-r").arg(root().join("flows")).arg(&dir).status().unwrap();
+    assert!(ok.success());
+    dir
+}
+
+#[test]
+fn diff_says_what_changed_for_a_caller() {
+    let new = flows_copy("new");
+    let flow = new.join("securities_hotline.ivr");
+    let text = std::fs::read_to_string(&flow).unwrap().replace("    key 4 -> messages\n", "    key 4 -> subscriptions\n    key 7 -> messages\n");
+    std::fs::write(&flow, text).unwrap();
+    let prompts = new.join("prompts.toml");
+    let text = std::fs::read_to_string(&prompts).unwrap().replacen("欢迎致电证券服务热线。", "您好，欢迎致电证券服务热线。", 1);
+    std::fs::write(&prompts, text).unwrap();
+    let out = ivr(&["diff", "flows/securities_hotline.ivr", flow.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("menu main_menu: key 4 now leads to subscriptions (was messages)"), "{said}");
+    assert!(said.contains("menu main_menu: key 7 added: leads to messages"), "{said}");
+    assert!(said.contains("prompt welcome: zh: \"您好，欢迎致电证券服务热线。\" (was \"欢迎致电证券服务热线。\")"), "{said}");
+    let same = ivr(&["diff", "flows/securities_hotline.ivr", "flows/securities_hotline.ivr"]);
+    assert_eq!(same.status.code(), Some(0));
+    assert!(stdout(&same).contains("no change a caller would notice"));
+    let _ = std::fs::remove_dir_all(&new);
+}

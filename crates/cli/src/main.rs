@@ -183,6 +183,10 @@ enum Command {
     },
     /// Print the bytecode of a compiled program or of a flow.
     Disasm { file: PathBuf },
+    /// What changed for a caller between two versions of a flow: entries,
+    /// steps and menus, where each key/handler/outcome leads, prompts, hours.
+    /// Exit 0 when nothing changed, 1 when something did.
+    Diff { old: PathBuf, new: PathBuf },
     /// Draw a flow: every step and menu, every branch labelled (keys,
     /// handlers, outcomes, opening hours, conditions, sub-flows), where calls end.
     Graph {
@@ -369,6 +373,7 @@ fn main() -> ExitCode {
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
+        Command::Diff { old, new } => diff_cmd(&old, &new),
         Command::Graph { flow, format, output, builtin } => graph_cmd(&flow, format, output.as_deref(), builtin),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
@@ -1033,6 +1038,43 @@ fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: b
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flow's graph and program, or its diagnostics printed and exit 1.
+fn graph_and_program(flow: &Path) -> Result<Result<(ivr_compiler::graph::FlowGraph, ivr_bytecode::Program), ExitCode>, String> {
+    if !flow.is_file() {
+        return Err(format!("cannot read `{}`: no such file", flow.display()));
+    }
+    let (root, name) = split(flow);
+    let world = FsWorld { root: PathBuf::from(&root) };
+    let graph = match ivr_compiler::graph::graph(&world, &name) {
+        Ok(g) => g,
+        Err(c) => {
+            print_human(&c, &root);
+            eprintln!("error: {} has errors", flow.display());
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    let c = ivr_compiler::compile(&world, &name);
+    Ok(c.program.map(|p| (graph, p)).ok_or(ExitCode::from(1)))
+}
+
+/// `ivr diff OLD NEW`: the changes a caller would notice.
+fn diff_cmd(old: &Path, new: &Path) -> Result<ExitCode, String> {
+    let (a, b) = match (graph_and_program(old)?, graph_and_program(new)?) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return Ok(code),
+    };
+    let changes = ivr_compiler::diff::diff((&a.0, &a.1), (&b.0, &b.1));
+    if changes.is_empty() {
+        println!("no change a caller would notice");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &changes {
+        println!("{}: {}", c.place, c.what);
+    }
+    println!("{} change{}", changes.len(), if changes.len() == 1 { "" } else { "s" });
+    Ok(ExitCode::from(1))
 }
 
 /// `dot -Tsvg`, when Graphviz is installed.

@@ -8,6 +8,7 @@
 //! no errors. Diagnostics are data; rendering is the caller's job.
 
 mod codes;
+pub mod diff;
 mod flow;
 pub mod graph;
 mod load;
