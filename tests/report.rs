@@ -26,3 +26,15 @@ fn a_days_report_from_the_records() {
     assert!(stdout(&empty).contains("IVR: 0 calls"));
     assert_eq!(ivr(&["report", "--date", "23/11/2026"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_staffing_plan_from_the_records() {
+    let out = ivr(&["plan", "--data", "tests/report", "--date", "2026-11-23", "--days", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    insta::assert_snapshot!("plan_day", stdout(&out));
+    let json = ivr(&["plan", "--data", "tests/report", "--date", "2026-11-23", "--days", "1", "--roster", "9-10:0", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(v["hours"][0]["agents"], 0, "the roster given, not the one needed");
+    assert_eq!(v["hours"][0]["sim_sl"], 0.0, "nobody answers with nobody there");
+    assert_eq!(ivr(&["plan", "--data", "tests/report", "--roster", "25:1"]).status.code(), Some(2));
+}

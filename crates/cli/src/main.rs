@@ -4,6 +4,7 @@
 //! compiler and the VM; they reach files through [`FsWorld`].
 
 mod kpis;
+mod plan;
 mod report;
 mod sim;
 
@@ -326,6 +327,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Staffing: agents each hour needs for a service level, from the records
+    /// (arrivals, handle time, patience), by Erlang C and by simulating the day
+    /// through the queue core; or what a given roster would do.
+    Plan {
+        /// The server's data directory (queue.jsonl).
+        #[arg(long, default_value = "flows/data")]
+        data: PathBuf,
+        /// The first day of records to learn from (YYYY-MM-DD; default: the 28 days before today).
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long, default_value_t = 28)]
+        days: u32,
+        #[arg(long, default_value = "Asia/Shanghai")]
+        tz: String,
+        /// Target service level, percent answered…
+        #[arg(long, default_value_t = 90.0)]
+        sl: f64,
+        /// …within this many seconds.
+        #[arg(long, default_value_t = 20.0)]
+        within: f64,
+        /// A roster to evaluate instead: HOUR:AGENTS or FROM-TO:AGENTS, comma-separated (e.g. 8-11:25,12:18).
+        #[arg(long)]
+        roster: Option<String>,
+        /// Days to simulate (more: steadier figures).
+        #[arg(long, default_value_t = 20)]
+        sim_days: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show how a value is read aloud: the text, then the segment prompts.
     Say {
         /// The value, e.g. 10.52, -1.25, 600000, 2026-11-23, 09:30.
@@ -370,6 +400,7 @@ fn main() -> ExitCode {
         Command::Agents { admin, json, watch: None, .. } => agents_cmd(admin, json),
         Command::Agents { admin, watch: Some(secs), count, .. } => wallboard(admin, secs, count),
         Command::Report { data, date, days, tz, sl, json } => report_cmd(&data, date, days, &tz, sl, json),
+        Command::Plan { data, date, days, tz, sl, within, roster, sim_days, json } => plan_cmd(&data, date, days, &tz, (sl, within), roster.as_deref(), sim_days, json),
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
@@ -669,6 +700,49 @@ fn report_cmd(data: &Path, date: Option<String>, days: u32, tz: &str, sl: u64, j
         println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
     } else {
         print!("{}", kpis::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr plan`: staffing from the records.
+#[allow(clippy::too_many_arguments)]
+fn plan_cmd(data: &Path, date: Option<String>, days: u32, tz: &str, (sl, within): (f64, f64), roster: Option<&str>, sim_days: u32, json: bool) -> Result<ExitCode, String> {
+    let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz}: {e}"))?;
+    let days = days.max(1);
+    let first = match date {
+        Some(d) => d.parse::<jiff::civil::Date>().map_err(|e| format!("--date {d}: {e}"))?,
+        None => jiff::Timestamp::now().to_zoned(zone.clone()).date().checked_sub(jiff::Span::new().days(days as i64)).map_err(|e| e.to_string())?,
+    };
+    let end = first.checked_add(jiff::Span::new().days(days as i64)).map_err(|e| e.to_string())?;
+    let at = |d: jiff::civil::Date| d.to_zoned(zone.clone()).map(|z| z.timestamp().as_millisecond()).map_err(|e| e.to_string());
+    let (from_ms, to_ms) = (at(first)?, at(end)?);
+    if !(0.0..=100.0).contains(&sl) || within <= 0.0 {
+        return Err("--sl is a percentage (0-100) and --within a positive number of seconds".into());
+    }
+    let roster = roster.map(plan::parse_roster).transpose()?;
+    let path = data.join("queue.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    };
+    let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let hour_of = |ms: i64| -> Option<usize> {
+        if ms < from_ms || ms >= to_ms {
+            return None;
+        }
+        jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned(zone.clone()).hour() as usize)
+    };
+    let demand = plan::Demand::from_records(&lines, days, hour_of);
+    if demand.calls.iter().all(|c| *c == 0.0) {
+        println!("no queued calls in `{}` from {first} to {end}: nothing to plan from", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let hours = plan::plan(&demand, sl / 100.0, within, roster.as_ref(), sim_days.clamp(1, 365));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"demand": demand, "hours": hours})).map_err(|e| e.to_string())?);
+    } else {
+        print!("{}", plan::render(&hours, sl / 100.0, within, &demand));
     }
     Ok(ExitCode::SUCCESS)
 }
