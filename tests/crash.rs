@@ -138,3 +138,33 @@ fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
     assert_eq!(by_id("after-restart")["outcome"], "caller_hung_up", "not glued to the torn line");
     assert_eq!(recs.len(), 4, "four calls, the torn fragment skipped: {recs:#?}");
 }
+
+#[test]
+fn logs_can_be_one_json_object_per_line_with_the_call_id() {
+    // A server of the harness's making, stopped, then started again with JSON logs.
+    let s = common::server::serve("json-logs", "");
+    let _ = Command::new("kill").args(["-9", &s.child.id().to_string()]).status();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut server = Command::new(ivr_path())
+        .args(["serve", "--config", s.data.join("ivr.toml").to_str().unwrap(), "--log-format", "json"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.stdout.take().unwrap()), &mut line).unwrap();
+    let ua = common::server::TestUa::new(s.sip);
+    let tag = ua.establish("962588", "json-logged-call");
+    ua.bye("json-logged-call", &tag);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let out = server.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let ended = lines.iter().find(|l| l["message"] == "call ended").unwrap_or_else(|| panic!("{logs}"));
+    assert_eq!(ended["call_id"], "json-logged-call");
+    assert_eq!(ended["outcome"], "caller_hung_up");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    assert!(!logs.contains("13800138000"), "the caller's number is not logged");
+}

@@ -143,6 +143,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum GraphFormat {
     Dot,
     Mermaid,
@@ -273,6 +279,10 @@ enum Command {
         /// IPv4 and an IPv6 one); default 127.0.0.1:5060.
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
+        /// Logs as text for people, or one JSON object per line for a log
+        /// shipper (with the call id, flow, node and outcome as fields).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Make a running `ivr serve` recompile its flows for new calls (like SIGHUP).
     Reload {
@@ -417,7 +427,7 @@ fn main() -> ExitCode {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
         Command::Reload { data } => reload(&data),
         Command::Orders { data, json } => orders(&data, json),
         Command::Subscriptions { data } => subscriptions(&data),
@@ -448,9 +458,13 @@ fn root_flows(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files.into_iter().filter(|f| !imported.contains(f)).collect())
 }
 
-fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>) -> Result<ExitCode, String> {
+fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format: LogFormat) -> Result<ExitCode, String> {
     let level = if std::env::var_os("IVR_DEBUG").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO };
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(color()).with_max_level(level).init();
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(level);
+    match log_format {
+        LogFormat::Text => logs.with_ansi(color()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
     let config = config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()));
     let cfg = match &config {
         Some(p) => read_config(p)?,
