@@ -396,6 +396,12 @@ impl Core {
         self.shed
     }
 
+    /// Wake-ups held (some stale), for tests that they stay bounded.
+    #[doc(hidden)]
+    pub fn timers_held(&self) -> usize {
+        self.timers.len()
+    }
+
     /// When [`Core::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<u64> {
         let call = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -575,8 +581,9 @@ impl Core {
         if c.session.is_finished() && !c.hangup_when_quiet && c.record.outcome.is_some() && c.playing == 0 && c.handoff.is_none() {
             return self.finish(now, key);
         }
-        let deadline = c.started.saturating_add(self.cfg.limits.max_call_ms);
-        for when in [c.session.poll_timeout(), c.answer.as_ref().map(|a| a.0), Some(deadline)].into_iter().flatten() {
+        // (The call's maximum duration is on the heap once, from its start:
+        // pushed here on every turn, hours-away deadlines would pile up.)
+        for when in [c.session.poll_timeout(), c.answer.as_ref().map(|a| a.0)].into_iter().flatten() {
             self.timers.push(Reverse((when, key)));
         }
     }
@@ -773,6 +780,7 @@ impl Core {
             },
         );
         *self.unconfirmed.entry(ip).or_default() += 1;
+        self.timers.push(Reverse((now.saturating_add(self.cfg.limits.max_call_ms), call)));
         self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false }));
     }
 

@@ -560,3 +560,18 @@ fn an_overloaded_media_clock_refuses_new_calls_and_keeps_those_in_progress() {
     let r = dial(&mut w, "vic", 32);
     assert_eq!(w.phones[r].state, State::Talking);
 }
+
+#[test]
+fn a_long_call_with_many_keys_does_not_pile_up_wake_ups() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 21);
+    let p = dial(&mut w, "wes", 33);
+    w.run_for(2_200);
+    for _ in 0..100 {
+        // A quote, back to the menu, again: many turns of one call.
+        press(&mut w, p, "1");
+        w.run_for(3_000);
+    }
+    assert_eq!(w.requests.len(), 100, "the call went round");
+    assert_eq!(w.phones[p].state, State::Talking);
+    assert!(w.core.timers_held() < 50, "{} wake-ups held for one call", w.core.timers_held());
+}
