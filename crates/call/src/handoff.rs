@@ -344,6 +344,8 @@ impl Core {
                     info!(call_id = %c.record.call_id, %outcome, "back in the flow");
                     c.record.handoffs.push(handoff_record(&h, outcome.name(), now));
                     if let Some(op) = h.op {
+                        let t_ms = now.saturating_sub(c.started);
+                        c.record.timeline.push(crate::records::Moment { t_ms, what: crate::records::MomentKind::Done { op: h.kind.name().into(), outcome: outcome.name().into() } });
                         c.session.handle_event(now, Event::Completed { op, outcome: outcome.name().into(), fields: vec![] });
                     }
                     self.push(Output::Media(Media::Hold { call: key, music: None }));

@@ -313,6 +313,8 @@ pub(crate) struct Call {
     pub(crate) bug: bool,
     /// Where the INVITE came from (per-source limits).
     pub(crate) peer: std::net::IpAddr,
+    /// Services asked and not yet answered, by operation (for the record).
+    pub(crate) ops: BTreeMap<OpId, String>,
 }
 
 pub struct Core {
@@ -450,6 +452,12 @@ impl Core {
             }
             Input::Completed { call, op, outcome, fields } => {
                 if let Some(c) = self.calls.get_mut(&call) {
+                    let t_ms = now.saturating_sub(c.started);
+                    let what = match c.ops.remove(&op) {
+                        Some(service) => records::MomentKind::Answer { service, outcome: outcome.clone(), fields: fields.iter().map(|(k, v)| (k.clone(), v.to_string())).collect() },
+                        None => records::MomentKind::Done { op: "record".into(), outcome: outcome.clone() },
+                    };
+                    c.record.timeline.push(records::Moment { t_ms, what });
                     c.session.handle_event(now, Event::Completed { op, outcome, fields });
                     self.dirty.insert(call);
                     self.write_record(call);
@@ -777,6 +785,7 @@ impl Core {
                 broken: None,
                 bug: false,
                 peer: ip,
+                ops: BTreeMap::new(),
             },
         );
         *self.unconfirmed.entry(ip).or_default() += 1;
@@ -857,6 +866,7 @@ impl Core {
                 if let Some(score) = host::survey_score(&args) {
                     c.record.survey_score = Some(score);
                 }
+                c.ops.insert(op, service.clone());
                 let request = host::ServiceCall::new(&c.program, &service, args, format!("{}:{}", c.record.call_id, op.0));
                 self.outputs.push_back(Output::Request { call: key, op, request });
             }
@@ -909,6 +919,8 @@ impl Core {
             return self.handoff_key(now, key, d);
         }
         c.record.key(d, c.secret_listen);
+        let shown = if c.secret_listen { '*' } else { d };
+        c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown } });
         c.session.handle_event(now, Event::Digit(d));
         self.dirty.insert(key);
     }

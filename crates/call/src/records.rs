@@ -39,6 +39,30 @@ pub struct CallRecord {
     /// The survey score the caller gave (see [`crate::host::SURVEY_SCORE_ARG`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub survey_score: Option<String>,
+    /// What the call needs to be replayed: each key with its time, each
+    /// service's answer, each hand-off's outcome, in order (milliseconds
+    /// since the call began). Secret keys are `*`; secret arguments are never here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Moment>,
+}
+
+/// One thing that happened to a call, for replaying it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Moment {
+    pub t_ms: u64,
+    #[serde(flatten)]
+    pub what: MomentKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MomentKind {
+    /// The caller pressed a key (`*` stands for a secret one).
+    Key { key: char },
+    /// A service answered.
+    Answer { service: String, outcome: String, fields: std::collections::BTreeMap<String, String> },
+    /// A queue, an agent or a recording finished.
+    Done { op: String, outcome: String },
 }
 
 /// One `enqueue`, `dial agent` or transfer of a call.
@@ -74,6 +98,7 @@ impl CallRecord {
             outcome: None,
             handoffs: Vec::new(),
             survey_score: None,
+            timeline: Vec::new(),
         }
     }
 

@@ -42,6 +42,9 @@ service survey_score(caller: text, score: number) {
 service flaky(code: text) {
     ok
 }
+service check_pin(password: text) {
+    ok
+}
 
 step welcome {
     play welcome
@@ -57,7 +60,21 @@ menu main_menu {
     key 8 -> direct
     key 9 -> head_office
     key 7 -> retry_forever
+    key 6 -> pin
     on exhausted -> goodbye
+}
+
+step pin {
+    collect password {
+        prompt sorry
+        length 4
+        secret
+        on exhausted -> goodbye
+    }
+    request check_pin(password) timeout 2s {
+        ok -> goodbye
+        failed -> goodbye
+    }
 }
 
 step get_quote {
@@ -350,6 +367,15 @@ fn a_queued_caller_is_bridged_to_an_agent_comes_back_for_the_survey() {
     let h = &r["handoffs"][0];
     assert_eq!((h["kind"].as_str(), h["outcome"].as_str(), h["agent"].as_str()), (Some("queue"), Some("served"), Some("1001")), "{r}");
     assert!(h["talk_ms"].as_u64().unwrap() >= 29_000, "{h}");
+    // What a replay needs: keys with their times, answers, hand-off outcomes, in order.
+    let tl = r["timeline"].as_array().expect("a timeline");
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| tl.iter().position(|m| pred(m)).unwrap_or_else(|| panic!("{tl:#?}"));
+    let key0 = at(&|m| m["event"] == "key" && m["key"] == "0");
+    let served = at(&|m| m["event"] == "done" && m["op"] == "queue" && m["outcome"] == "served");
+    let key4 = at(&|m| m["event"] == "key" && m["key"] == "4");
+    let answer = at(&|m| m["event"] == "answer" && m["service"] == "survey_score" && m["outcome"] == "ok");
+    assert!(key0 < served && served < key4 && key4 < answer, "{tl:#?}");
+    assert!(tl[served]["t_ms"].as_u64() > tl[key0]["t_ms"].as_u64());
     let q: Vec<_> = w.records.iter().filter(|(l, _)| *l == Log::Queue).map(|(_, r)| r).collect();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0]["call_id"], r["call_id"], "the queue record names the call");
@@ -574,4 +600,21 @@ fn a_long_call_with_many_keys_does_not_pile_up_wake_ups() {
     assert_eq!(w.requests.len(), 100, "the call went round");
     assert_eq!(w.phones[p].state, State::Talking);
     assert!(w.core.timers_held() < 50, "{} wake-ups held for one call", w.core.timers_held());
+}
+
+#[test]
+fn a_secret_never_reaches_the_record_nor_its_timeline() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 22);
+    let p = dial(&mut w, "xia", 34);
+    w.run_for(2_200);
+    press(&mut w, p, "6");
+    w.run_for(1_500);
+    press(&mut w, p, "9137");
+    assert!(w.run_while(20_000, |w| w.phones[p].state == State::Talking));
+    assert_eq!(w.requests.iter().find(|r| r.0 == "check_pin").map(|r| r.1[0].1.as_str()), Some("****"));
+    let r = record_of(&w, "xia");
+    assert_eq!(r["keys"], "6****");
+    for (_, line) in &w.records {
+        assert!(!line.to_string().contains("9137"), "{line}");
+    }
 }

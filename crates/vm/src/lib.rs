@@ -71,7 +71,7 @@ pub struct CallInfo {
 pub struct PlayId(pub u32);
 
 /// Identifies one operation (request, enqueue, dial, record) handed to the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpId(pub u32);
 
 /// One argument of a service request.
