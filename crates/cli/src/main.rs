@@ -190,6 +190,15 @@ enum Command {
     },
     /// Print the bytecode of a compiled program or of a flow.
     Disasm { file: PathBuf },
+    /// Lay flows out the one canonical way (indentation, spacing, blank lines;
+    /// comments kept). With --check, change nothing and exit 1 if a file
+    /// would change. Files that do not parse are left alone (exit 1).
+    Fmt {
+        /// Flow files or directories (searched for *.ivr).
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        check: bool,
+    },
     /// What changed for a caller between two versions of a flow: entries,
     /// steps and menus, where each key/handler/outcome leads, prompts, hours.
     /// Exit 0 when nothing changed, 1 when something did.
@@ -415,6 +424,7 @@ fn main() -> ExitCode {
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
         Command::Disasm { file } => disasm(&file),
         Command::Diff { old, new } => diff_cmd(&old, &new),
+        Command::Fmt { paths, check } => fmt_cmd(&paths, check),
         Command::Graph { flow, format, output, builtin } => graph_cmd(&flow, format, output.as_deref(), builtin),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
@@ -1145,6 +1155,55 @@ fn graph_and_program(flow: &Path) -> Result<Result<(ivr_compiler::graph::FlowGra
     };
     let c = ivr_compiler::compile(&world, &name);
     Ok(c.program.map(|p| (graph, p)).ok_or(ExitCode::from(1)))
+}
+
+/// `ivr fmt [--check] PATH...`.
+fn fmt_cmd(paths: &[PathBuf], check: bool) -> Result<ExitCode, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            collect_ivr(p, &mut files);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            return Err(format!("cannot read `{}`: no such file or directory", p.display()));
+        }
+    }
+    files.sort();
+    let mut failed = false;
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read `{}`: {e}", f.display()))?;
+        let (_, diags) = ivr_syntax::parse(ivr_syntax::FileId(0), &text);
+        if !diags.is_empty() {
+            eprintln!("{}: not formatted: it does not parse (run `ivr check` to see why)", f.display());
+            failed = true;
+            continue;
+        }
+        let formatted = ivr_syntax::format::format(&text);
+        if formatted == text {
+            continue;
+        }
+        if check {
+            println!("{} would be reformatted", f.display());
+            failed = true;
+        } else {
+            std::fs::write(f, formatted).map_err(|e| format!("cannot write `{}`: {e}", f.display()))?;
+            println!("formatted {}", f.display());
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn collect_ivr(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_ivr(&p, out);
+        } else if p.extension().is_some_and(|x| x == "ivr") {
+            out.push(p);
+        }
+    }
 }
 
 /// `ivr diff OLD NEW`: the changes a caller would notice.

@@ -10,6 +10,7 @@
 
 pub mod ast;
 mod codes;
+pub mod format;
 mod parser;
 
 pub use codes::{Code, CODES};
