@@ -4,6 +4,7 @@
 //! compiler and the VM; they reach files through [`FsWorld`].
 
 mod kpis;
+mod lsp;
 mod plan;
 mod report;
 mod sim;
@@ -190,6 +191,9 @@ enum Command {
     },
     /// Print the bytecode of a compiled program or of a flow.
     Disasm { file: PathBuf },
+    /// A language server for editors, on stdin/stdout (diagnostics, go to
+    /// definition, references, hover, completion).
+    Lsp,
     /// Lay flows out the one canonical way (indentation, spacing, blank lines;
     /// comments kept). With --check, change nothing and exit 1 if a file
     /// would change. Files that do not parse are left alone (exit 1).
@@ -425,6 +429,7 @@ fn main() -> ExitCode {
         Command::Disasm { file } => disasm(&file),
         Command::Diff { old, new } => diff_cmd(&old, &new),
         Command::Fmt { paths, check } => fmt_cmd(&paths, check),
+        Command::Lsp => lsp::run().map(|()| ExitCode::SUCCESS),
         Command::Graph { flow, format, output, builtin } => graph_cmd(&flow, format, output.as_deref(), builtin),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");

@@ -11,6 +11,7 @@ mod codes;
 pub mod diff;
 mod flow;
 pub mod graph;
+pub mod index;
 mod load;
 mod lower;
 mod resolve;
