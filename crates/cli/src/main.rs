@@ -1012,10 +1012,14 @@ struct Terminal {
 }
 
 impl sim::Caller for Terminal {
-    fn next(&mut self, listening_for: &str) -> Option<sim::Step> {
-        loop {
+    fn next(&mut self, moment: &sim::Moment) -> sim::Move {
+        if !moment.asked() {
+            return sim::Move::NotYet;
+        }
+        let listening_for = moment.listening.unwrap_or_default();
+        let step = loop {
             if let Some(s) = self.queued.pop_front() {
-                return Some(s);
+                break s;
             }
             if self.interactive {
                 eprint!("keys for {listening_for} (Enter = silence, h = hang up)> ");
@@ -1023,16 +1027,21 @@ impl sim::Caller for Terminal {
             }
             let mut line = String::new();
             match std::io::stdin().lock().read_line(&mut line) {
-                Ok(0) | Err(_) => return Some(sim::Step::Hangup),
+                Ok(0) | Err(_) => break sim::Step::Hangup,
                 Ok(_) => {}
             }
             if line.trim().is_empty() {
-                return Some(sim::Step::Silence);
+                break sim::Step::Silence;
             }
             match sim::parse_script(&line) {
                 Ok(steps) => self.queued.extend(steps),
                 Err(e) => eprintln!("{e}"),
             }
+        };
+        match step {
+            sim::Step::Keys(k) => sim::Move::Keys(k),
+            sim::Step::Silence => sim::Move::Silence,
+            sim::Step::Hangup => sim::Move::Hangup,
         }
     }
 }
@@ -1109,6 +1118,8 @@ fn sim_cmd(
         stubs: stub_set,
         call_id: format!("sim-{wall_clock_ms}"),
         max_silences: 20,
+        unanswered: sim::Unanswered::Default,
+        probes_from: None,
     };
     let mut scripted;
     let mut terminal;
