@@ -3,9 +3,13 @@
 //! This binary is the only place that touches files and the terminal for the
 //! compiler and the VM; they reach files through [`FsWorld`].
 
+mod coverage;
+mod expect;
 mod kpis;
 mod report;
+mod scenario;
 mod sim;
+mod suite;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, IsTerminal, Write};
@@ -219,6 +223,31 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Run scenario files (*.test.toml) against their flows: each a call on a
+    /// simulated clock, with stubbed services and expectations. Exit 0 when all
+    /// pass, 1 on a failure (or coverage below --min-coverage), 2 when a scenario
+    /// file cannot be read.
+    Test {
+        /// Scenario files, or folders searched for *.test.toml (e.g. flows/).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// `human` or `json` (one JSON document on stdout).
+        #[arg(long, value_enum, default_value = "human")]
+        format: TestFormat,
+        /// Also write the results as JUnit XML to FILE (for CI).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Report, per flow, which steps, options, handlers, outcomes and
+        /// branches the scenarios reached, and which they never reached.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail when a flow's coverage is below N percent (implies --coverage).
+        #[arg(long, value_name = "N")]
+        min_coverage: Option<f64>,
+        /// Print every call's transcript, not only around failures.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// List the orders placed through the embedded trading service.
     Orders {
         /// The embedded services' data directory.
@@ -313,6 +342,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TestFormat {
+    Human,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AgentAction {
     Login,
@@ -359,6 +394,19 @@ fn main() -> ExitCode {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
+        Command::Test { paths, format, junit, coverage, min_coverage, verbose } => {
+            let opts = suite::Options {
+                output: match format {
+                    TestFormat::Human => suite::Output::Human,
+                    TestFormat::Json => suite::Output::Json,
+                },
+                junit,
+                coverage: coverage || min_coverage.is_some(),
+                min_coverage,
+                transcripts: if verbose { suite::Transcripts::All } else { suite::Transcripts::AroundFailures },
+            };
+            suite::run(&paths, &opts)
+        }
         Command::Serve { config, listen } => serve(config, listen),
         Command::Reload { data } => reload(&data),
         Command::Orders { data, json } => orders(&data, json),

@@ -146,7 +146,7 @@ fn stub_fields(rule: &StubRule, declared: Option<&ivr_bytecode::OutcomeSpec>) ->
         .collect()
 }
 
-fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
+pub(crate) fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
