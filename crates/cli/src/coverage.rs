@@ -446,7 +446,11 @@ impl<'a> Report<'a> {
         let (hit, total) = self.kinds.iter().fold((0, 0), |(h, t), (_, kh, kt, _)| (h + kh, t + kt));
         o.push_str(&format!("coverage of {}: {:.1}% ({hit} of {total}, {} scenario{})\n", self.flow, self.percent(), self.scenarios, if self.scenarios == 1 { "" } else { "s" }));
         for (k, hit, total, _) in &self.kinds {
-            o.push_str(&format!("  {:<18} {:>5.1}%  {hit}/{total}\n", k.name(), pct(*hit, *total)));
+            if *total == 0 {
+                o.push_str(&format!("  {:<18}   none\n", k.name()));
+            } else {
+                o.push_str(&format!("  {:<18} {:>5.1}%  {hit}/{total}\n", k.name(), pct(*hit, *total)));
+            }
         }
         let missed: Vec<_> = self.kinds.iter().flat_map(|(k, _, _, m)| m.iter().map(move |i| (k, i))).collect();
         if !missed.is_empty() {

@@ -13,6 +13,9 @@ pub const ANY: &str = "...";
 /// Lines of transcript shown before and after a mismatch.
 const CONTEXT: usize = 4;
 
+/// Lines of a diff shown at most.
+const MAX_DIFF: usize = 24;
+
 /// One thing the call did, where the transcript shows it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -283,6 +286,12 @@ fn compare(what: &str, title: &str, want: &[String], shown: &[String], seen: &[S
         }
     }
     flush(&mut diff, &mut skipped);
+    // A call that went far astray: its first differences tell the story.
+    if diff.len() > MAX_DIFF {
+        let more = diff.len() - MAX_DIFF;
+        diff.truncate(MAX_DIFF);
+        diff.push(format!("  … {more} more line{}", if more == 1 { "" } else { "s" }));
+    }
     Some(Failure { what: what.into(), message: format!("{title} differ: {first}"), diff, at })
 }
 
@@ -300,26 +309,29 @@ enum Line {
     Extra(usize),
 }
 
-/// The cheapest alignment (fewest missing and unexpected items) of the
-/// expected entries with the actual items; `...` takes any run for free.
+/// The cheapest alignment (fewest missing and unexpected items, then the
+/// most matches) of the expected entries with the actual items; `...` takes
+/// any run for free.
 fn align(want: &[String], seen: &[Seen], eq: &impl Fn(&str, &Seen) -> bool) -> Vec<Line> {
+    const MISS: i64 = 1000;
+    const MATCH: i64 = -1;
     let (n, m) = (want.len(), seen.len());
     let wild = |i: usize| want[i].trim() == ANY;
     // cost[i][j]: aligning want[i..] with seen[j..].
-    let mut cost = vec![vec![0u32; m + 1]; n + 1];
+    let mut cost = vec![vec![0i64; m + 1]; n + 1];
     for i in (0..=n).rev() {
         for j in (0..=m).rev() {
             cost[i][j] = if i == n {
-                (m - j) as u32
+                (m - j) as i64 * MISS
             } else if wild(i) {
                 let end = cost[i + 1][j];
                 if j < m { end.min(cost[i][j + 1]) } else { end }
             } else {
-                let mut c = cost[i + 1][j] + 1;
+                let mut c = cost[i + 1][j] + MISS;
                 if j < m {
-                    c = c.min(cost[i][j + 1] + 1);
+                    c = c.min(cost[i][j + 1] + MISS);
                     if eq(&want[i], &seen[j]) {
-                        c = c.min(cost[i + 1][j + 1]);
+                        c = c.min(cost[i + 1][j + 1] + MATCH);
                     }
                 }
                 c
@@ -341,11 +353,11 @@ fn align(want: &[String], seen: &[Seen], eq: &impl Fn(&str, &Seen) -> bool) -> V
                 out.push(Line::Skipped(j));
                 j += 1;
             }
-        } else if j < m && eq(&want[i], &seen[j]) && cost[i + 1][j + 1] == cost[i][j] {
+        } else if j < m && eq(&want[i], &seen[j]) && cost[i + 1][j + 1] + MATCH == cost[i][j] {
             out.push(Line::Same(i, j));
             i += 1;
             j += 1;
-        } else if cost[i + 1][j] + 1 == cost[i][j] {
+        } else if cost[i + 1][j] + MISS == cost[i][j] {
             out.push(Line::Missing(i));
             i += 1;
         } else {

@@ -144,26 +144,26 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
     if let Some(path) = &opts.junit {
         std::fs::write(path, junit(&results, elapsed.as_secs_f64())).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
     }
+    let mut out = String::new();
     match opts.output {
         Output::Human => {
-            print!("{}", human(&results, opts.transcripts));
+            out.push_str(&human(&results, opts.transcripts));
             for (r, root) in &reports {
-                println!();
-                print!("{}", r.render(root));
+                out.push('\n');
+                out.push_str(&r.render(root));
             }
             for e in &uncompiled {
-                println!("{e}");
+                out.push_str(&format!("{e}\n"));
             }
-            println!();
-            println!(
-                "{} call{}: {} passed, {failed} failed ({} ms)",
+            out.push_str(&format!(
+                "\n{} call{}: {} passed, {failed} failed ({} ms)\n",
                 results.len(),
                 if results.len() == 1 { "" } else { "s" },
                 results.len() - failed,
                 elapsed.as_millis()
-            );
+            ));
             for b in &below {
-                println!("{b}");
+                out.push_str(&format!("{b}\n"));
             }
         }
         Output::Json => {
@@ -178,9 +178,11 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
             if let Some(min) = opts.min_coverage {
                 v["min_coverage"] = json!({"percent": min, "below": below});
             }
-            println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+            out = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())? + "\n";
         }
     }
+    // A reader that stops early (`| head`) is not an error of the tests.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     Ok(if failed > 0 || !below.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -243,9 +245,18 @@ fn run_one<'a>(s: &'a Scenario, flow: &mut Flow) -> Ran<'a> {
         }
         Ok(_) => {}
     }
+    // Once per service, where it was first asked.
+    let mut unanswered: Vec<(&str, usize, usize)> = Vec::new();
     for u in &observed.unanswered {
-        let f = Failure::new("stubs", format!("nothing answers `{}`: give it an answer, e.g. stubs.{} = \"{}\"", u.shown, u.shown, example_outcome(&program, &u.shown)));
-        ran.failures.push(Failure { at: Some(u.at), ..f });
+        match unanswered.iter_mut().find(|(s, ..)| *s == u.shown) {
+            Some((_, _, n)) => *n += 1,
+            None => unanswered.push((&u.shown, u.at, 1)),
+        }
+    }
+    for (service, at, n) in unanswered {
+        let times = if n > 1 { format!(" (asked {n} times)") } else { String::new() };
+        let f = Failure::new("stubs", format!("nothing answers `{service}`{times}: give it an answer, e.g. stubs.{service} = \"{}\"", example_outcome(&program, service)));
+        ran.failures.push(Failure { at: Some(at), ..f });
     }
     let secret = |service: &str, arg: &str| secret_arg(&program, service, arg);
     ran.failures.extend(expect::check(&s.expect, &observed, records.len(), &secret));
@@ -485,9 +496,9 @@ fn junit(results: &[Ran], elapsed_s: f64) -> String {
             o.push_str(&head);
             o.push_str(">\n");
             for f in &r.failures {
-                let mut body = String::new();
+                let mut body = format!("{}\n", f.message);
                 for d in &f.diff {
-                    body.push_str(&format!("    {d}\n"));
+                    body.push_str(&format!("  {d}\n"));
                 }
                 let context = f.context(&r.transcript);
                 if !context.is_empty() {
