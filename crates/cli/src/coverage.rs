@@ -133,6 +133,10 @@ impl Plan {
     }
 }
 
+/// Menu key bindings by (key, file, line of what they run): the menus that
+/// have each (name, key table, case). One binding in several menus is `anywhere`.
+type MenuKeys = BTreeMap<(char, String, u32), Vec<(String, u32, usize)>>;
+
 struct Builder<'a> {
     p: &'a Program,
     lines: Lines<'a>,
@@ -175,7 +179,7 @@ impl Builder<'_> {
         }
         let mut retry_jumps = Vec::new();
         // Menu keys, gathered first: an `anywhere` key is one part in every menu.
-        let mut keys: BTreeMap<(char, String, u32), Vec<(String, u32, usize)>> = BTreeMap::new();
+        let mut keys = MenuKeys::new();
         for pc in 0..p.code.len() {
             match (p.code[pc], p.code.get(pc + 1)) {
                 (Instr::Collect(c), Some(&Instr::Switch(t))) => self.collect(pc, c, t, &mut retry_jumps, &mut keys),
@@ -207,7 +211,7 @@ impl Builder<'_> {
     }
 
     /// A menu or `collect` at `pc` (its status switch uses table `t`).
-    fn collect(&mut self, pc: usize, c: u32, t: u32, retry_jumps: &mut Vec<usize>, keys: &mut BTreeMap<(char, String, u32), Vec<(String, u32, usize)>>) {
+    fn collect(&mut self, pc: usize, c: u32, t: u32, retry_jumps: &mut Vec<usize>, keys: &mut MenuKeys) {
         let p = self.p;
         let spec = &p.collects[c as usize];
         let slot = p.slots[spec.slot as usize].name.clone();

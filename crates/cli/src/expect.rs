@@ -187,8 +187,8 @@ pub fn mask_request(entry: &str, secret: &dyn Fn(&str, &str) -> bool) -> String 
 /// request arguments are secret (their expected values are never shown).
 pub fn check(expect: &Expect, o: &Observed, transcript_len: usize, secret: &dyn Fn(&str, &str) -> bool) -> Vec<Failure> {
     let mut out = Vec::new();
-    let lists: [(&str, &Option<Vec<String>>, &[Seen], &str); 4] = [
-        ("path", &expect.path, &o.path, "steps and menus entered"),
+    let lists = [
+        ("path", &expect.path, &o.path[..], "steps and menus entered"),
         ("heard", &expect.heard, &o.heard, "prompts heard"),
         ("said", &expect.said, &o.said, "values read out"),
         ("requests", &expect.requests, &o.requests, "requests"),
@@ -379,6 +379,33 @@ mod tests {
     fn run(want: &[&str], got: &[&str]) -> Option<Failure> {
         let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
         compare("path", "steps", &want, &want, &seen(got), |e, s| s.names[0] == e, got.len())
+    }
+
+    #[test]
+    fn of_equally_short_diffs_the_one_matching_most_is_shown() {
+        let f = run(&["d", "m1", "p", "...", "p", "m2"], &["d", "x1", "p", "y", "z", "d", "x1", "p", "y2", "z2"]).unwrap();
+        assert_eq!(f.diff[..4], ["  d", "- m1", "+ x1", "  p"]);
+    }
+
+    fn rec(t_ms: u64, v: Json) -> Record {
+        let Json::Object(data) = v else { unreachable!() };
+        Record { t_ms, data }
+    }
+
+    #[test]
+    fn keys_typed_ahead_into_a_secret_are_masked_and_keys_read_as_one_line() {
+        let records = vec![
+            rec(0, json!({"event": "key", "key": "2", "ahead": true})),
+            rec(0, json!({"event": "key", "key": "4", "ahead": true})),
+            rec(0, json!({"event": "probe", "probe": 3})),
+            rec(5, json!({"event": "collect", "var": "pin", "secret": true})),
+            rec(6, json!({"event": "key", "key": "1", "ahead": true})),
+            rec(7, json!({"event": "collect", "var": "menu", "secret": false})),
+        ];
+        let (out, probes) = clean(records);
+        assert_eq!(probes, [3]);
+        let keys: Vec<String> = out.iter().filter(|r| field(r, "event") == "key").map(|r| field(r, "key")).collect();
+        assert_eq!(keys, ["**", "1"]);
     }
 
     #[test]

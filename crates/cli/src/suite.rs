@@ -2,7 +2,7 @@
 //! clock, in this process, and reports as text, JSON or JUnit XML, with
 //! coverage when asked.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,6 +46,8 @@ pub enum Transcripts {
 
 /// A flow, compiled once for all its scenarios.
 struct Flow {
+    /// As the first scenario (or folder) naming it spelt it.
+    path: PathBuf,
     /// The program, or why there is none.
     program: Result<Arc<Program>, String>,
     /// The folder the flow's source names are relative to.
@@ -74,7 +76,9 @@ impl Ran<'_> {
 pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut files = Vec::new();
-    let mut in_scope = BTreeSet::new();
+    // Flows by where they are on disk (one flow however a scenario spells its
+    // path), each with the path it is shown by.
+    let mut in_scope: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
     for p in paths {
         if !p.exists() {
             return Err(format!("cannot read `{}`: no such file or directory", p.display()));
@@ -83,7 +87,8 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
         if p.is_dir() && opts.coverage {
             // Flows under a folder count for coverage even without a scenario.
             for f in crate::root_flows(p)? {
-                in_scope.insert(scenario::normalize(&f));
+                let f = scenario::normalize(&f);
+                in_scope.entry(same_file(&f)).or_insert(f);
             }
         }
     }
@@ -106,15 +111,15 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(2));
     }
     for s in &scenarios {
-        in_scope.insert(s.flow.clone());
+        in_scope.entry(same_file(&s.flow)).or_insert_with(|| s.flow.clone());
     }
     let mut flows: BTreeMap<PathBuf, Flow> = BTreeMap::new();
-    for path in &in_scope {
-        flows.insert(path.clone(), load_flow(path, opts.coverage));
+    for (key, path) in &in_scope {
+        flows.insert(key.clone(), load_flow(path, opts.coverage));
     }
     let mut results = Vec::with_capacity(scenarios.len());
     for s in &scenarios {
-        let flow = flows.get_mut(&s.flow).expect("every scenario's flow is loaded");
+        let flow = flows.get_mut(&same_file(&s.flow)).expect("every scenario's flow is loaded");
         flow.scenarios += 1;
         results.push(run_one(s, flow));
     }
@@ -122,15 +127,15 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
     let reports: Vec<(coverage::Report, String)> = if opts.coverage {
         flows
             .iter()
-            .map(|(path, f)| {
+            .map(|(_, f)| {
                 let items = f.plan.as_ref().map_or(&[][..], |p| &p.items[..]);
-                (coverage::Report::new(path.display().to_string(), f.scenarios, items, &f.reached), f.root.clone())
+                (coverage::Report::new(f.path.display().to_string(), f.scenarios, items, &f.reached), f.root.clone())
             })
             .collect()
     } else {
         Vec::new()
     };
-    let uncompiled: Vec<String> = flows.iter().filter_map(|(p, f)| f.program.as_ref().err().map(|e| format!("{}: {e}", p.display()))).collect();
+    let uncompiled: Vec<String> = flows.values().filter_map(|f| f.program.as_ref().err().map(|e| format!("{}: {e}", f.path.display()))).collect();
     let below: Vec<String> = match opts.min_coverage {
         Some(min) => reports
             .iter()
@@ -186,8 +191,13 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
     Ok(if failed > 0 || !below.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
+/// Where a file is on disk, to tell two spellings of one flow apart from two flows.
+fn same_file(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn load_flow(path: &Path, coverage: bool) -> Flow {
-    let mut flow = Flow { program: Err(String::new()), root: String::new(), plan: None, reached: Vec::new(), scenarios: 0 };
+    let mut flow = Flow { path: path.to_path_buf(), program: Err(String::new()), root: String::new(), plan: None, reached: Vec::new(), scenarios: 0 };
     let (c, root) = match crate::compile_flow(path) {
         Ok(x) => x,
         Err(e) => {
