@@ -478,8 +478,12 @@ fn junit(results: &[Ran], elapsed_s: f64) -> String {
     let failed = results.iter().filter(|r| !r.passed()).count();
     let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     o.push_str(&format!("<testsuites name=\"ivr test\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" time=\"{elapsed_s:.3}\">\n", results.len()));
-    let mut files: Vec<&Path> = results.iter().map(|r| r.scenario.file.as_path()).collect();
-    files.dedup();
+    let mut files: Vec<&Path> = Vec::new();
+    for r in results {
+        if !files.contains(&r.scenario.file.as_path()) {
+            files.push(&r.scenario.file);
+        }
+    }
     for file in files {
         let cases: Vec<&Ran> = results.iter().filter(|r| r.scenario.file == file).collect();
         let f = cases.iter().filter(|r| !r.passed()).count();
