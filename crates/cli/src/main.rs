@@ -3,11 +3,15 @@
 //! This binary is the only place that touches files and the terminal for the
 //! compiler and the VM; they reach files through [`FsWorld`].
 
+mod coverage;
+mod expect;
 mod kpis;
 mod lsp;
 mod plan;
 mod report;
+mod scenario;
 mod sim;
+mod suite;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, IsTerminal, Write};
@@ -264,6 +268,31 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Run scenario files (*.test.toml) against their flows: each a call on a
+    /// simulated clock, with stubbed services and expectations. Exit 0 when all
+    /// pass, 1 on a failure (or coverage below --min-coverage), 2 when a scenario
+    /// file cannot be read.
+    Test {
+        /// Scenario files, or folders searched for *.test.toml (e.g. flows/).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// `human` or `json` (one JSON document on stdout).
+        #[arg(long, value_enum, default_value = "human")]
+        format: TestFormat,
+        /// Also write the results as JUnit XML to FILE (for CI).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Report, per flow, which steps, options, handlers, outcomes and
+        /// branches the scenarios reached, and which they never reached.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail when a flow's coverage is below N percent (implies --coverage).
+        #[arg(long, value_name = "N")]
+        min_coverage: Option<f64>,
+        /// Print every call's transcript, not only around failures.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// List the orders placed through the embedded trading service.
     Orders {
         /// The embedded services' data directory.
@@ -391,6 +420,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum TestFormat {
+    Human,
+    Json,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AgentAction {
     Login,
@@ -442,6 +477,19 @@ fn main() -> ExitCode {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
+        Command::Test { paths, format, junit, coverage, min_coverage, verbose } => {
+            let opts = suite::Options {
+                output: match format {
+                    TestFormat::Human => suite::Output::Human,
+                    TestFormat::Json => suite::Output::Json,
+                },
+                junit,
+                coverage: coverage || min_coverage.is_some(),
+                min_coverage,
+                transcripts: if verbose { suite::Transcripts::All } else { suite::Transcripts::AroundFailures },
+            };
+            suite::run(&paths, &opts)
+        }
         Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
         Command::Reload { data } => reload(&data),
         Command::Orders { data, json } => orders(&data, json),
@@ -1272,10 +1320,14 @@ struct Terminal {
 }
 
 impl sim::Caller for Terminal {
-    fn next(&mut self, listening_for: &str) -> Option<sim::Step> {
-        loop {
+    fn next(&mut self, moment: &sim::Moment) -> sim::Move {
+        if !moment.asked() {
+            return sim::Move::NotYet;
+        }
+        let listening_for = moment.listening.unwrap_or_default();
+        let step = loop {
             if let Some(s) = self.queued.pop_front() {
-                return Some(s);
+                break s;
             }
             if self.interactive {
                 eprint!("keys for {listening_for} (Enter = silence, h = hang up)> ");
@@ -1283,16 +1335,21 @@ impl sim::Caller for Terminal {
             }
             let mut line = String::new();
             match std::io::stdin().lock().read_line(&mut line) {
-                Ok(0) | Err(_) => return Some(sim::Step::Hangup),
+                Ok(0) | Err(_) => break sim::Step::Hangup,
                 Ok(_) => {}
             }
             if line.trim().is_empty() {
-                return Some(sim::Step::Silence);
+                break sim::Step::Silence;
             }
             match sim::parse_script(&line) {
                 Ok(steps) => self.queued.extend(steps),
                 Err(e) => eprintln!("{e}"),
             }
+        };
+        match step {
+            sim::Step::Keys(k) => sim::Move::Keys(k),
+            sim::Step::Silence => sim::Move::Silence,
+            sim::Step::Hangup => sim::Move::Hangup,
         }
     }
 }
@@ -1369,6 +1426,8 @@ fn sim_cmd(
         stubs: stub_set,
         call_id: format!("sim-{wall_clock_ms}"),
         max_silences: 20,
+        unanswered: sim::Unanswered::Default,
+        probes_from: None,
     };
     let mut scripted;
     let mut terminal;

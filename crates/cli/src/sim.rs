@@ -9,7 +9,7 @@ use ivr_bytecode::{OpKind, Program, SayKind, Type, Value};
 use ivr_call::host::ServiceCall;
 use ivr_services::Backend;
 use ivr_bytecode::contract::Outcome;
-use ivr_vm::{Action, CallInfo, Event, Millis, OpId, Session};
+use ivr_vm::{Action, CallInfo, Event, Millis, OpId, PlayId, Session};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Map};
@@ -69,12 +69,24 @@ pub struct StubRule {
 #[derive(Debug, Clone, Default)]
 pub struct Stubs {
     pub rules: BTreeMap<String, Vec<StubRule>>,
+    pub order: AnswerOrder,
+}
+
+/// Which of a service's stub answers a request gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AnswerOrder {
+    /// The first whose `when` matches (stub files, `--stub`).
+    #[default]
+    FirstMatch,
+    /// The first whose `when` matches; answers without `when` take turns,
+    /// the last one repeating (scenarios: "denied, then ok").
+    InTurn,
 }
 
 impl Stubs {
     pub fn from_toml(text: &str) -> Result<Stubs, String> {
         let rules: BTreeMap<String, Vec<StubRule>> = toml::from_str(text).map_err(|e| e.to_string())?;
-        Ok(Stubs { rules })
+        Ok(Stubs { rules, order: AnswerOrder::FirstMatch })
     }
 
     /// Adds `SERVICE=OUTCOME[,field=value…][,delay_ms=N]` from the command line.
@@ -97,8 +109,11 @@ impl Stubs {
         Ok(())
     }
 
-    fn answer(&self, service: &str, args: &[(String, String)]) -> Option<&StubRule> {
-        self.rules.get(service)?.iter().find(|r| {
+    /// The answer to a request; `turns` counts the answers each service gave
+    /// so far in this call.
+    fn answer(&self, service: &str, args: &[(String, String)], turns: &mut BTreeMap<String, usize>) -> Option<&StubRule> {
+        let rules = self.rules.get(service)?;
+        let matches = |r: &StubRule| {
             r.when.iter().all(|(k, v)| {
                 let want = match v {
                     toml::Value::String(s) => s.clone(),
@@ -106,7 +121,20 @@ impl Stubs {
                 };
                 args.iter().any(|(n, a)| n == k && *a == want)
             })
-        })
+        };
+        match self.order {
+            AnswerOrder::FirstMatch => rules.iter().find(|r| matches(r)),
+            AnswerOrder::InTurn => {
+                if let Some(r) = rules.iter().find(|r| !r.when.is_empty() && matches(r)) {
+                    return Some(r);
+                }
+                let plain: Vec<&StubRule> = rules.iter().filter(|r| r.when.is_empty()).collect();
+                let turn = turns.entry(service.to_string()).or_default();
+                let r = plain.get(*turn).or(plain.last()).copied();
+                *turn += 1;
+                r
+            }
+        }
     }
 }
 
@@ -118,7 +146,7 @@ fn stub_fields(rule: &StubRule, declared: Option<&ivr_bytecode::OutcomeSpec>) ->
         .collect()
 }
 
-fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
+pub(crate) fn field_value(v: &toml::Value, ty: Type) -> Option<Value> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Integer(i) => i.to_string(),
@@ -171,6 +199,7 @@ impl Record {
             "play" => format!("♪ {}  [{}]", s("text"), s("prompt")),
             "say" => format!("♪ {}  [say {} {}]", s("text"), s("as"), s("value")),
             "collect" => format!("… listening for {} (up to {} key{}{})", s("var"), s("max_digits"), if s("max_digits") == "1" { "" } else { "s" }, if d.get("secret") == Some(&json!(true)) { ", secret" } else { "" }),
+            "key" if d.get("ahead") == Some(&json!(true)) => format!("☎ caller presses {} (typed ahead)", s("key")),
             "key" => format!("☎ caller presses {}", s("key")),
             "silence" => "☎ caller stays silent".to_string(),
             "timeout" => "⏱ timeout".to_string(),
@@ -186,10 +215,22 @@ impl Record {
             "transfer" => format!("→ transfer to {}", s("target")),
             "fault" => format!("! fault: {}", s("message")),
             "hangup" => format!("✆ hang up ({})", s("reason")),
+            "wait" => format!("☎ caller waits {} ms", s("ms")),
+            "unanswered" => format!("! nothing answers {}: answered failed", s("op")),
+            "probe" => format!("· probe {}", s("probe")),
             other => other.to_string(),
         };
         format!("[{:>4}.{:03}s] {body}", self.t_ms / 1000, self.t_ms % 1000)
     }
+}
+
+/// What a call does with an operation nothing answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The usual answer: `failed` for services, `served` / `saved` for hand-offs (`ivr sim`).
+    Default,
+    /// Report it (an `unanswered` line) and answer `failed`: a scenario must say (`ivr test`).
+    Report,
 }
 
 /// Settings of one simulated call.
@@ -211,17 +252,115 @@ pub struct SimConfig {
     pub call_id: String,
     /// Timeouts the caller sits through after the script ends before hanging up.
     pub max_silences: u32,
+    /// What an operation no stub or service answers gets.
+    pub unanswered: Unanswered,
+    /// Prompts from this index on are coverage probes (see `coverage.rs`): each
+    /// becomes a `probe` line, takes no time and is never heard.
+    pub probes_from: Option<u32>,
+}
+
+/// What the caller can tell of the call when asked for a move.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment<'a> {
+    /// The variable the flow listens for, when a menu or `collect` is active.
+    pub listening: Option<&'a str>,
+    /// A prompt (or hold music) is still playing.
+    pub playing: bool,
+}
+
+impl Moment<'_> {
+    /// The flow listens and has finished speaking: the moment a caller who
+    /// hears the whole prompt presses keys.
+    pub fn asked(&self) -> bool {
+        self.listening.is_some() && !self.playing
+    }
+}
+
+/// The caller's move at a moment of the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    /// Press these keys now, back to back.
+    Keys(String),
+    /// Stay silent until the flow's next timeout.
+    Silence,
+    /// Hang up now.
+    Hangup,
+    /// Do nothing for this long (the call goes on; timeouts pass).
+    Wait(Millis),
+    /// Nothing yet: ask again when something happens.
+    NotYet,
+    /// No moves left (only said when asked).
+    Out,
 }
 
 /// Where the next keys come from.
 pub trait Caller {
-    /// The caller's next move when the flow listens; `None` when out of moves.
-    fn next(&mut self, listening_for: &str) -> Option<Step>;
+    /// The caller's move at this moment of the call.
+    fn next(&mut self, moment: &Moment) -> Move;
 }
 
+/// A key script (`ivr sim --keys`): each step is taken when the flow asks.
 impl Caller for VecDeque<Step> {
-    fn next(&mut self, _: &str) -> Option<Step> {
-        self.pop_front()
+    fn next(&mut self, moment: &Moment) -> Move {
+        if !moment.asked() {
+            return Move::NotYet;
+        }
+        match self.pop_front() {
+            Some(Step::Keys(k)) => Move::Keys(k),
+            Some(Step::Silence) => Move::Silence,
+            Some(Step::Hangup) => Move::Hangup,
+            None => Move::Out,
+        }
+    }
+}
+
+/// When a scripted caller makes a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// When the flow listens and its prompt has ended (the caller hears it out).
+    Asked,
+    /// As soon as the flow listens, while its prompt still plays (barge-in).
+    During,
+    /// At once, whether the flow listens or not (typed ahead).
+    Now,
+}
+
+/// One move of a timed script (`ivr test` scenarios).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cue {
+    Keys { keys: String, when: When },
+    /// Stay silent until the flow's timeout passes (when asked).
+    Silence,
+    Hangup { when: When },
+    /// Do nothing for this long.
+    Wait(Millis),
+}
+
+impl Caller for VecDeque<Cue> {
+    fn next(&mut self, moment: &Moment) -> Move {
+        let ready = |when: When| match when {
+            When::Asked => moment.asked(),
+            When::During => moment.listening.is_some(),
+            When::Now => true,
+        };
+        let Some(cue) = self.front() else {
+            return if moment.asked() { Move::Out } else { Move::NotYet };
+        };
+        let go = match cue {
+            Cue::Keys { when, .. } | Cue::Hangup { when } => ready(*when),
+            Cue::Silence => moment.asked(),
+            Cue::Wait(_) => true,
+        };
+        if !go {
+            return Move::NotYet;
+        }
+        match self.pop_front() {
+            Some(Cue::Keys { keys, .. }) => Move::Keys(keys),
+            Some(Cue::Hangup { .. }) => Move::Hangup,
+            Some(Cue::Silence) => Move::Silence,
+            Some(Cue::Wait(ms)) => Move::Wait(ms),
+            None => Move::Out,
+        }
     }
 }
 
@@ -239,6 +378,10 @@ struct Sim<'a> {
     media_free: Millis,
     /// The call ended in a fault (the flow's, or the loop guard's).
     fault: Option<String>,
+    /// Answers taken so far per service (stubs answered in turn).
+    turns: BTreeMap<String, usize>,
+    /// Coverage probes waiting for their turn in the media queue.
+    probe_plays: Vec<PlayId>,
     emit: &'a mut dyn FnMut(&Record),
 }
 
@@ -253,12 +396,30 @@ impl Sim<'_> {
         self.program.languages.get(l as usize).cloned().unwrap_or_default()
     }
 
+    fn is_probe(&self, prompt: u32) -> bool {
+        self.cfg.probes_from.is_some_and(|p| prompt >= p)
+    }
+
+    /// Whether a prompt the caller hears is still playing (probes are not heard).
+    fn playing(&self) -> bool {
+        self.pending.iter().any(|(_, e)| matches!(e, Event::PlayDone(id) if !self.probe_plays.contains(id)))
+    }
+
     /// Reports and carries out every action the session has queued.
     fn drain(&mut self) {
         while let Some(a) = self.session.poll_action() {
             let now = self.now;
             match a {
                 Action::EnterNode { name, menu } => self.out(json!({"event": "node", "name": name, "menu": menu})),
+                Action::Play { id, prompt, .. } if self.is_probe(prompt) => {
+                    // A probe takes its place in the media queue and no time.
+                    let done = self.media_free.max(now);
+                    self.media_free = done;
+                    self.probe_plays.push(id);
+                    let base = self.cfg.probes_from.unwrap_or(0);
+                    self.out(json!({"event": "probe", "probe": prompt - base}));
+                    self.pending.push((done, Event::PlayDone(id)));
+                }
                 Action::Play { id, prompt, lang: l, .. } => {
                     let p = &self.program.prompts[prompt as usize];
                     let text = p.text.get(l as usize).cloned().unwrap_or_default();
@@ -275,9 +436,14 @@ impl Sim<'_> {
                     self.pending.push((done, Event::PlayDone(id)));
                 }
                 Action::StopPlayback => {
+                    // Stopping nothing but probes is not heard (nor reported).
+                    let heard = self.playing() || self.cfg.probes_from.is_none();
                     self.pending.retain(|(_, e)| !matches!(e, Event::PlayDone(_)));
+                    self.probe_plays.clear();
                     self.media_free = now;
-                    self.out(json!({"event": "stop"}));
+                    if heard {
+                        self.out(json!({"event": "stop"}));
+                    }
                 }
                 Action::Listen { var, max_digits, secret } => {
                     self.out(json!({"event": "collect", "var": var, "max_digits": max_digits, "secret": secret}));
@@ -339,7 +505,7 @@ impl Sim<'_> {
             other => other.name() == service,
         });
         let declared = |outcome: &str| spec.and_then(|s| s.outcomes.iter().find(|o| o.name == outcome));
-        let (outcome, fields, delay) = if let Some(rule) = self.cfg.overrides.answer(service, &plain) {
+        let (outcome, fields, delay) = if let Some(rule) = self.cfg.overrides.answer(service, &plain, &mut self.turns) {
             (rule.outcome.clone(), stub_fields(rule, declared(&rule.outcome)), rule.delay_ms)
         } else if let Some((backend, remote)) = (self.cfg.http.as_ref().map(|b| (b, true)).into_iter())
             .chain(self.cfg.backend.as_ref().map(|b| (b, false)))
@@ -359,8 +525,11 @@ impl Sim<'_> {
                     ("failed".to_string(), Vec::new(), latency)
                 }
             }
-        } else if let Some(rule) = self.cfg.stubs.answer(service, &plain) {
+        } else if let Some(rule) = self.cfg.stubs.answer(service, &plain, &mut self.turns) {
             (rule.outcome.clone(), stub_fields(rule, declared(&rule.outcome)), rule.delay_ms)
+        } else if self.cfg.unanswered == Unanswered::Report {
+            self.out(json!({"event": "unanswered", "op": service}));
+            ("failed".to_string(), Vec::new(), 0)
         } else {
             (default.to_string(), Vec::new(), 0)
         };
@@ -372,10 +541,14 @@ impl Sim<'_> {
         self.pending.sort_by_key(|(t, _)| *t);
         let Some(i) = self.pending.iter().position(|(t, _)| *t <= self.now) else { return false };
         let (_, ev) = self.pending.remove(i);
-        if let Event::Completed { op, outcome, fields } = &ev {
-            let shown: Map<String, serde_json::Value> = fields.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
-            let name = self.ops.get(&op.0).cloned().unwrap_or_default();
-            self.out(json!({"event": "result", "op": name, "outcome": outcome, "fields": shown}));
+        match &ev {
+            Event::Completed { op, outcome, fields } => {
+                let shown: Map<String, serde_json::Value> = fields.iter().map(|(k, v)| (k.clone(), json!(v.to_string()))).collect();
+                let name = self.ops.get(&op.0).cloned().unwrap_or_default();
+                self.out(json!({"event": "result", "op": name, "outcome": outcome, "fields": shown}));
+            }
+            Event::PlayDone(id) => self.probe_plays.retain(|p| p != id),
+            _ => {}
         }
         self.session.handle_event(self.now, ev);
         true
@@ -385,6 +558,23 @@ impl Sim<'_> {
         self.out(json!({"event": "hangup", "reason": "caller"}));
         self.session.handle_event(self.now, Event::Hangup);
         self.drain();
+    }
+
+    /// Presses keys back to back: each may stop a prompt (barge-in) or wait
+    /// in the type-ahead buffer.
+    fn press(&mut self, keys: &str) {
+        for k in keys.chars() {
+            let listening = self.session.is_collecting();
+            let shown = if self.secret && listening { "*".to_string() } else { k.to_string() };
+            if listening {
+                self.out(json!({"event": "key", "key": shown}));
+            } else {
+                // Typed ahead: the next menu or collect takes it.
+                self.out(json!({"event": "key", "key": shown, "ahead": true}));
+            }
+            self.session.handle_event(self.now, Event::Digit(k));
+            self.drain();
+        }
     }
 }
 
@@ -400,12 +590,6 @@ pub enum Ended {
 
 /// Runs one call to its end, passing each transcript line to `emit` as it happens.
 pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record)) -> Result<Ended, String> {
-    let mut fault = None;
-    run_call(program, cfg, caller, emit, &mut fault)?;
-    Ok(fault.map_or(Ended::Normally, Ended::Fault))
-}
-
-fn run_call(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit: &mut dyn FnMut(&Record), fault: &mut Option<String>) -> Result<(), String> {
     let info = CallInfo {
         dialed: cfg.number.clone(),
         caller: cfg.caller.clone(),
@@ -424,62 +608,56 @@ fn run_call(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emi
         secret: false,
         media_free: 0,
         fault: None,
+        turns: BTreeMap::new(),
+        probe_plays: Vec::new(),
         emit,
     };
+    let ended = |sim: &mut Sim| Ok(sim.fault.take().map_or(Ended::Normally, Ended::Fault));
     let mut silences = 0;
+    // The caller does nothing until then (a scripted pause).
+    let mut caller_busy_until: Option<Millis> = None;
     for _ in 0..1_000_000 {
         sim.drain();
         if sim.session.is_finished() {
-            {
-                        *fault = sim.fault.take();
-                        return Ok(());
-                    }
+            return ended(&mut sim);
         }
         // Events already due (prompts finished, instant answers) go first.
         if sim.deliver_due() {
             continue;
         }
-        // The caller listens to what is playing before typing the next group.
-        let playing = sim.pending.iter().any(|(_, e)| matches!(e, Event::PlayDone(_)));
-        if sim.session.is_collecting() && !playing {
-            match caller.next(&sim.listening) {
-                Some(Step::Keys(keys)) => {
-                    // Keys of one group come back to back: each may stop a prompt
-                    // (barge-in) or wait in the type-ahead buffer.
-                    for k in keys.chars() {
-                        let shown = if sim.secret && sim.session.is_collecting() { "*".to_string() } else { k.to_string() };
-                        sim.out(json!({"event": "key", "key": shown}));
-                        sim.session.handle_event(sim.now, Event::Digit(k));
-                        sim.drain();
-                    }
+        if caller_busy_until.is_some_and(|t| t <= sim.now) {
+            caller_busy_until = None;
+        }
+        if caller_busy_until.is_none() {
+            let listening = sim.session.is_collecting().then(|| sim.listening.clone());
+            let moment = Moment { listening: listening.as_deref(), playing: sim.playing() };
+            match caller.next(&moment) {
+                Move::Keys(keys) => {
+                    sim.press(&keys);
                     continue;
                 }
-                Some(Step::Hangup) => {
+                Move::Hangup => {
                     sim.hang_up();
-                    {
-                        *fault = sim.fault.take();
-                        return Ok(());
-                    }
+                    return ended(&mut sim);
                 }
-                Some(Step::Silence) => sim.out(json!({"event": "silence"})),
-                None => {
+                Move::Silence => sim.out(json!({"event": "silence"})),
+                Move::Wait(ms) => {
+                    sim.out(json!({"event": "wait", "ms": ms}));
+                    caller_busy_until = Some(sim.now + ms);
+                }
+                Move::NotYet => {}
+                Move::Out => {
                     silences += 1;
                     if silences > cfg.max_silences {
                         sim.hang_up();
-                        {
-                        *fault = sim.fault.take();
-                        return Ok(());
-                    }
+                        return ended(&mut sim);
                     }
                     sim.out(json!({"event": "silence"}));
                 }
             }
         }
         let next_pending = sim.pending.iter().map(|(t, _)| *t).min();
-        let next = match (sim.session.poll_timeout(), next_pending) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [sim.session.poll_timeout(), next_pending, caller_busy_until].into_iter().flatten().min();
         match next {
             Some(t) => {
                 sim.now = sim.now.max(t);
@@ -494,4 +672,3 @@ fn run_call(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emi
     }
     Err("the call did not end after a million steps".into())
 }
-
