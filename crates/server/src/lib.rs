@@ -116,7 +116,7 @@ enum Internal {
     Latch(CallKey, SocketAddr),
     /// The head of a message too large to take, over TCP.
     TooLarge(SocketAddr, Vec<u8>),
-    Digit(CallKey, char),
+    Digit(CallKey, char, ivr_call::KeySource),
     /// Caller audio while a message is being recorded.
     Audio(CallKey, Vec<i16>),
     Completed(CallKey, OpId, String, Vec<(String, Value)>),
@@ -175,7 +175,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 Internal::TcpClosed(peer) => { shell.tcp_peers.remove(&peer); }
                 Internal::TooLarge(from, head) => core.handle(now_ms(), Input::SipTooLarge { from, head: &head }),
                 Internal::Latch(call, addr) => shell.media.latch(call, addr),
-                Internal::Digit(call, key) => core.handle(now_ms(), Input::Digit { call, key }),
+                Internal::Digit(call, key, source) => core.handle(now_ms(), Input::Digit { call, key, source }),
                 Internal::Audio(call, pcm) => core.handle(now_ms(), Input::Audio { call, pcm: &pcm }),
                 Internal::Completed(call, op, outcome, fields) => core.handle(now_ms(), Input::Completed { call, op, outcome, fields }),
                 Internal::Admin(req, reply) => { let _ = reply.send(core.admin(now_ms(), &req)); }
