@@ -8,8 +8,8 @@
 //! calls, record lines). A bug in one call's handling ends that call in the
 //! core; nothing here can take the process down on a call's input.
 
-mod admin;
 mod media;
+mod ops;
 mod records;
 pub mod services;
 mod tcp;
@@ -141,7 +141,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     if let Some(addr) = cfg.admin {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         info!(addr = %listener.local_addr()?, "admin API listening");
-        tokio::spawn(admin::serve(listener, cfg.admin_token.clone(), tx.clone()));
+        tokio::spawn(ops::serve(listener, cfg.admin_token.clone(), tx.clone()));
     }
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
