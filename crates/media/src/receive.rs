@@ -194,7 +194,7 @@ mod tests {
             let v = (2.0 * std::f32::consts::PI * 697.0 * t).sin() + (2.0 * std::f32::consts::PI * 1209.0 * t).sin();
             (v * 8000.0) as i16
         });
-        let pcm: Vec<i16> = std::iter::repeat(0).take(400).chain(tone).chain(std::iter::repeat(0).take(800)).collect();
+        let pcm: Vec<i16> = [0; 400].into_iter().chain(tone).chain([0; 800]).collect();
         for (n, frame) in pcm.chunks(160).enumerate() {
             let payload: Vec<u8> = frame.iter().map(|&s| crate::g711::ulaw_encode(s)).collect();
             take(&mut r, &packet(0, 100 + n as u16, 16000 + 160 * n as u32, 9, false, &payload));

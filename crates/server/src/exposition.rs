@@ -168,6 +168,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn queues_and_agents_show_every_state_and_no_caller() {
+        let mut m = idle();
+        let agent = |id: &str, state: &'static str| ivr_acd::AgentView {
+            id: id.into(),
+            name: String::new(),
+            state,
+            reason: None,
+            for_ms: 0,
+            call: None,
+            calls: 0,
+            registered: true,
+            skills: vec![],
+            time_in_ms: Default::default(),
+        };
+        m.acd.agents = vec![agent("1001", "talking"), agent("1002", "ready")];
+        let caller = ivr_acd::CallerView { call: 77, priority: 0, waited_ms: 12_500, position: 1, ringing: false };
+        m.acd.queues = vec![ivr_acd::QueueView {
+            name: "general".into(),
+            strategy: "longest_idle",
+            waiting: 1,
+            longest_wait_ms: 12_500,
+            talking: 1,
+            agents: [("talking".to_string(), 1), ("ready".to_string(), 1)].into_iter().collect(),
+            callers: vec![caller],
+        }];
+        let text = render(Scrape { core: m, records: crate::records::Status { backlog_lines: 3, ..Default::default() } });
+        for line in [
+            "ivr_queue_waiting_calls{queue=\"general\"} 1",
+            "ivr_queue_longest_wait_seconds{queue=\"general\"} 12.5",
+            "ivr_queue_talking_calls{queue=\"general\"} 1",
+            "ivr_queue_agents{queue=\"general\",state=\"wrap_up\"} 0",
+            "ivr_queue_agents{queue=\"general\",state=\"talking\"} 1",
+            "ivr_agents{state=\"ready\"} 1",
+            "ivr_agents{state=\"logged_out\"} 0",
+            "ivr_record_backlog_lines 3",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
+        }
+        assert!(!text.contains("77"), "no call key");
+    }
+
     fn idle() -> Metrics {
         Metrics {
             stats: Default::default(),
