@@ -100,6 +100,8 @@ fn a_broken_deployment_is_refused_with_the_file_and_the_reason() {
         ("skill.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 5]]\n[[queues]]\nname = \"vip\"\n", "queue vip: no agent has the skill \"vip\""),
         ("level.toml", "[[agents]]\nid = \"1001\"\nskills = [[\"general\", 11]]\n", "levels are 1 to 10"),
         ("gateway.toml", "transfer_gateway = \"sip:gw.example.com\"\n", "transfer_gateway"),
+        ("ops.toml", "ops_listen = \"localhost:8089\"\n", "ops_listen \"localhost:8089\""),
+        ("ops_twice.toml", "ops_listen = \"127.0.0.1:8089\"\nadmin = \"127.0.0.1:9000\"\n", "keep ops_listen"),
     ];
     for (name, text, want) in cases {
         let path = dir.join(name);

@@ -14,6 +14,8 @@ pub struct Server {
     pub child: Child,
     pub sip: SocketAddr,
     pub data: PathBuf,
+    /// The operations listener (health, readiness, metrics, admin API).
+    pub ops: Option<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -42,10 +44,13 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     // Each test gets its own RTP range, derived from its SIP port.
     let rtp = 30_000 + (port as u32 % 300) * 100;
     let config = data.join("ivr.toml");
+    // The operations listener on a port of its own, unless the test picks one.
+    let picks = extra_config.lines().any(|l| l.starts_with("ops_listen") || l.split('=').next().is_some_and(|k| k.trim() == "admin"));
+    let ops = if picks { "" } else { "ops_listen = \"127.0.0.1:0\"\n" };
     std::fs::write(
         &config,
         format!(
-            "listen = {}\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{extra_config}",
+            "listen = {}\nrtp_ports = [{rtp}, {}]\ndata = \"{}\"\n{ops}{extra_config}",
             // `{v6}` in extra_config asks for a second, IPv6 address beside this one.
             if extra_config.contains("{v6}") { format!("[\"{host}:{port}\", \"[::1]:{port}\"]") } else { format!("\"{host}:{port}\"") },
             rtp + 99,
@@ -63,7 +68,8 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert!(line.contains("ivr serving on"), "server did not start: {line}");
-    Server { child, sip: format!("{host}:{port}").parse().unwrap(), data }
+    let ops = line.split("operations on http://").nth(1).and_then(|r| r.split(';').next()).and_then(|a| a.parse().ok());
+    Server { child, sip: format!("{host}:{port}").parse().unwrap(), data, ops }
 }
 
 /// A server listening on 127.0.0.1 and [::1] at the same port.

@@ -51,7 +51,8 @@ impl AgentState {
             AgentState::WrapUp { .. } => "wrap_up",
         }
     }
-    const NAMES: [&'static str; 6] = ["logged_out", "ready", "not_ready", "ringing", "talking", "wrap_up"];
+    /// Every state's name, in order (metrics list each, zeros included).
+    pub const NAMES: [&'static str; 6] = ["logged_out", "ready", "not_ready", "ringing", "talking", "wrap_up"];
 }
 
 /// What the flow hears back from `enqueue` / `dial agent`: the one outcome

@@ -16,12 +16,15 @@
 //! wall-clock facts arrive in [`CoreConfig::wall_clock_at_zero_ms`]), opens
 //! no socket or file, spawns nothing. Polling is total: after `handle`, every
 //! consequence is already queued as outputs. Its order never depends on
-//! hash-map iteration, so a test replays exactly.
+//! hash-map iteration, so a test replays exactly. What operators watch
+//! (calls, SIP messages, keys, service latency) it counts as plain numbers
+//! in [`metrics`]; the host renders them.
 
 mod admin;
 pub mod admission;
 mod handoff;
 pub mod host;
+pub mod metrics;
 mod ports;
 pub mod prompts;
 pub mod records;
@@ -39,6 +42,7 @@ use ivr_vm::{Action, CallInfo, Event, Session};
 use tracing::{info, warn};
 
 pub use admin::AdminRequest;
+pub use ivr_media::dtmf::KeySource;
 pub use ivr_sip::endpoint::CallKey;
 pub use ivr_vm::{OpId, PlayId, Value};
 pub use prompts::PromptAudio;
@@ -172,7 +176,7 @@ pub enum Input<'a> {
     /// A [`Media::Play`] finished playing.
     PlayDone { call: CallKey, id: PlayId },
     /// A key from the caller's media (RFC 4733 or in-band).
-    Digit { call: CallKey, key: char },
+    Digit { call: CallKey, key: char, source: KeySource },
     /// Caller audio while [`Media::Capture`] is on.
     Audio { call: CallKey, pcm: &'a [i16] },
     /// A [`Output::Request`] or [`Output::SaveMessage`] finished.
@@ -329,6 +333,8 @@ pub struct Core {
     /// Calls answered and not yet acknowledged, by source address.
     unconfirmed: BTreeMap<std::net::IpAddr, u32>,
     shed: Shed,
+    /// What operators see (see [`metrics`]).
+    stats: metrics::Stats,
     admission: admission::Admission,
     /// Calls' wake-ups, earliest first; stale entries cost one check.
     timers: BinaryHeap<Reverse<(u64, CallKey)>>,
@@ -365,6 +371,7 @@ impl Core {
             invite_limiter,
             unconfirmed: BTreeMap::new(),
             shed: Shed::default(),
+            stats: metrics::Stats::default(),
             admission,
             timers: BinaryHeap::new(),
             dirty: BTreeSet::new(),
@@ -415,6 +422,7 @@ impl Core {
             return Some(o);
         }
         let (to, data) = self.endpoint.poll_transmit()?;
+        self.stats.sip_sent(&data);
         Some(Output::Transmit { from: self.endpoint.local_for(to), to, data })
     }
 
@@ -423,6 +431,7 @@ impl Core {
         let now = self.now;
         match input {
             Input::Sip { local, from, data } => {
+                self.stats.sip_received(data);
                 let ip = from.ip();
                 let trusted = self.cfg.per_source.trusted.contains(&ip);
                 if !trusted && !self.limiter.allow(now, ip) {
@@ -443,7 +452,10 @@ impl Core {
                     self.dirty.insert(call);
                 }
             }
-            Input::Digit { call, key } => self.key_pressed(now, call, key),
+            Input::Digit { call, key, source } => {
+                self.stats.key(source);
+                self.key_pressed(now, call, key)
+            }
             Input::Audio { call, pcm } => {
                 let end = self.calls.get_mut(&call).and_then(|c| c.recording.as_mut()).and_then(|r| r.recorder.push_audio(pcm));
                 if let Some(end) = end {
@@ -451,6 +463,7 @@ impl Core {
                 }
             }
             Input::Completed { call, op, outcome, fields } => {
+                self.stats.completed(now, call, op, &outcome);
                 if let Some(c) = self.calls.get_mut(&call) {
                     let t_ms = now.saturating_sub(c.started);
                     let what = match c.ops.remove(&op) {
@@ -504,6 +517,7 @@ impl Core {
             c.session.handle_timeout(now);
             if c.answer.as_ref().is_some_and(|a| a.0 <= now) && c.media_ready {
                 let (_, answer) = c.answer.take().unwrap_or_default();
+                self.stats.answered(now.saturating_sub(c.started));
                 self.endpoint.accept(now, key, &answer);
             }
             self.dirty.insert(key);
@@ -631,6 +645,7 @@ impl Core {
             self.unconfirm(c.peer);
         }
         c.record.close(self.wall(now));
+        self.stats.call_ended(c.record.outcome.as_deref(), now.saturating_sub(c.started));
         self.record_line(&c.record);
         info!(call_id = %c.record.call_id, outcome = c.record.outcome.as_deref().unwrap_or(""), "call ended");
         self.push(Output::Media(Media::Close { call: key }));
@@ -658,6 +673,9 @@ impl Core {
     // ------------------------------------------------------------ SIP
 
     fn sip_event(&mut self, now: u64, ev: SipEvent) {
+        if let SipEvent::Dtmf { .. } = ev {
+            self.stats.key(KeySource::Info);
+        }
         match ev {
             SipEvent::Invite { call, dialed, caller, sdp, peer, local, call_id } => self.invite(now, call, dialed, caller, &sdp, peer, local, call_id),
             SipEvent::Confirmed { call } => {
@@ -763,6 +781,7 @@ impl Core {
             ssrc_seed: self.cfg.seed ^ call.0,
         };
         let record = CallRecord::new(&call_id, &dialed, &caller, &flow.name, &flow.version, self.wall(now));
+        self.stats.call_started(&flow.name);
         self.calls.insert(
             call,
             Call {
@@ -804,6 +823,7 @@ impl Core {
         if !ok {
             // The port is held by someone else: try another call's luck later.
             let Some(c) = self.calls.remove(&call) else { return };
+            self.stats.call_ended(None, now.saturating_sub(c.started));
             self.unconfirm(c.peer);
             self.ports.release(c.port);
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
@@ -812,6 +832,7 @@ impl Core {
         if self.cfg.ring_ms > 0 {
             self.endpoint.ringing(now, call);
         } else if let Some((_, answer)) = c.answer.take() {
+            self.stats.answered(now.saturating_sub(c.started));
             self.endpoint.accept(now, call, &answer);
         }
         self.write_record(call);
@@ -868,6 +889,7 @@ impl Core {
                 }
                 c.ops.insert(op, service.clone());
                 let request = host::ServiceCall::new(&c.program, &service, args, format!("{}:{}", c.record.call_id, op.0));
+                self.stats.request_sent(now, key, op, &request);
                 self.outputs.push_back(Output::Request { call: key, op, request });
             }
             Action::Enqueue { .. } | Action::DialAgent { .. } => self.start_handoff(now, key, action),

@@ -618,3 +618,48 @@ fn a_secret_never_reaches_the_record_nor_its_timeline() {
         assert!(!line.to_string().contains("9137"), "{line}");
     }
 }
+
+#[test]
+fn the_counts_operators_scrape_follow_each_call_on_the_cores_clock() {
+    use ivr_call::metrics::{EndClass, METHODS, STATUS_CLASSES};
+    use ivr_call::KeySource;
+    let cfg = ivr_call::CoreConfig { ring_ms: 300, ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 10, ..Default::default() }, 21);
+    let p = dial(&mut w, "rita", 21);
+    w.run_for(2_200);
+    press(&mut w, p, "1");
+    w.run_for(3_000);
+    let out = w.phones[p].info(w.now, '1');
+    send(&mut w, p, out);
+    w.run_for(3_000);
+    let out = w.phones[p].hangup(w.now);
+    send(&mut w, p, out);
+    w.run_for(1_000);
+    let m = w.core.metrics();
+    let s = &m.stats;
+    assert_eq!((m.calls_active, s.calls_started.get("main").copied()), (0, Some(1)));
+    assert_eq!(s.calls_ended[EndClass::CallerHungUp as usize], 1);
+    assert_eq!(s.calls_ended.iter().sum::<u64>(), 1);
+    // Set-up is the ring time (the INVITE reached the core 10 ms after it was sent).
+    assert_eq!((s.setup.count(), s.setup.sum_ms()), (1, 300));
+    assert_eq!(s.setup.buckets().find(|(b, _)| *b == 500), Some((500, 1)));
+    assert_eq!(s.duration.count(), 1);
+    assert_eq!(s.keys[KeySource::Rfc4733 as usize], 1);
+    assert_eq!(s.keys[KeySource::Info as usize], 1);
+    assert_eq!(s.keys[KeySource::Inband as usize], 0);
+    let quote = &s.services["quote"];
+    assert_eq!(quote.outcomes.get("ok"), Some(&2));
+    assert_eq!((quote.latency.count(), quote.latency.sum_ms()), (2, 100), "the stub answers in 50 ms");
+    assert_eq!(s.requests_in_flight(), 0);
+    let method = |name: &str| METHODS.iter().position(|m| *m == name).unwrap();
+    for (name, n) in [("INVITE", 1), ("ACK", 1), ("INFO", 1), ("BYE", 1), ("other", 0)] {
+        assert_eq!(s.sip_received.requests[method(name)], n, "{name} received");
+    }
+    let class = |c: &str| STATUS_CLASSES.iter().position(|x| *x == c).unwrap();
+    assert_eq!(s.sip_sent.responses[class("2xx")], 3, "200 to the INVITE, the INFO and the BYE");
+    assert!(s.sip_sent.responses[class("1xx")] >= 1, "ringing");
+    assert_eq!(m.flows.len(), 1);
+    assert!(w.core.not_ready().is_empty());
+    w.core.handle(w.now, ivr_call::Input::Drain);
+    assert_eq!(w.core.not_ready(), [ivr_call::metrics::NotReady::Draining]);
+}

@@ -84,10 +84,15 @@ struct Config {
     tiers: Vec<ivr_acd::Tier>,
     /// After-call work for direct-dialled calls, in milliseconds (default 10000).
     direct_wrap_up_ms: Option<u64>,
-    /// The admin HTTP/JSON API's address (default 127.0.0.1:8089 when agents are configured).
+    /// The operations listener: /healthz, /readyz, /metrics and the admin
+    /// API (default "127.0.0.1:8089"; "" or "off": none).
+    ops_listen: Option<String>,
+    /// The operations listener's address under its former name (the admin API's).
     admin: Option<std::net::SocketAddr>,
     /// Require `Authorization: Bearer TOKEN` on the admin API.
     admin_token: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (default: open).
+    metrics_token: Option<String>,
     /// The digest realm agents' phones register in (default "ivr").
     realm: Option<String>,
     /// Where `transfer NUMBER` goes: a SIP URI with `{number}` (a gateway).
@@ -115,13 +120,22 @@ impl Config {
         Ok(acd)
     }
 
-    /// The admin API's address, when it is served.
-    fn admin_addr(&self) -> Option<std::net::SocketAddr> {
-        self.admin.or_else(|| (!self.agents.is_empty()).then(|| DEFAULT_ADMIN.parse().unwrap()))
+    /// The operations listener's address (health, readiness, metrics, the
+    /// admin API), unless it is turned off.
+    fn ops_addr(&self) -> Result<Option<std::net::SocketAddr>, String> {
+        let ops = match self.ops_listen.as_deref().map(str::trim) {
+            None => None,
+            Some("" | "off") => return Ok(None),
+            Some(a) => Some(a.parse::<std::net::SocketAddr>().map_err(|e| format!("ops_listen {a:?}: {e} (an address such as \"127.0.0.1:8089\", or \"off\")"))?),
+        };
+        match (ops, self.admin) {
+            (Some(o), Some(a)) if o != a => Err(format!("ops_listen ({o}) and admin ({a}) name the same listener: keep ops_listen")),
+            (o, a) => Ok(Some(o.or(a).unwrap_or_else(|| DEFAULT_OPS.parse().unwrap()))),
+        }
     }
 }
 
-const DEFAULT_ADMIN: &str = "127.0.0.1:8089";
+const DEFAULT_OPS: &str = "127.0.0.1:8089";
 
 fn read_config(path: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -334,7 +348,7 @@ enum Command {
     },
     /// Agents and queues of a running `ivr serve`: who is ready, talking, paused; who waits.
     Agents {
-        /// The admin API (default: `admin` in ./ivr.toml, else 127.0.0.1:8089).
+        /// The admin API (default: `ops_listen` in ./ivr.toml, else 127.0.0.1:8089).
         #[arg(long)]
         admin: Option<String>,
         #[arg(long)]
@@ -535,7 +549,8 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
     };
     let where_ = config.as_ref().map_or_else(|| "the configuration".to_string(), |p| format!("`{}`", p.display()));
     let acd = cfg.acd().map_err(|e| format!("{where_}: {e}"))?;
-    let (admin, admin_token) = (cfg.admin_addr(), cfg.admin_token.clone());
+    let ops_listen = cfg.ops_addr().map_err(|e| format!("{where_}: {e}"))?;
+    let (admin_token, metrics_token) = (cfg.admin_token.clone(), cfg.metrics_token.clone());
     let realm = cfg.realm.clone().unwrap_or_else(|| "ivr".into());
     let transfer_gateway = cfg.transfer_gateway.clone();
     if let Some(g) = &transfer_gateway {
@@ -586,8 +601,9 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             Ok(ivr_server::Reloaded { programs: compile_all(&flows)?, acd })
         })),
         acd,
-        admin,
+        ops_listen,
         admin_token,
+        metrics_token,
         realm,
         transfer_gateway,
         limits: ivr_server::CallLimits { max_call_ms: cfg.max_call_s.map_or(2 * 3_600_000, |s| s.saturating_mul(1_000)), ..Default::default() },
@@ -639,7 +655,8 @@ fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Progr
 fn admin_base(admin: Option<String>) -> Result<(String, Option<String>), String> {
     let cfg = Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()).map(|p| read_config(&p)).transpose()?;
     let token = std::env::var("IVR_ADMIN_TOKEN").ok().or_else(|| cfg.as_ref().and_then(|c| c.admin_token.clone()));
-    let addr = admin.or_else(|| cfg.as_ref().and_then(|c| c.admin).map(|a| a.to_string())).unwrap_or_else(|| DEFAULT_ADMIN.to_string());
+    let configured = cfg.as_ref().map(Config::ops_addr).transpose()?.flatten();
+    let addr = admin.or_else(|| configured.map(|a| a.to_string())).unwrap_or_else(|| DEFAULT_OPS.to_string());
     let base = if addr.starts_with("http://") { addr } else { format!("http://{addr}") };
     Ok((base.trim_end_matches('/').to_string(), token))
 }

@@ -4,6 +4,29 @@
 //! event comes in several segments. A digit too many in an account number or
 //! an amount is worse than a lost one, which the caller hears and repeats.
 
+/// Where a key press came from. The media plane hears RFC 4733 events and
+/// in-band tones; SIP INFO (`application/dtmf-relay`) arrives as signalling.
+/// Operators watch the mix: a trunk that should send RFC 4733 and sends
+/// tones loses keys to codecs and echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeySource {
+    Rfc4733,
+    Info,
+    Inband,
+}
+
+impl KeySource {
+    pub const ALL: [KeySource; 3] = [KeySource::Rfc4733, KeySource::Info, KeySource::Inband];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeySource::Rfc4733 => "rfc4733",
+            KeySource::Info => "info",
+            KeySource::Inband => "inband",
+        }
+    }
+}
+
 /// An RFC 4733 event payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TelephoneEvent {

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use crate::dtmf::DtmfReceiver;
+use crate::dtmf::{DtmfReceiver, KeySource};
 use crate::inband::InbandDetector;
 use crate::rtp::{self, RtpPacket};
 use crate::sdp::Codec;
@@ -28,7 +28,7 @@ pub enum Received<'a> {
     /// The guard latched to this source (NAT): send our RTP there from now on.
     Latched(SocketAddr),
     /// A key press (RFC 4733, or a tone when listening in-band).
-    Key(char),
+    Key(char, KeySource),
     /// Decoded audio, when [`Wants::audio`].
     Audio(&'a [i16]),
     /// The packet to relay, when [`Wants::relay`].
@@ -83,7 +83,7 @@ impl Receiver {
         if let Verdict::Event = verdict {
             if self.dtmf_pt == Some(p.payload_type) {
                 if let Some(key) = self.dtmf.packet(p.timestamp, p.payload) {
-                    out(Received::Key(key));
+                    out(Received::Key(key, KeySource::Rfc4733));
                 }
             }
             return;
@@ -98,7 +98,7 @@ impl Receiver {
         }
         if let Some(tones) = self.tones.as_mut() {
             for key in tones.push(&self.pcm) {
-                out(Received::Key(key));
+                out(Received::Key(key, KeySource::Inband));
             }
         }
         if wants.audio {
@@ -134,7 +134,7 @@ mod tests {
         let mut got = String::new();
         for p in packets {
             r.packet(0, from, p, Wants::default(), |x| {
-                if let Received::Key(k) = x {
+                if let Received::Key(k, _) = x {
                     got.push(k)
                 }
             });
@@ -171,5 +171,34 @@ mod tests {
             });
         }
         assert_eq!(relayed, 6);
+    }
+
+    #[test]
+    fn each_key_says_whether_it_came_as_an_event_or_a_tone() {
+        let caller: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let mut r = Receiver::new(0, caller, Codec::Pcmu, Some(101), LatchPolicy::Strict, true);
+        let mut got = Vec::new();
+        let mut take = |r: &mut Receiver, p: &[u8]| {
+            r.packet(0, caller, p, Wants::default(), |x| {
+                if let Received::Key(k, from) = x {
+                    got.push((k, from));
+                }
+            })
+        };
+        for p in key(7, 1, 8000, 9) {
+            take(&mut r, &p);
+        }
+        // A 100 ms "1" (697 + 1209 Hz) between silences, as PCMU packets of 20 ms.
+        let tone = (0..800).map(|i| {
+            let t = i as f32 / 8000.0;
+            let v = (2.0 * std::f32::consts::PI * 697.0 * t).sin() + (2.0 * std::f32::consts::PI * 1209.0 * t).sin();
+            (v * 8000.0) as i16
+        });
+        let pcm: Vec<i16> = [0; 400].into_iter().chain(tone).chain([0; 800]).collect();
+        for (n, frame) in pcm.chunks(160).enumerate() {
+            let payload: Vec<u8> = frame.iter().map(|&s| crate::g711::ulaw_encode(s)).collect();
+            take(&mut r, &packet(0, 100 + n as u16, 16000 + 160 * n as u32, 9, false, &payload));
+        }
+        assert_eq!(got, [('7', KeySource::Rfc4733), ('1', KeySource::Inband)]);
     }
 }

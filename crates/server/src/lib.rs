@@ -3,13 +3,14 @@
 //! [`ivr_call::Core`] decides everything about every call; this shell only
 //! pumps into it what the outside world does (SIP datagrams and TCP
 //! messages, keys and audio from the RTP receive tasks, the media clock's
-//! finished prompts, service answers from the blocking pool, admin requests,
-//! signals) and carries out what it says (SIP sends, media commands, service
+//! finished prompts, service answers from the blocking pool, requests to
+//! the operations listener (health, readiness, metrics, admin), signals) and carries out what it says (SIP sends, media commands, service
 //! calls, record lines). A bug in one call's handling ends that call in the
 //! core; nothing here can take the process down on a call's input.
 
-mod admin;
+mod exposition;
 mod media;
+mod ops;
 mod records;
 pub mod services;
 mod tcp;
@@ -63,10 +64,13 @@ pub struct ServerConfig {
     pub reload: Option<Reloader>,
     /// Agents and queues. With none, hand-offs answer `no_agents` / `absent`.
     pub acd: ivr_acd::AcdConfig,
-    /// The admin HTTP/JSON API's address (agents, queues, KPIs), if any.
-    pub admin: Option<SocketAddr>,
+    /// The operations listener's address (health, readiness, metrics and
+    /// the admin API), if any.
+    pub ops_listen: Option<SocketAddr>,
     /// When set, admin requests must carry `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// When set, `GET /metrics` must carry `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
     /// The digest realm agents' phones authenticate in.
     pub realm: String,
     /// Where `transfer NUMBER` calls go: a SIP URI with `{number}`, e.g.
@@ -116,12 +120,14 @@ enum Internal {
     Latch(CallKey, SocketAddr),
     /// The head of a message too large to take, over TCP.
     TooLarge(SocketAddr, Vec<u8>),
-    Digit(CallKey, char),
+    Digit(CallKey, char, ivr_call::KeySource),
     /// Caller audio while a message is being recorded.
     Audio(CallKey, Vec<i16>),
     Completed(CallKey, OpId, String, Vec<(String, Value)>),
     /// An admin API request, answered on the channel.
     Admin(ivr_call::AdminRequest, tokio::sync::oneshot::Sender<(u16, serde_json::Value)>),
+    /// Health, readiness or metrics, answered on the channel.
+    Ops(ops::Query, tokio::sync::oneshot::Sender<ops::Reply>),
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
@@ -138,11 +144,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut core = Core::new(core_cfg, flows, cfg.acd.clone(), 0);
     let pid_file = cfg.data_dir.join("ivr.pid");
     let mut hangups = reload_signal();
-    if let Some(addr) = cfg.admin {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        info!(addr = %listener.local_addr()?, "admin API listening");
-        tokio::spawn(admin::serve(listener, cfg.admin_token.clone(), tx.clone()));
-    }
+    let tokens = ops::Tokens { admin: cfg.admin_token.clone(), metrics: cfg.metrics_token.clone() };
+    let ops_at = ops::listen(cfg.ops_listen, tokens, &tx).await?;
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -153,7 +156,8 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut draining: Option<Instant> = None;
     let names: Vec<String> = shell.sockets.iter().map(|(l, _)| format!("sip:{l}")).collect();
     info!(listen = %names.join(", "), flows = cfg.programs.len(), "listening for SIP over UDP and TCP");
-    println!("ivr serving on {} (UDP and TCP); Ctrl-C to stop", names.join(", "));
+    let ops_at = ops_at.map(|a| format!(", operations on http://{a}")).unwrap_or_default();
+    println!("ivr serving on {} (UDP and TCP){ops_at}; Ctrl-C to stop", names.join(", "));
     loop {
         let sleep = tokio::time::sleep(Duration::from_millis(core.poll_timeout().map_or(1_000, |t| t.saturating_sub(now_ms()).max(1))));
         tokio::select! {
@@ -175,10 +179,11 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 Internal::TcpClosed(peer) => { shell.tcp_peers.remove(&peer); }
                 Internal::TooLarge(from, head) => core.handle(now_ms(), Input::SipTooLarge { from, head: &head }),
                 Internal::Latch(call, addr) => shell.media.latch(call, addr),
-                Internal::Digit(call, key) => core.handle(now_ms(), Input::Digit { call, key }),
+                Internal::Digit(call, key, source) => core.handle(now_ms(), Input::Digit { call, key, source }),
                 Internal::Audio(call, pcm) => core.handle(now_ms(), Input::Audio { call, pcm: &pcm }),
                 Internal::Completed(call, op, outcome, fields) => core.handle(now_ms(), Input::Completed { call, op, outcome, fields }),
                 Internal::Admin(req, reply) => { let _ = reply.send(core.admin(now_ms(), &req)); }
+                Internal::Ops(query, reply) => { let _ = reply.send(ops::answer(&core, &shell.records, query)); }
             },
             _ = sleep => core.handle_timeout(now_ms()),
             _ = hangups.recv() => match cfg.reload.as_ref().map(|r| r()) {

@@ -302,7 +302,7 @@ pub fn spawn_receiver(
             receiver.packet(now, from, &buf[..n], wants, |r| {
                 let sent = match r {
                     Received::Latched(addr) => tx.send(Internal::Latch(call, addr)),
-                    Received::Key(key) => tx.send(Internal::Digit(call, key)),
+                    Received::Key(key, source) => tx.send(Internal::Digit(call, key, source)),
                     Received::Audio(pcm) => tx.send(Internal::Audio(call, pcm.to_vec())),
                     Received::Relay(p) => {
                         if let Some(r) = slot.as_mut() {

@@ -341,13 +341,13 @@ impl World {
         let mut keys = Vec::new();
         if let Some(r) = m.receiver.as_mut() {
             r.packet(now, from, data, wants, |x| {
-                if let Received::Key(k) = x {
-                    keys.push(k);
+                if let Received::Key(k, source) = x {
+                    keys.push((k, source));
                 }
             });
         }
-        for key in keys {
-            self.core.handle(now, Input::Digit { call, key });
+        for (key, source) in keys {
+            self.core.handle(now, Input::Digit { call, key, source });
             self.pump();
         }
     }

@@ -1,0 +1,228 @@
+//! The operations listener (`ops_listen`, default 127.0.0.1:8089): health,
+//! readiness and metrics for whatever runs the server, and the admin API
+//! (live queue and agent state, KPIs, agent state changes: what `ivr agents`
+//! and `ivr agent …` call). HTTP/1.1, one request per connection, parsed
+//! with httparse; every answer comes from the main loop, which owns the
+//! call core, so `/healthz` also shows that the loop is turning.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 `ok` when the main loop answers within 2 s, else 503 |
+//! | `GET /readyz` | 200 while taking calls; 503 with `{"ready": false, "reasons": […]}` while draining, overloaded, without flows, or when call records cannot be written |
+//! | `GET /metrics` | the Prometheus text format (see `exposition`) |
+//! | `GET /state` | queues (waiting callers, longest wait, agents by state) and agents |
+//! | `GET /agents`, `GET /queues` | either half of it |
+//! | `GET /kpi` | service level, ASA, abandon rate, AHT over the last 24 hours, per queue and in all |
+//! | `POST /agents/ID/login` `…/ready` `…/pause` `…/logout` | the agent's new state; `pause` takes `{"reason": "…"}` |
+//! | `POST /calls/ID/priority` `{"priority": N}` | re-ranks a waiting caller |
+//!
+//! The admin routes need `Authorization: Bearer <admin_token>` when one is
+//! set; `/metrics` needs `Bearer <metrics_token>` when that is set;
+//! `/healthz` and `/readyz` are open (they tell nothing but up or not).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ivr_call::AdminRequest as Request;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::exposition::{self, Scrape};
+use crate::{Internal, ServerError};
+
+const MAX_REQUEST: usize = 64 * 1024;
+/// How long `/healthz` waits for the main loop.
+const LOOP_DEADLINE: Duration = Duration::from_secs(2);
+
+/// What the listener asks the main loop.
+#[derive(Debug, Clone, Copy)]
+pub enum Query {
+    Health,
+    Ready,
+    Metrics,
+}
+
+/// The main loop's answer.
+#[derive(Debug)]
+pub enum Reply {
+    Alive,
+    /// Why new calls would be refused (empty: ready).
+    Ready(Vec<&'static str>),
+    Metrics(Box<Scrape>),
+}
+
+/// Answers a query in the main loop: copies, no rendering.
+pub fn answer(core: &ivr_call::Core, records: &crate::records::Writer, q: Query) -> Reply {
+    match q {
+        Query::Health => Reply::Alive,
+        Query::Ready => {
+            let mut why: Vec<&'static str> = core.not_ready().into_iter().map(|r| r.name()).collect();
+            if !records.status().writable {
+                why.push("records_not_writable");
+            }
+            Reply::Ready(why)
+        }
+        Query::Metrics => Reply::Metrics(Box::new(Scrape { core: core.metrics(), records: records.status() })),
+    }
+}
+
+/// Who may ask for what.
+#[derive(Clone)]
+pub struct Tokens {
+    pub admin: Option<String>,
+    pub metrics: Option<String>,
+}
+
+/// Binds the listener (when configured) and serves it; returns its address.
+pub async fn listen(addr: Option<SocketAddr>, tokens: Tokens, tx: &mpsc::UnboundedSender<Internal>) -> Result<Option<SocketAddr>, ServerError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && tokens.admin.is_none() {
+        warn!(addr = %local, "the operations listener is reachable from other hosts and the admin API has no admin_token: anyone who reaches it can change agents' states");
+    }
+    info!(addr = %local, "operations listening: /healthz, /readyz, /metrics and the admin API");
+    tokio::spawn(serve(listener, tokens, tx.clone()));
+    Ok(Some(local))
+}
+
+async fn serve(listener: TcpListener, tokens: Tokens, tx: mpsc::UnboundedSender<Internal>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (tx, tokens) = (tx.clone(), tokens.clone());
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), connection(stream, tokens, tx)).await;
+        });
+    }
+}
+
+/// An answer: status, content type, body.
+struct Answer {
+    code: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(code: u16, body: &serde_json::Value) -> Answer {
+        Answer { code, content_type: "application/json", body: serde_json::to_vec_pretty(body).unwrap_or_default() }
+    }
+
+    fn text(code: u16, body: &str) -> Answer {
+        Answer { code, content_type: "text/plain; charset=utf-8", body: format!("{body}\n").into_bytes() }
+    }
+}
+
+async fn connection(mut stream: TcpStream, tokens: Tokens, tx: mpsc::UnboundedSender<Internal>) -> std::io::Result<()> {
+    let answer = match read_request(&mut stream, &tokens).await? {
+        Some(Ok(req)) => route(req, &tx).await,
+        Some(Err(refused)) => refused,
+        None => return Ok(()),
+    };
+    let reason = match answer.code {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        _ => "Service Unavailable",
+    };
+    let head = format!("HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", answer.code, answer.content_type, answer.body.len());
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&answer.body).await?;
+    stream.shutdown().await
+}
+
+/// Reads one request and checks its token; `None`: the peer left.
+async fn read_request(stream: &mut TcpStream, tokens: &Tokens) -> std::io::Result<Option<Result<Request, Answer>>> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let too_large = || Ok(Some(Err(Answer::json(413, &json!({"error": "request too large"})))));
+        if buf.len() > MAX_REQUEST {
+            return too_large();
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Request::new(&mut headers);
+        match parsed.parse(&buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                let length = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()));
+                let length = match length {
+                    None => 0,
+                    Some(Some(n)) if n <= MAX_REQUEST as u64 => n as usize,
+                    // Unreadable, or larger than anything we take (no overflow on huge values).
+                    Some(Some(_)) => return too_large(),
+                    Some(None) => return Ok(Some(Err(Answer::json(400, &json!({"error": "bad Content-Length"}))))),
+                };
+                if head.saturating_add(length) > MAX_REQUEST {
+                    return too_large();
+                }
+                if buf.len() < head + length {
+                    continue;
+                }
+                let path = parsed.path.unwrap_or("");
+                let token = match path.split('?').next().unwrap_or("") {
+                    "/healthz" | "/readyz" => None,
+                    "/metrics" => tokens.metrics.as_ref(),
+                    _ => tokens.admin.as_ref(),
+                };
+                let authorized = token.is_none_or(|t| {
+                    parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("authorization") && h.value == format!("Bearer {t}").as_bytes())
+                });
+                if !authorized {
+                    return Ok(Some(Err(Answer::json(401, &json!({"error": "a bearer token is required"})))));
+                }
+                let req = Request { method: parsed.method.unwrap_or("").to_string(), path: path.to_string(), body: buf[head..head + length].to_vec() };
+                return Ok(Some(Ok(req)));
+            }
+            Ok(httparse::Status::Partial) => continue,
+            Err(e) => return Ok(Some(Err(Answer::json(400, &json!({"error": format!("bad request: {e}")}))))),
+        }
+    }
+}
+
+/// Health, readiness and metrics here; the rest is the admin API, answered by the core.
+async fn route(req: Request, tx: &mpsc::UnboundedSender<Internal>) -> Answer {
+    let stopping = || Answer::json(503, &json!({"error": "the server is stopping"}));
+    let query = match (req.method.as_str(), req.path.split('?').next().unwrap_or("")) {
+        ("GET", "/healthz") => Query::Health,
+        ("GET", "/readyz") => Query::Ready,
+        ("GET", "/metrics") => Query::Metrics,
+        (_, "/healthz" | "/readyz" | "/metrics") => return Answer::json(405, &json!({"error": "use GET"})),
+        _ => {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Internal::Admin(req, reply)).is_err() {
+                return stopping();
+            }
+            return match answer.await {
+                Ok((code, body)) => Answer::json(code, &body),
+                Err(_) => stopping(),
+            };
+        }
+    };
+    let (reply, answer) = oneshot::channel();
+    if tx.send(Internal::Ops(query, reply)).is_err() {
+        return stopping();
+    }
+    match tokio::time::timeout(LOOP_DEADLINE, answer).await {
+        Ok(Ok(Reply::Alive)) => Answer::text(200, "ok"),
+        Ok(Ok(Reply::Ready(why))) if why.is_empty() => Answer::json(200, &json!({"ready": true})),
+        Ok(Ok(Reply::Ready(why))) => Answer::json(503, &json!({"ready": false, "reasons": why})),
+        Ok(Ok(Reply::Metrics(scrape))) => {
+            // Rendering happens here, off the main loop.
+            let text = exposition::render(*scrape);
+            Answer { code: 200, content_type: exposition::CONTENT_TYPE, body: text.into_bytes() }
+        }
+        Ok(Err(_)) => stopping(),
+        Err(_) => Answer::text(503, &format!("the main loop did not answer within {} s", LOOP_DEADLINE.as_secs())),
+    }
+}
