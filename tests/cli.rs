@@ -113,3 +113,34 @@ fn a_broken_deployment_is_refused_with_the_file_and_the_reason() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_very_long_expression_is_checked_not_a_crash() {
+    // A whitelist of 5,000 VIP numbers in one `if`, and 5,000 nested brackets.
+    let dir = std::env::temp_dir().join(format!("ivr-long-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vips: Vec<String> = (0..5_000).map(|i| format!("caller == \"1380000{i:04}\"")).collect();
+    let src = format!("entry 1 -> s\nstep s {{\n    if {} {{\n        hangup\n    }}\n    if {}1{} == 1 {{\n        hangup\n    }}\n    hangup\n}}\n", vips.join(" or "), "(".repeat(5_000), ")".repeat(5_000));
+    let flow = dir.join("long.ivr");
+    std::fs::write(&flow, src).unwrap();
+    let out = ivr(&["check", flow.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(ivr_path())
+        .args(["graph", "flows/securities_hotline.ivr", "--format", "mermaid"])
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101), "no panic: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

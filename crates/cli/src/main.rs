@@ -466,7 +466,29 @@ enum MessagesCmd {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our
+    // output goes away (`ivr graph … | head`), instead of panicking on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    // Checking, compiling and simulating recurse over the flow's expressions: a
+    // long one (a whitelist of 2,000 VIP numbers in one `if`) needs more stack
+    // than a main thread's 8 MiB. The server runs its own runtime and keeps the
+    // main thread.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        let big = std::thread::Builder::new().stack_size(1 << 30).spawn(move || run(cli));
+        return match big.map(|t| t.join()) {
+            Ok(Ok(code)) => code,
+            _ => ExitCode::from(101),
+        };
+    }
+    run(cli)
+}
+
+fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Check { paths, format, deny_warnings, config } => check(&paths, format, deny_warnings, config.as_deref()),
         Command::Agents { admin, json, watch: None, .. } => agents_cmd(admin, json),
