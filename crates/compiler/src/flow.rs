@@ -57,27 +57,57 @@ fn waits(s: &Stmt) -> bool {
 /// Outcomes of an operation that come with nothing from the caller: every
 /// answer of a service, and hand-offs and recordings that did not reach the
 /// caller (`served`, `left` and `saved` mean the caller talked or pressed a
-/// key; `else` may be one of those).
+/// key). `else` counts when it covers any outcome of the second kind.
 fn without_caller(s: &Stmt) -> Vec<&Block> {
-    let caller_acted = |o: &Outcome| o.name.as_ref().is_none_or(|n| matches!(n.name.as_str(), "served" | "left" | "saved"));
-    match &s.kind {
-        StmtKind::Request { outcomes, .. } => outcomes.iter().map(|o| &o.body).collect(),
-        StmtKind::Enqueue { outcomes, .. } | StmtKind::Dial { outcomes, .. } | StmtKind::Record { outcomes, .. } => {
-            outcomes.iter().filter(|o| !caller_acted(o)).map(|o| &o.body).collect()
+    use ivr_bytecode::contract::{DIAL_NAMES, ENQUEUE_NAMES, RECORD_NAMES};
+    let (outcomes, all): (&[Outcome], &[&str]) = match &s.kind {
+        StmtKind::Request { outcomes, .. } => return outcomes.iter().map(|o| &o.body).collect(),
+        StmtKind::Enqueue { outcomes, .. } => (outcomes, &ENQUEUE_NAMES),
+        StmtKind::Dial { outcomes, .. } => (outcomes, &DIAL_NAMES),
+        StmtKind::Record { outcomes, .. } => (outcomes, &RECORD_NAMES),
+        _ => return Vec::new(),
+    };
+    let acted = |n: &str| matches!(n, "served" | "left" | "saved");
+    let named = |n: &str| outcomes.iter().any(|o| o.name.as_ref().is_some_and(|x| x.name == n));
+    let else_without_caller = all.iter().any(|n| !acted(n) && !named(n));
+    outcomes
+        .iter()
+        .filter(|o| match &o.name {
+            Some(n) => !acted(&n.name),
+            None => else_without_caller,
+        })
+        .map(|o| &o.body)
+        .collect()
+}
+
+/// Whether every path through `block` asks the caller something (a
+/// `collect`) before it can end: a sub-flow like that is a wait.
+fn always_waits(block: &Block, waiting: &HashSet<&str>) -> bool {
+    for s in &block.stmts {
+        match &s.kind {
+            StmtKind::Collect { .. } => return true,
+            StmtKind::Run { sub, .. } if waiting.contains(sub.name.as_str()) => return true,
+            StmtKind::If { arms, otherwise: Some(other) } => {
+                if arms.iter().all(|(_, b)| always_waits(b, waiting)) && always_waits(other, waiting) {
+                    return true;
+                }
+            }
+            _ if !stmt_falls_through(s) => return false,
+            _ => {}
         }
-        _ => Vec::new(),
     }
+    false
 }
 
 /// Gotos (and sub-flow calls) reachable from the start of `block` before the
 /// caller does anything: a key (menu, collect) stops the search; a service
 /// or a failed hand-off does not (a loop through a failing service waits,
 /// but for no caller).
-fn immediate<'a>(block: &'a Block, gotos: &mut Vec<&'a Ident>, runs: &mut Vec<&'a Ident>) -> bool {
+fn immediate<'a>(block: &'a Block, gotos: &mut Vec<&'a Ident>, runs: &mut Vec<&'a Ident>, waiting: &HashSet<&str>) -> bool {
     for s in &block.stmts {
         if waits(s) {
             for body in without_caller(s) {
-                immediate(body, gotos, runs);
+                immediate(body, gotos, runs, waiting);
             }
             return true;
         }
@@ -86,14 +116,19 @@ fn immediate<'a>(block: &'a Block, gotos: &mut Vec<&'a Ident>, runs: &mut Vec<&'
                 gotos.push(t);
                 return true;
             }
-            StmtKind::Run { sub, .. } => runs.push(sub),
+            StmtKind::Run { sub, .. } => {
+                runs.push(sub);
+                if waiting.contains(sub.name.as_str()) {
+                    return true; // the sub-flow asks the caller before it returns
+                }
+            }
             StmtKind::If { arms, otherwise } => {
                 let mut all_stop = otherwise.is_some();
                 for (_, b) in arms {
-                    all_stop &= immediate(b, gotos, runs);
+                    all_stop &= immediate(b, gotos, runs, waiting);
                 }
                 if let Some(b) = otherwise {
-                    all_stop &= immediate(b, gotos, runs);
+                    all_stop &= immediate(b, gotos, runs, waiting);
                 }
                 if all_stop {
                     return true;
@@ -166,17 +201,30 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
     }
 
     // Loops that wait for no input: edges between nodes taken before any wait.
+    // Sub-flows that always ask the caller something are waits themselves.
+    let mut waiting: HashSet<&str> = HashSet::new();
+    loop {
+        let before = waiting.len();
+        for (name, sub) in &sym.subs {
+            if !waiting.contains(name.as_str()) && always_waits(&sub.body, &waiting) {
+                waiting.insert(name.as_str());
+            }
+        }
+        if waiting.len() == before {
+            break;
+        }
+    }
     let mut sub_edges: HashMap<&str, (Vec<&Ident>, Vec<&Ident>)> = HashMap::new();
     for (name, sub) in &sym.subs {
         let (mut g, mut r) = (Vec::new(), Vec::new());
-        immediate(&sub.body, &mut g, &mut r);
+        immediate(&sub.body, &mut g, &mut r, &waiting);
         sub_edges.insert(name.as_str(), (g, r));
     }
     let mut edges: Vec<Vec<(usize, Span)>> = vec![Vec::new(); sym.nodes.len()];
     for (i, n) in sym.nodes.iter().enumerate() {
         let Some(body) = n.step else { continue }; // a menu always waits for a key
         let (mut gotos, mut runs) = (Vec::new(), Vec::new());
-        immediate(body, &mut gotos, &mut runs);
+        immediate(body, &mut gotos, &mut runs, &waiting);
         let mut seen_subs = HashSet::new();
         while let Some(r) = runs.pop() {
             if seen_subs.insert(r.name.as_str()) {

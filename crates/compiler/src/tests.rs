@@ -253,3 +253,17 @@ fn a_loop_through_a_failing_service_or_hand_off_is_a_loop_without_input() {
     let served = "entry 1 -> wait\nstep wait {\n    enqueue general {\n        served -> wait\n        else -> done\n    }\n}\nstep done {\n    hangup\n}\n";
     assert!(!codes(served).contains(&Code::LoopWithoutInput), "{:?}", codes(served));
 }
+
+#[test]
+fn a_sub_flow_that_asks_the_caller_is_a_wait_and_else_can_be_a_failure() {
+    let codes = |src: &str| -> Vec<Code> {
+        let world = MemoryWorld::new().with("main.ivr", src).with("prompts.toml", "[p]\nzh = \"请输入。\"\n");
+        compile(&world, "main.ivr").diagnostics.iter().map(Diagnostic::rule).collect()
+    };
+    // The sub-flow collects every time round: the caller is asked (no E0302).
+    let asks = "entry 1 -> a\nservice s(x: text) {\n    ok\n    not_found\n}\nvar got = false\nsub get() -> bool {\n    collect x {\n        prompt p\n        length 4\n        on exhausted {\n            return false\n        }\n    }\n    return true\n}\nstep a {\n    run get() into got\n    request s(x) {\n        ok {\n            hangup\n        }\n        not_found -> a\n        failed {\n            hangup\n        }\n    }\n}\n";
+    assert!(!codes(asks).contains(&Code::LoopWithoutInput), "{:?}", codes(asks));
+    // `else` after `served` covers no_agents, full, timeout…: a loop without the caller.
+    let queue = "entry 1 -> a\nstep a {\n    play p\n    enqueue general max-wait 60s {\n        served {\n            hangup\n        }\n        else -> a\n    }\n}\n";
+    assert!(codes(queue).contains(&Code::LoopWithoutInput), "{:?}", codes(queue));
+}
