@@ -54,12 +54,16 @@ fn diff_says_what_changed_for_a_caller() {
     let prompts = new.join("prompts.toml");
     let text = std::fs::read_to_string(&prompts).unwrap().replacen("欢迎致电证券服务热线。", "您好，欢迎致电证券服务热线。", 1);
     std::fs::write(&prompts, text).unwrap();
+    let trading = new.join("securities/trading.ivr");
+    let text = std::fs::read_to_string(&trading).unwrap().replacen("        secret\n", "", 1);
+    std::fs::write(&trading, text).unwrap();
     let out = ivr(&["diff", "flows/securities_hotline.ivr", flow.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let said = stdout(&out);
     assert!(said.contains("menu main_menu: key 4 now leads to subscriptions (was messages)"), "{said}");
     assert!(said.contains("menu main_menu: key 7 added: leads to messages"), "{said}");
     assert!(said.contains("prompt welcome: zh: \"您好，欢迎致电证券服务热线。\" (was \"欢迎致电证券服务热线。\")"), "{said}");
+    assert!(said.contains("no longer secret: the digits will be logged and shown"), "{said}");
     let same = ivr(&["diff", "flows/securities_hotline.ivr", "flows/securities_hotline.ivr"]);
     assert_eq!(same.status.code(), Some(0));
     assert!(stdout(&same).contains("no change a caller would notice"));

@@ -79,6 +79,29 @@ pub fn diff(old: (&FlowGraph, &Program), new: (&FlowGraph, &Program)) -> Vec<Cha
             _ => {}
         }
     }
+    // What each node asks and does: secrets, timeouts, retries, lengths,
+    // patterns, priorities, how values are read.
+    let details: BTreeSet<&(String, String)> = old.0.details.keys().chain(new.0.details.keys()).collect();
+    for k in details {
+        let (node, what) = k;
+        if !nn.contains_key(node.as_str()) || !on.contains_key(node.as_str()) {
+            continue;
+        }
+        let show = |s: &str| if s.is_empty() { "no settings".to_string() } else { s.to_string() };
+        match (old.0.details.get(k), new.0.details.get(k)) {
+            (Some(a), Some(b)) if a != b => {
+                let mut said = format!("{what}: {} (was {})", show(b), show(a));
+                let secret = |s: &str| s.split(", ").any(|p| p == "secret");
+                if secret(a) && !secret(b) {
+                    said.push_str(" — no longer secret: the digits will be logged and shown");
+                }
+                out.push(Change { place: place(node, &nn), what: said });
+            }
+            (None, Some(b)) => out.push(Change { place: place(node, &nn), what: format!("{what} added ({})", show(b)) }),
+            (Some(a), None) => out.push(Change { place: place(node, &on), what: format!("{what} removed (was {})", show(a)) }),
+            _ => {}
+        }
+    }
     // Prompts: what the caller hears, in each language.
     let prompts = |p: &Program| -> BTreeMap<String, Vec<(String, String)>> {
         p.prompts.iter().map(|x| (x.id.clone(), p.languages.iter().cloned().zip(x.text.iter().cloned()).collect())).collect()
@@ -86,7 +109,7 @@ pub fn diff(old: (&FlowGraph, &Program), new: (&FlowGraph, &Program)) -> Vec<Cha
     let (op, np) = (prompts(old.1), prompts(new.1));
     for (id, texts) in &np {
         match op.get(id) {
-            None => out.push(Change { place: format!("prompt {id}"), what: "added".into() }),
+            None => out.push(Change { place: format!("prompt {id}"), what: "now played".into() }),
             Some(before) => {
                 for (lang, text) in texts {
                     match before.iter().find(|(l, _)| l == lang) {
@@ -99,7 +122,7 @@ pub fn diff(old: (&FlowGraph, &Program), new: (&FlowGraph, &Program)) -> Vec<Cha
         }
     }
     for id in op.keys().filter(|id| !np.contains_key(*id)) {
-        out.push(Change { place: format!("prompt {id}"), what: "removed".into() });
+        out.push(Change { place: format!("prompt {id}"), what: "no longer played".into() });
     }
     // Opening hours.
     const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

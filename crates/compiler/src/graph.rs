@@ -45,6 +45,10 @@ pub struct Edge {
 pub struct FlowGraph {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+    /// What each node asks and does, as settings a caller would notice:
+    /// (node, what) → how, e.g. (`pin_step`, `collect pin`) → `secret,
+    /// length 6, timeout 5s`; (`main_menu`, `menu`) → `timeout 6s, retries 2`.
+    pub details: BTreeMap<(String, String), String>,
 }
 
 /// The graph of the flow project whose main file is `main`; the compilation
@@ -75,6 +79,11 @@ impl Builder {
         if !self.g.edges.contains(&e) {
             self.g.edges.push(e);
         }
+    }
+
+    fn detail(&mut self, node: &str, what: String, how: String) {
+        let slot = self.g.details.entry((node.to_string(), what)).or_default();
+        *slot = join(slot, &how);
     }
 
     fn end(&mut self, label: &str) -> String {
@@ -120,13 +129,35 @@ impl Builder {
                     }
                 }
                 StmtKind::Collect { var, options } => {
+                    self.detail(from, format!("collect {}", var.name), settings(options));
                     path.push(format!("collect {}", var.name));
                     self.options(from, options, path);
                     path.pop();
                 }
-                StmtKind::Request { service, outcomes, .. } => self.outcomes(from, &service.name, outcomes, path),
-                StmtKind::Enqueue { queue, outcomes, .. } => self.outcomes(from, &format!("queue {}", queue.name), outcomes, path),
-                StmtKind::Dial { agent, outcomes, .. } => self.outcomes(from, &format!("agent {}", expr(agent)), outcomes, path),
+                StmtKind::Request { service, outcomes, timeout, hold, .. } => {
+                    let mut how = timeout.map(|t| format!("timeout {}", ms(t.ms))).unwrap_or_default();
+                    if let Some(h) = hold {
+                        how = join(&how, &format!("hold prompt {}", h.name));
+                    }
+                    self.detail(from, format!("request {}", service.name), how);
+                    self.outcomes(from, &service.name, outcomes, path)
+                }
+                StmtKind::Enqueue { queue, outcomes, priority, max_wait } => {
+                    let mut how = priority.as_ref().map(|p| format!("priority {}", expr(p))).unwrap_or_default();
+                    if let Some(m) = max_wait {
+                        how = join(&how, &format!("max-wait {}", ms(m.ms)));
+                    }
+                    self.detail(from, format!("queue {}", queue.name), how);
+                    self.outcomes(from, &format!("queue {}", queue.name), outcomes, path)
+                }
+                StmtKind::Dial { agent, outcomes, timeout } => {
+                    self.detail(from, format!("agent {}", expr(agent)), timeout.map(|t| format!("timeout {}", ms(t.ms))).unwrap_or_default());
+                    self.outcomes(from, &format!("agent {}", expr(agent)), outcomes, path)
+                }
+                StmtKind::Say(kind, e) => {
+                    let key = format!("say {}", expr(e));
+                    self.detail(from, key, format!("as {}", kind.name()));
+                }
                 StmtKind::Record { category, outcomes, .. } => self.outcomes(from, &format!("record {}", category.value), outcomes, path),
                 _ => {}
             }
@@ -159,6 +190,47 @@ impl Builder {
             }
         }
     }
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}, {b}"),
+    }
+}
+
+fn ms(v: u64) -> String {
+    if v % 1_000 == 0 {
+        format!("{}s", v / 1_000)
+    } else {
+        format!("{v}ms")
+    }
+}
+
+/// The settings of a menu or `collect` a caller notices.
+fn settings(options: &[Opt]) -> String {
+    let mut parts = Vec::new();
+    for o in options {
+        parts.push(match &o.kind {
+            OptKind::Timeout(d) => format!("timeout {}", ms(d.ms)),
+            OptKind::InterKey(d) => format!("inter-key {}", ms(d.ms)),
+            OptKind::Retries(n) => format!("retries {n}"),
+            OptKind::BargeIn(b) => format!("barge-in {}", if *b { "on" } else { "off" }),
+            OptKind::Length(a, b) if a == b => format!("length {a}"),
+            OptKind::Length(a, b) => format!("length {a}..{b}"),
+            OptKind::Terminator(c) => format!("terminator {c}"),
+            OptKind::Secret => "secret".into(),
+            OptKind::Decimal => "decimal".into(),
+            OptKind::Pattern(p) => format!("pattern {}", p.iter().map(|s| format!("\"{}\"", s.value)).collect::<Vec<_>>().join(" | ")),
+            OptKind::Range(a, b) => format!("range {a}..{b}"),
+            OptKind::Confirm(p) => format!("confirm {}", p.name),
+            OptKind::Prompt(p) => format!("prompt {}", p.name),
+            OptKind::Reprompt(p) => format!("reprompt {}", p.name),
+            _ => continue,
+        });
+    }
+    parts.join(", ")
 }
 
 fn with(path: &[String], more: &str) -> Vec<String> {
@@ -210,7 +282,10 @@ fn build(loaded: &Loaded) -> FlowGraph {
     for item in items() {
         match item {
             Item::Step { name, body } => b.block(&name.name, body, &mut Vec::new()),
-            Item::Menu(m) => b.options(&m.name.name, &m.options, &mut Vec::new()),
+            Item::Menu(m) => {
+                b.detail(&m.name.name, "menu".into(), settings(&m.options));
+                b.options(&m.name.name, &m.options, &mut Vec::new())
+            }
             Item::Sub(s) => b.block(&s.name.name, &s.body, &mut Vec::new()),
             Item::Anywhere { bindings, .. } => {
                 for k in bindings {
