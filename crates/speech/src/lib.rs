@@ -381,7 +381,15 @@ fn date(v: &str, lang: Lang, out: &mut Vec<&'static str>) -> Result<(), Unreadab
     let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
         return Err(bad("date (YYYY-MM-DD)", v));
     };
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1000..=9999).contains(&y) {
+    // A day the calendar has (no 31 February, 29 February only in leap years).
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days_in = |m: u32| match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&m) || !(1000..=9999).contains(&y) || d < 1 || d > days_in(m) {
         return Err(bad("date (YYYY-MM-DD)", v));
     }
     match lang {

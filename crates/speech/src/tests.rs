@@ -147,3 +147,13 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn dates_the_calendar_does_not_have_are_not_read() {
+    for bad in ["2026-02-29", "2026-02-31", "2026-04-31", "2100-02-29"] {
+        assert!(read(Kind::Date, bad, Lang::Zh).is_err(), "{bad}");
+    }
+    for good in ["2024-02-29", "2000-02-29", "2026-12-31", "2026-04-30"] {
+        assert!(read(Kind::Date, good, Lang::Zh).is_ok(), "{good}");
+    }
+}
