@@ -280,6 +280,9 @@ pub enum Output {
     Record { log: Log, line: Vec<u8> },
 }
 
+/// RTP ports tried for a call before it is refused (others' ports are skipped).
+const MEDIA_ATTEMPTS: u8 = 16;
+
 /// Silence after speech that ends a message.
 const RECORD_SILENCE_MS: u64 = 5_000;
 /// Sample level (of 32767) that counts as speech.
@@ -303,6 +306,10 @@ pub(crate) struct Call {
     pub(crate) confirmed: bool,
     /// The answer to send: when the RTP port is open, after ringing.
     pub(crate) answer: Option<(u64, String)>,
+    /// The offer and what was negotiated, until the RTP port is open (a port
+    /// another process holds is replaced, and the answer with it).
+    pub(crate) offer: Option<(sdp::Offer, sdp::Negotiated)>,
+    pub(crate) media_attempts: u8,
     pub(crate) hangup_when_quiet: bool,
     /// Plays queued and not yet reported done.
     pub(crate) playing: u32,
@@ -794,6 +801,8 @@ impl Core {
                 media_ready: false,
                 confirmed: false,
                 answer: Some((now + self.cfg.ring_ms, answer)),
+                offer: Some((offer.clone(), neg)),
+                media_attempts: 1,
                 hangup_when_quiet: false,
                 playing: 0,
                 record,
@@ -820,8 +829,25 @@ impl Core {
             return;
         }
         let Some(c) = self.calls.get_mut(&call) else { return };
+        if !ok && c.media_attempts < MEDIA_ATTEMPTS {
+            // The port is held by another process: it goes to the back of the
+            // line, and the call tries the next one (the answer names it).
+            if let (Some(port), Some((offer, neg))) = (self.ports.take(), c.offer.as_ref()) {
+                self.ports.release(c.port);
+                c.port = port;
+                c.local_rtp = SocketAddr::new(c.local_rtp.ip(), port);
+                c.media_attempts += 1;
+                let answer = offer.answer(neg, c.local_rtp, call.0, 1);
+                if let Some(a) = c.answer.as_mut() {
+                    a.1 = answer;
+                }
+                let (local, stream) = (c.local_rtp, c.stream);
+                self.push(Output::Media(Media::Open { call, local, stream, leg: false }));
+                return;
+            }
+        }
         if !ok {
-            // The port is held by someone else: try another call's luck later.
+            // No port could be opened: refused, the ports freed for later.
             let Some(c) = self.calls.remove(&call) else { return };
             self.stats.call_ended(None, now.saturating_sub(c.started));
             self.unconfirm(c.peer);
@@ -829,6 +855,7 @@ impl Core {
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
         c.media_ready = true;
+        c.offer = None;
         if self.cfg.ring_ms > 0 {
             self.endpoint.ringing(now, call);
         } else if let Some((_, answer)) = c.answer.take() {

@@ -504,9 +504,18 @@ fn a_bug_in_one_calls_handling_ends_that_call_and_no_other() {
 }
 
 #[test]
+fn rtp_ports_another_process_holds_are_skipped() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 23);
+    w.unbindable = vec![20000, 20002, 20004];
+    let p = dial(&mut w, "ursula", 22);
+    assert_eq!(call_media(&w, p).port(), 20006, "the answer names the port that opened");
+}
+
+#[test]
 fn an_rtp_port_the_host_cannot_open_refuses_the_call_and_frees_the_port() {
     let mut w = world(config(), Default::default(), Link { delay_ms: 10, ..Default::default() }, 18);
-    w.unbindable = vec![20000];
+    // Every port of the first sixteen tried is held by someone else.
+    w.unbindable = (0..16).map(|i| 20000 + 2 * i).collect();
     let p = w.phone(Phone::new("rita", "127.0.1.20:5060", "127.0.1.20:4000"));
     let out = w.phones[p].dial(w.now, "100");
     send(&mut w, p, out);
