@@ -180,19 +180,5 @@ fn main() {
 /// The fewest agents for which Erlang C expects `target` of calls answered
 /// within `within_s`, at `erlangs` offered with handle time `aht_s`.
 fn staff(erlangs: f64, aht_s: f64, within_s: f64, target: f64) -> usize {
-    let mut n = erlangs.ceil() as usize + 1;
-    loop {
-        // Erlang B by recursion, then C.
-        let mut b = 1.0;
-        for k in 1..=n {
-            b = erlangs * b / (k as f64 + erlangs * b);
-        }
-        let rho = erlangs / n as f64;
-        let c = b / (1.0 - rho + rho * b);
-        let sl = 1.0 - c * (-(n as f64 - erlangs) * within_s / aht_s).exp();
-        if sl >= target {
-            return n;
-        }
-        n += 1;
-    }
+    ivr_acd::erlang::agents_needed(erlangs, aht_s, within_s, target)
 }

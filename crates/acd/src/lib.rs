@@ -11,6 +11,7 @@
 //! simulated time (benches/acd_day.rs).
 
 mod config;
+pub mod erlang;
 mod kpi;
 #[cfg(test)]
 mod proptests;
