@@ -53,6 +53,9 @@ pub struct Loaded {
     /// By the name written in `holidays "…"` (per declaring file directory).
     pub calendars: HashMap<String, Calendar>,
     pub diags: Vec<Diagnostic>,
+    /// The catalogue exists but could not be read or parsed: its own
+    /// diagnostic explains, and prompts are not reported missing one by one.
+    pub catalogue_broken: bool,
 }
 
 /// Joins a relative path to the directory of `base`, folding `.` and `..`.
@@ -98,6 +101,7 @@ pub fn load(world: &dyn World, main: &str) -> Loaded {
         sources: SourceMap::default(),
         files: Vec::new(),
         catalogue: None,
+        catalogue_broken: false,
         calendars: HashMap::new(),
         diags: Vec::new(),
     };
@@ -152,6 +156,7 @@ fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
         Err(e) => {
             if let Some(span) = from {
                 l.diags.push(Diagnostic::new(Code::UnreadableFile, format!("cannot read the prompt catalogue `{path}`: {e}"), span, "declared here"));
+                l.catalogue_broken = true;
             }
             return;
         }
@@ -169,7 +174,10 @@ fn load_catalogue(world: &dyn World, main: &str, l: &mut Loaded) {
                 .collect();
             l.catalogue = Some(Catalogue { file, prompts });
         }
-        Err(e) => l.diags.push(toml_error(file, &e)),
+        Err(e) => {
+            l.diags.push(toml_error(file, &e));
+            l.catalogue_broken = true;
+        }
     }
 }
 

@@ -110,7 +110,7 @@ struct Lowerer<'a, 'd> {
 /// Catalogue prompts a host plays during hand-offs, by id: `hold_music`;
 /// `queue_next` (position 1); `queue_position` + the callers ahead;
 /// `queue_wait` + minutes + `queue_minutes`; `queue_hold` (periodic).
-pub const HANDOFF_PROMPTS: &[&str] = &["hold_music", "queue_next", "queue_position", "queue_wait", "queue_minutes", "queue_hold"];
+pub const HANDOFF_PROMPTS: &[&str] = &bc::contract::prompts::ALL;
 
 pub fn lower(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) -> Option<Program> {
     let mut l = Lowerer {
@@ -411,6 +411,9 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn unknown_prompt(&mut self, id: &Ident) {
+        if self.loaded.catalogue_broken {
+            return; // the catalogue's own error says why no prompt is found
+        }
         let mut d = Diagnostic::new(Code::UnknownPrompt, format!("prompt `{}` is not in the catalogue", id.name), id.span, "unknown prompt");
         if let Some(c) = &self.loaded.catalogue {
             let names: Vec<&str> = c.prompts.keys().map(String::as_str).collect();

@@ -267,3 +267,10 @@ fn a_sub_flow_that_asks_the_caller_is_a_wait_and_else_can_be_a_failure() {
     let queue = "entry 1 -> a\nstep a {\n    play p\n    enqueue general max-wait 60s {\n        served {\n            hangup\n        }\n        else -> a\n    }\n}\n";
     assert!(codes(queue).contains(&Code::LoopWithoutInput), "{:?}", codes(queue));
 }
+
+#[test]
+fn a_broken_catalogue_is_reported_once_not_as_every_prompt_missing() {
+    let world = MemoryWorld::new().with("main.ivr", "entry 1 -> s\nstep s {\n    play welcome\n    play bye\n    hangup\n}\n").with("prompts.toml", "[欢迎]\nzh = \"x\"\n");
+    let c = compile(&world, "main.ivr");
+    assert_eq!(codes(&c), vec![Code::MalformedData], "{:#?}", c.diagnostics);
+}
