@@ -42,6 +42,7 @@ pub(crate) fn handle(agents: &mut Agents, calls: &BTreeMap<CallKey, Call>, req: 
         ("GET", ["state"]) => (200, snapshot(agents)),
         ("GET", ["agents"]) => (200, snapshot(agents)["agents"].take()),
         ("GET", ["queues"]) => (200, snapshot(agents)["queues"].take()),
+        ("GET", ["wallboard.json"]) => (200, wallboard(agents, calls, now)),
         ("GET", ["kpi"]) => {
             let threshold = 20_000;
             let mut per_queue = serde_json::Map::new();
@@ -84,4 +85,56 @@ pub(crate) fn handle(agents: &mut Agents, calls: &BTreeMap<CallKey, Call>, req: 
         (_, ["state" | "agents" | "queues" | "kpi"]) => (405, json!({"error": "use GET"})),
         _ => (404, json!({"error": "not found: GET /state, /agents, /queues, /kpi; POST /agents/ID/{login,ready,pause,logout}, /calls/ID/priority"})),
     }
+}
+
+/// What the wallboard (大屏幕) shows: per queue the callers waiting, the
+/// longest wait, the last 24 hours' service level and abandon rate, agents
+/// by state; the calls in the IVR and with agents; the menus and steps with
+/// the most callers right now.
+fn wallboard(agents: &Agents, calls: &BTreeMap<CallKey, Call>, now: u64) -> Value {
+    let threshold_ms = 20_000;
+    let snap = agents.acd.snapshot(now);
+    let queues: Vec<Value> = snap
+        .queues
+        .iter()
+        .map(|q| {
+            let k = ivr_acd::Kpi::from_records(agents.history.iter().filter(|r| r.queue.as_deref() == Some(q.name.as_str())), threshold_ms);
+            json!({
+                "name": q.name,
+                "waiting": q.waiting,
+                "longest_wait_s": q.longest_wait_ms / 1_000,
+                "talking": q.talking,
+                "agents": q.agents,
+                "offered": k.offered,
+                "answered": k.answered,
+                "abandoned": k.abandoned,
+                "service_level": k.service_level,
+                "abandon_rate": k.abandon_rate,
+                "asa_s": k.asa_ms as f64 / 1e3,
+            })
+        })
+        .collect();
+    let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+    for a in &snap.agents {
+        *by_state.entry(a.state).or_default() += 1;
+    }
+    let with_agents = calls.values().filter(|c| agents.bridged_leg(c).is_some()).count();
+    let handed = calls.values().filter(|c| c.handoff.is_some()).count();
+    // Where the callers in the IVR are right now.
+    let mut hits: BTreeMap<&str, u64> = BTreeMap::new();
+    for c in calls.values().filter(|c| c.handoff.is_none()) {
+        if let Some(n) = c.session.current_node() {
+            *hits.entry(n).or_default() += 1;
+        }
+    }
+    let mut busiest: Vec<(&str, u64)> = hits.into_iter().collect();
+    busiest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    busiest.truncate(8);
+    json!({
+        "queues": queues,
+        "agents": by_state,
+        "calls": {"active": calls.len(), "in_ivr": calls.len() - handed, "handed_over": handed, "with_agents": with_agents},
+        "menu_items": busiest.iter().map(|(n, c)| json!({"name": n, "callers": c})).collect::<Vec<_>>(),
+        "service_level_threshold_s": threshold_ms / 1_000,
+    })
 }

@@ -10,6 +10,8 @@
 //! | `GET /healthz` | 200 `ok` when the main loop answers within 2 s, else 503 |
 //! | `GET /readyz` | 200 while taking calls; 503 with `{"ready": false, "reasons": […]}` while draining, overloaded, without flows, or when call records cannot be written |
 //! | `GET /metrics` | the Prometheus text format (see `exposition`) |
+//! | `GET /wallboard` | the wall screen (大屏幕): a page that updates itself from `/wallboard/events` |
+//! | `GET /wallboard/events` | server-sent events: the wallboard's figures every second |
 //! | `GET /state` | queues (waiting callers, longest wait, agents by state) and agents |
 //! | `GET /agents`, `GET /queues` | either half of it |
 //! | `GET /kpi` | service level, ASA, abandon rate, AHT over the last 24 hours, per queue and in all |
@@ -17,7 +19,8 @@
 //! | `POST /calls/ID/priority` `{"priority": N}` | re-ranks a waiting caller |
 //!
 //! The admin routes need `Authorization: Bearer <admin_token>` when one is
-//! set; `/metrics` needs `Bearer <metrics_token>` when that is set;
+//! set; `/metrics` and the wallboard need `Bearer <metrics_token>` (or
+//! `?token=` for a browser on a wall) when that is set;
 //! `/healthz` and `/readyz` are open (they tell nothing but up or not).
 
 use std::net::SocketAddr;
@@ -94,8 +97,46 @@ async fn serve(listener: TcpListener, tokens: Tokens, tx: mpsc::UnboundedSender<
         let Ok((stream, _)) = listener.accept().await else { continue };
         let (tx, tokens) = (tx.clone(), tokens.clone());
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), connection(stream, tokens, tx)).await;
+            let _ = connection(stream, tokens, tx).await;
         });
+    }
+}
+
+/// The wall screen's page: no build step, no outside resources.
+const WALLBOARD_PAGE: &str = include_str!("wallboard/index.html");
+/// How often the wallboard's figures are sent.
+const WALLBOARD_EVERY: Duration = Duration::from_secs(1);
+/// Wallboards open at once (each holds a connection).
+const WALLBOARDS_MAX: usize = 64;
+static WALLBOARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Streams the wallboard's figures as server-sent events until the page goes.
+async fn wallboard_events(mut stream: TcpStream, tx: mpsc::UnboundedSender<Internal>) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    if WALLBOARDS.fetch_add(1, Ordering::Relaxed) >= WALLBOARDS_MAX {
+        WALLBOARDS.fetch_sub(1, Ordering::Relaxed);
+        let body = "too many wallboards open\n";
+        let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        stream.write_all(head.as_bytes()).await?;
+        return stream.write_all(body.as_bytes()).await;
+    }
+    struct Open;
+    impl Drop for Open {
+        fn drop(&mut self) {
+            WALLBOARDS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _open = Open;
+    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\r\nretry: 2000\n\n").await?;
+    loop {
+        let (reply, answer) = oneshot::channel();
+        let req = Request { method: "GET".into(), path: "/wallboard.json".into(), body: Vec::new() };
+        if tx.send(Internal::Admin(req, reply)).is_err() {
+            return Ok(());
+        }
+        let Ok(Ok((200, figures))) = tokio::time::timeout(LOOP_DEADLINE, answer).await else { return Ok(()) };
+        stream.write_all(format!("data: {figures}\n\n").as_bytes()).await?;
+        tokio::time::sleep(WALLBOARD_EVERY).await;
     }
 }
 
@@ -117,10 +158,18 @@ impl Answer {
 }
 
 async fn connection(mut stream: TcpStream, tokens: Tokens, tx: mpsc::UnboundedSender<Internal>) -> std::io::Result<()> {
-    let answer = match read_request(&mut stream, &tokens).await? {
-        Some(Ok(req)) => route(req, &tx).await,
-        Some(Err(refused)) => refused,
-        None => return Ok(()),
+    // A whole request, and its answer, within 10 s; only the wallboard's
+    // event stream stays open.
+    let deadline = Duration::from_secs(10);
+    let answer = match tokio::time::timeout(deadline, read_request(&mut stream, &tokens)).await {
+        Ok(Ok(Some(Ok(req)))) if req.method == "GET" && req.path.split('?').next() == Some("/wallboard/events") => return wallboard_events(stream, tx).await,
+        Ok(Ok(Some(Ok(req)))) => match tokio::time::timeout(deadline, route(req, &tx)).await {
+            Ok(a) => a,
+            Err(_) => return Ok(()),
+        },
+        Ok(Ok(Some(Err(refused)))) => refused,
+        Ok(Ok(None)) | Err(_) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
     };
     let reason = match answer.code {
         200 => "OK",
@@ -172,11 +221,13 @@ async fn read_request(stream: &mut TcpStream, tokens: &Tokens) -> std::io::Resul
                 let path = parsed.path.unwrap_or("");
                 let token = match path.split('?').next().unwrap_or("") {
                     "/healthz" | "/readyz" => None,
-                    "/metrics" => tokens.metrics.as_ref(),
+                    "/metrics" | "/wallboard" | "/wallboard/events" => tokens.metrics.as_ref(),
                     _ => tokens.admin.as_ref(),
                 };
+                // A wall screen's browser cannot send headers: `?token=` does for it.
+                let in_query = |t: &str| path.split_once('?').is_some_and(|(_, q)| q.split('&').any(|kv| kv == format!("token={t}")));
                 let authorized = token.is_none_or(|t| {
-                    parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("authorization") && h.value == format!("Bearer {t}").as_bytes())
+                    in_query(t) || parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("authorization") && h.value == format!("Bearer {t}").as_bytes())
                 });
                 if !authorized {
                     return Ok(Some(Err(Answer::json(401, &json!({"error": "a bearer token is required"})))));
@@ -197,7 +248,21 @@ async fn route(req: Request, tx: &mpsc::UnboundedSender<Internal>) -> Answer {
         ("GET", "/healthz") => Query::Health,
         ("GET", "/readyz") => Query::Ready,
         ("GET", "/metrics") => Query::Metrics,
-        (_, "/healthz" | "/readyz" | "/metrics") => return Answer::json(405, &json!({"error": "use GET"})),
+        ("GET", "/wallboard") => {
+            // The page carries the figures of the moment; the event stream keeps them current.
+            let (reply, answer) = oneshot::channel();
+            let req = Request { method: "GET".into(), path: "/wallboard.json".into(), body: Vec::new() };
+            let figures = match tx.send(Internal::Admin(req, reply)) {
+                Ok(()) => match tokio::time::timeout(LOOP_DEADLINE, answer).await {
+                    Ok(Ok((200, v))) => v.to_string().replace("</", "<\\/"),
+                    _ => "null".into(),
+                },
+                Err(_) => "null".into(),
+            };
+            let page = WALLBOARD_PAGE.replacen("/*INITIAL*/null", &figures, 1);
+            return Answer { code: 200, content_type: "text/html; charset=utf-8", body: page.into_bytes() };
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/wallboard") => return Answer::json(405, &json!({"error": "use GET"})),
         _ => {
             let (reply, answer) = oneshot::channel();
             if tx.send(Internal::Admin(req, reply)).is_err() {
