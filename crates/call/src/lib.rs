@@ -102,13 +102,17 @@ pub struct SourceLimits {
     /// it, new calls get 503 with Retry-After. A flood that never ACKs holds
     /// at most this many calls (and RTP ports).
     pub awaiting_ack: u32,
+    /// Calls in progress from one address (acknowledged or not); over it,
+    /// new calls get 503. One address cannot fill the node's call slots and
+    /// RTP ports with calls it keeps up in silence.
+    pub calls: u32,
     /// Addresses exempt from these limits.
     pub trusted: Vec<std::net::IpAddr>,
 }
 
 impl Default for SourceLimits {
     fn default() -> SourceLimits {
-        SourceLimits { new_calls_per_s: 50, awaiting_ack: 16, trusted: Vec::new() }
+        SourceLimits { new_calls_per_s: 50, awaiting_ack: 16, calls: 64, trusted: Vec::new() }
     }
 }
 
@@ -119,8 +123,11 @@ pub struct Shed {
     pub rate: u64,
     /// INVITEs dropped by the per-source new-call rate.
     pub new_call_rate: u64,
-    /// Calls refused (503) for too many unacknowledged calls from one source.
+    /// Calls refused (503) for too many unacknowledged calls from one source,
+    /// or in all (a spray of sources that never acknowledge).
     pub awaiting_ack: u64,
+    /// Calls refused (503) for too many calls in progress from one source.
+    pub source_calls: u64,
     /// Calls refused (503) at `max_calls`, while draining, or with no RTP port.
     pub capacity: u64,
     /// Calls refused (503) while the media clock was overloaded.
@@ -339,6 +346,8 @@ pub struct Core {
     invite_limiter: ivr_sip::limit::RateLimiter,
     /// Calls answered and not yet acknowledged, by source address.
     unconfirmed: BTreeMap<std::net::IpAddr, u32>,
+    /// Calls in progress, by source address.
+    by_source: BTreeMap<std::net::IpAddr, u32>,
     shed: Shed,
     /// What operators see (see [`metrics`]).
     stats: metrics::Stats,
@@ -377,6 +386,7 @@ impl Core {
             limiter,
             invite_limiter,
             unconfirmed: BTreeMap::new(),
+            by_source: BTreeMap::new(),
             shed: Shed::default(),
             stats: metrics::Stats::default(),
             admission,
@@ -637,6 +647,15 @@ impl Core {
         self.finish(now, key);
     }
 
+    fn left_source(&mut self, ip: std::net::IpAddr) {
+        if let Some(n) = self.by_source.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_source.remove(&ip);
+            }
+        }
+    }
+
     fn unconfirm(&mut self, ip: std::net::IpAddr) {
         if let Some(n) = self.unconfirmed.get_mut(&ip) {
             *n = n.saturating_sub(1);
@@ -651,6 +670,7 @@ impl Core {
         if !c.confirmed {
             self.unconfirm(c.peer);
         }
+        self.left_source(c.peer);
         c.record.close(self.wall(now));
         self.stats.call_ended(c.record.outcome.as_deref(), now.saturating_sub(c.started));
         self.record_line(&c.record);
@@ -739,10 +759,22 @@ impl Core {
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
         let ip = peer.ip();
+        let trusted = self.cfg.per_source.trusted.contains(&ip);
         let waiting = self.unconfirmed.get(&ip).copied().unwrap_or(0);
-        if waiting >= self.cfg.per_source.awaiting_ack && !self.cfg.per_source.trusted.contains(&ip) {
+        if waiting >= self.cfg.per_source.awaiting_ack && !trusted {
             self.shed.awaiting_ack += 1;
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "10")]);
+        }
+        // Unacknowledged calls in all: a spray of addresses that never ACK
+        // holds at most a quarter of the node (real phones ACK at once).
+        let unacked: u32 = self.unconfirmed.values().sum();
+        if unacked as usize >= (self.cfg.max_calls / 4).max(16) && !trusted {
+            self.shed.awaiting_ack += 1;
+            return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "10")]);
+        }
+        if self.by_source.get(&ip).copied().unwrap_or(0) >= self.cfg.per_source.calls && !trusted {
+            self.shed.source_calls += 1;
+            return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "30")]);
         }
         let offer = sdp::parse_offer(&String::from_utf8_lossy(sdp));
         let negotiated = offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate().map(|n| (o, n)));
@@ -817,6 +849,7 @@ impl Core {
             },
         );
         *self.unconfirmed.entry(ip).or_default() += 1;
+        *self.by_source.entry(ip).or_default() += 1;
         self.timers.push(Reverse((now.saturating_add(self.cfg.limits.max_call_ms), call)));
         self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false }));
     }
@@ -851,6 +884,7 @@ impl Core {
             let Some(c) = self.calls.remove(&call) else { return };
             self.stats.call_ended(None, now.saturating_sub(c.started));
             self.unconfirm(c.peer);
+            self.left_source(c.peer);
             self.ports.release(c.port);
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }

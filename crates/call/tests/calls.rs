@@ -672,3 +672,34 @@ fn the_counts_operators_scrape_follow_each_call_on_the_cores_clock() {
     w.core.handle(w.now, ivr_call::Input::Drain);
     assert_eq!(w.core.not_ready(), [ivr_call::metrics::NotReady::Draining]);
 }
+
+#[test]
+fn one_address_cannot_fill_the_node_with_calls_it_keeps_up() {
+    let mut cfg = config();
+    cfg.per_source.calls = 3;
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 5, ..Default::default() }, 24);
+    // Four phones behind one address (127.0.5.1, different ports): the fourth is refused.
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        let p = w.phone(Phone::new(&format!("h{i}"), &format!("127.0.5.1:{}", 5060 + i as u16), &format!("127.0.5.1:{}", 4000 + 2 * i as u16)));
+        let out = w.phones[p].dial(w.now, "100");
+        send(&mut w, p, out);
+        w.run_for(500);
+        held.push(p);
+    }
+    let states: Vec<State> = held.iter().map(|&p| w.phones[p].state.clone()).collect();
+    assert_eq!(states[..3], [State::Talking, State::Talking, State::Talking]);
+    assert_eq!(states[3], State::Ended("refused 503".into()));
+    assert_eq!(w.core.shed().source_calls, 1);
+    // Another address is not affected; and when one of the three hangs up, the address may call again.
+    let other = dial(&mut w, "other", 40);
+    assert_eq!(w.phones[other].state, State::Talking);
+    let out = w.phones[held[0]].hangup(w.now);
+    send(&mut w, held[0], out);
+    w.run_for(500);
+    let again = w.phone(Phone::new("h9", "127.0.5.1:5099", "127.0.5.1:4090"));
+    let out = w.phones[again].dial(w.now, "100");
+    send(&mut w, again, out);
+    w.run_for(500);
+    assert_eq!(w.phones[again].state, State::Talking);
+}

@@ -44,6 +44,8 @@ struct Config {
     new_calls_per_source: Option<u32>,
     /// Calls answered but not acknowledged from one address (default 16); over it, 503.
     awaiting_ack_per_source: Option<u32>,
+    /// Calls in progress from one address (default 64); over it, 503.
+    calls_per_source: Option<u32>,
     /// Addresses exempt from the per-source limits (the SIP proxies in front).
     #[serde(default)]
     trusted_sources: Vec<std::net::IpAddr>,
@@ -62,7 +64,7 @@ struct Config {
     tcp_message_deadline_s: Option<u64>,
     /// Ring this long before answering, in milliseconds (default 0).
     ring_ms: Option<u64>,
-    /// SIP requests a second allowed from one address (default 10000).
+    /// SIP requests a second allowed from one address (default 300; trusted sources are exempt).
     rate_per_source: Option<u32>,
     /// Also detect DTMF tones in the caller's audio (default false).
     #[serde(default)]
@@ -610,7 +612,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
         data_dir: data,
         max_calls: cfg.max_calls.unwrap_or(5000),
         ring_ms: cfg.ring_ms.unwrap_or(0),
-        rate_per_source: cfg.rate_per_source.unwrap_or(10_000),
+        rate_per_source: cfg.rate_per_source.unwrap_or(300),
         inband_dtmf: cfg.inband_dtmf,
         latch_rtp: cfg.latch_rtp,
         // A reload recompiles the flows and reads the agents and queues again
@@ -634,6 +636,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             ivr_server::SourceLimits {
                 new_calls_per_s: cfg.new_calls_per_source.unwrap_or(d.new_calls_per_s),
                 awaiting_ack: cfg.awaiting_ack_per_source.unwrap_or(d.awaiting_ack),
+                calls: cfg.calls_per_source.unwrap_or(d.calls),
                 trusted: cfg.trusted_sources.clone(),
             }
         },

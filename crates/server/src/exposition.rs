@@ -67,7 +67,7 @@ impl Collector for Collect {
         counter(&mut e, "ivr_sip_requests", "SIP requests by method (received: before any shedding; sent: retransmissions included)", requests)?;
         let responses = sip.iter().flat_map(|(dir, c)| STATUS_CLASSES.iter().zip(c.responses).map(move |(k, n)| ([("direction", *dir), ("class", *k)], n)));
         counter(&mut e, "ivr_sip_responses", "SIP responses by status class", responses)?;
-        let shed = [("rate", m.shed.rate), ("new_call_rate", m.shed.new_call_rate), ("awaiting_ack", m.shed.awaiting_ack), ("capacity", m.shed.capacity), ("overload", m.shed.overload)];
+        let shed = [("rate", m.shed.rate), ("new_call_rate", m.shed.new_call_rate), ("awaiting_ack", m.shed.awaiting_ack), ("source_calls", m.shed.source_calls), ("capacity", m.shed.capacity), ("overload", m.shed.overload)];
         counter(&mut e, "ivr_shed_messages", "SIP messages dropped or refused (503) by each protection", shed.map(|(p, n)| ([("protection", p)], n)))?;
         gauge(&mut e, "ivr_admission_overloaded", "1 while new calls are refused because the media clock is overloaded", [([], m.overloaded as u64)])?;
         gauge_f64(&mut e, "ivr_media_tick_load_seconds", "The 20 ms media tick's smoothed lateness plus work", m.tick_load_ms / 1_000.0)?;
