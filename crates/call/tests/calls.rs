@@ -703,3 +703,28 @@ fn one_address_cannot_fill_the_node_with_calls_it_keeps_up() {
     w.run_for(500);
     assert_eq!(w.phones[again].state, State::Talking);
 }
+
+#[test]
+fn a_stranger_who_knows_the_call_id_and_our_tag_cannot_end_or_move_the_call() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 25);
+    let p = dial(&mut w, "yan", 41);
+    w.run_for(2_200);
+    // The caller's own BYE, re-written with another From tag and sent from elsewhere.
+    let forged: Vec<Vec<u8>> = w.phones[p]
+        .hangup(w.now)
+        .into_iter()
+        .map(|(_, d)| String::from_utf8_lossy(&d).replace(";tag=yan-tag", ";tag=stranger").replace("z9hG4bK-yan-", "z9hG4bK-stranger-").into_bytes())
+        .collect();
+    // The caller itself never sent it.
+    w.phones[p].forget();
+    w.phones[p].state = State::Talking;
+    for d in forged {
+        w.net.send_raw(w.now, addr("127.0.9.66:5060"), addr(SERVER), d);
+    }
+    w.run_for(1_000);
+    assert_eq!(w.core.calls(), 1, "the call goes on");
+    assert!(w.closed().is_empty());
+    press(&mut w, p, "1");
+    w.run_for(500);
+    assert_eq!(w.requests.len(), 1, "and its keys still work");
+}

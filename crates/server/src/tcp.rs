@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 
 use crate::Internal;
 
-/// A connection with no complete message for this long is closed.
+/// A connection with no complete message for this long is closed (keep-alive
+/// CRLFs do not count as messages).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What SIP over TCP may hold.
@@ -154,11 +155,14 @@ async fn connection(stream: TcpStream, local: SocketAddr, peer: SocketAddr, limi
     let now_ms = || started.elapsed().as_millis() as u64;
     let mut framer = Framer::new(MAX_MESSAGE_BYTES);
     let mut buf = vec![0u8; 8192];
+    // Idle is counted from the last whole message: CRLF keep-alives alone do
+    // not keep a connection (and its place under the caps) for ever.
+    let mut last_message = tokio::time::Instant::now();
     loop {
         // Mid-message: the absolute deadline of this message; else the idle time.
         let deadline = match framer.deadline(limits.message_deadline_ms) {
             Some(at) => started + Duration::from_millis(at),
-            None => tokio::time::Instant::now() + IDLE_TIMEOUT,
+            None => last_message + IDLE_TIMEOUT,
         };
         tokio::select! {
             r = tokio::time::timeout_at(deadline, read.read(&mut buf)) => {
@@ -172,6 +176,9 @@ async fn connection(stream: TcpStream, local: SocketAddr, peer: SocketAddr, limi
                 };
                 match framer.push_at(now_ms(), &buf[..n]) {
                     Ok(messages) => {
+                        if !messages.is_empty() {
+                            last_message = tokio::time::Instant::now();
+                        }
                         for m in messages {
                             if tx.send(Internal::Sip(local, peer, m)).is_err() {
                                 return;

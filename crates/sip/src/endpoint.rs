@@ -355,6 +355,14 @@ impl Endpoint {
             StartLine::Request { method, .. } => {
                 let method = method.clone();
                 msg.stamp_via(from, self.force_rport);
+                // A Call-ID is printable (RFC 3261 §25.1 `word`s): one with
+                // control characters would forge lines in logs and records.
+                if msg.call_id().is_some_and(|id| id.chars().any(char::is_control)) {
+                    if method != "ACK" {
+                        self.respond(now, &msg, from, 400, "Bad Request (Call-ID)", None, &[]);
+                    }
+                    return;
+                }
                 self.request(now, from, msg, &method);
             }
         }
@@ -425,10 +433,21 @@ impl Endpoint {
         Some((msg.call_id()?.to_string(), msg.to_tag()?.to_string()))
     }
 
+    /// The call a request within a dialog belongs to: its Call-ID and our tag
+    /// (To) name the dialog, and its From tag must be the far end's — a
+    /// stranger who learnt the Call-ID and our tag still cannot end the call,
+    /// move its media or send keys into it.
+    fn dialog(&self, msg: &Message) -> Option<CallKey> {
+        let call = *self.by_dialog.get(&Self::dialog_key(msg)?)?;
+        let remote = self.calls.get(&call)?;
+        let theirs = crate::message::param(&remote.remote_header, "tag");
+        (theirs.is_none() || msg.from_tag() == theirs).then_some(call)
+    }
+
     fn incoming_invite(&mut self, now: Millis, from: SocketAddr, msg: Message) {
-        if let Some(key) = Self::dialog_key(&msg) {
+        if Self::dialog_key(&msg).is_some() {
             // re-INVITE
-            let Some(&call) = self.by_dialog.get(&key) else {
+            let Some(call) = self.dialog(&msg) else {
                 return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
             };
             if let Some(c) = self.calls.get_mut(&call) {
@@ -602,8 +621,7 @@ impl Endpoint {
     }
 
     fn ack(&mut self, msg: Message) {
-        let Some(key) = Self::dialog_key(&msg) else { return };
-        let Some(&call) = self.by_dialog.get(&key) else { return };
+        let Some(call) = self.dialog(&msg) else { return };
         if let Some(c) = self.calls.get_mut(&call) {
             if c.ok.take().is_some() {
                 let first = c.state == State::Answered;
@@ -616,8 +634,7 @@ impl Endpoint {
     }
 
     fn in_dialog(&mut self, now: Millis, from: SocketAddr, msg: Message, f: impl FnOnce(&mut Self, CallKey, &Message) -> Result<(), (u16, &'static str)>) {
-        let call = Self::dialog_key(&msg).and_then(|k| self.by_dialog.get(&k).copied());
-        let Some(call) = call else {
+        let Some(call) = self.dialog(&msg) else {
             return self.respond(now, &msg, from, 481, "Call/Transaction Does Not Exist", None, &[]);
         };
         match f(self, call, &msg) {

@@ -574,6 +574,11 @@ impl Phone {
         }
     }
 
+    /// Stops retransmitting what this phone sent (as if it never had).
+    pub fn forget(&mut self) {
+        self.pending.clear();
+    }
+
     pub fn answering(mut self, a: Answer) -> Phone {
         self.answer = a;
         self

@@ -635,3 +635,25 @@ fn the_user_agent_can_be_set_or_left_out() {
     let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "", 7);
     assert!(!all_kinds_of_messages(&mut ep).iter().any(|m| m.contains("Server:") || m.contains("User-Agent:")));
 }
+
+#[test]
+fn a_call_id_with_control_characters_is_refused_before_it_reaches_a_log() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr", 1);
+    ep.handle(0, peer(), invite("z9hG4bK-c", "esc\u{1b}[31mRED").as_bytes());
+    assert!(ep.poll_event().is_none());
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 400 Bad Request (Call-ID)"]);
+}
+
+#[test]
+fn in_dialog_requests_with_another_from_tag_are_not_the_callers() {
+    let mut ep = Endpoint::new("127.0.0.1:5060".parse().unwrap(), "ivr", 1);
+    let (call, tag) = new_call(&mut ep, "c-tag");
+    ep.handle(20, peer(), in_dialog("ACK", "z9hG4bK-a", "c-tag", &tag, 1, "", "").as_bytes());
+    while ep.poll_event().is_some() {}
+    let forged = in_dialog("BYE", "z9hG4bK-f", "c-tag", &tag, 2, "", "").replace("tag=caller", "tag=stranger");
+    ep.handle(30, peer(), forged.as_bytes());
+    assert!(ep.poll_event().is_none(), "no BYE event for a stranger's BYE");
+    assert_eq!(status(&sent(&mut ep)), ["SIP/2.0 481 Call/Transaction Does Not Exist"]);
+    ep.handle(40, peer(), in_dialog("BYE", "z9hG4bK-b", "c-tag", &tag, 3, "", "").as_bytes());
+    assert_eq!(ep.poll_event(), Some(Event::Bye { call }));
+}
