@@ -196,11 +196,11 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
 
 /// A plain HTTP GET of the admin API.
 fn admin_get(admin: u16, path: &str) -> serde_json::Value {
-    admin_http(admin, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    admin_http(admin, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n\r\n"))
 }
 
 fn admin_post(admin: u16, path: &str, body: &str) -> serde_json::Value {
-    admin_http(admin, &format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
+    admin_http(admin, &format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()))
 }
 
 fn admin_http(admin: u16, request: &str) -> serde_json::Value {

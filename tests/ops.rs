@@ -16,7 +16,7 @@ fn http(ops: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16,
     let mut s = std::net::TcpStream::connect(ops).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {ops}\r\n{auth}Content-Length: 0\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
@@ -361,4 +361,26 @@ fn the_parser_refuses_what_prometheus_would() {
     for text in bad {
         assert!(parse(text).is_err(), "accepted: {text:?}");
     }
+}
+
+#[test]
+fn a_page_from_another_site_or_a_rebound_name_cannot_use_the_admin_api() {
+    use std::io::{Read, Write};
+    let s = common::server::serve("ops-foreign", "");
+    let ops = s.ops.expect("the operations listener");
+    let ask = |head: &str| -> String {
+        let mut c = std::net::TcpStream::connect(ops).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    };
+    let csrf = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"));
+    assert!(csrf.starts_with("HTTP/1.1 403"), "{csrf}");
+    let rebound = ask("GET /state HTTP/1.1\r\nHost: evil.example:8089\r\n\r\n");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    let fine = ask(&format!("GET /healthz HTTP/1.1\r\nHost: {ops}\r\nOrigin: http://{ops}\r\n\r\n"));
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
+    let local = ask("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(local.starts_with("HTTP/1.1 200"), "{local}");
 }

@@ -66,7 +66,7 @@ fn the_wallboard_shows_the_queues_and_changes_when_a_caller_queues() {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(ops).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    c.write_all(b"GET /wallboard/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.write_all(format!("GET /wallboard/events HTTP/1.1\r\nHost: {ops}\r\n\r\n").as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains("\n\ndata: ") {

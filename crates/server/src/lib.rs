@@ -144,7 +144,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut core = Core::new(core_cfg, flows, cfg.acd.clone(), 0);
     let pid_file = cfg.data_dir.join("ivr.pid");
     let mut hangups = reload_signal();
-    let tokens = ops::Tokens { admin: cfg.admin_token.clone(), metrics: cfg.metrics_token.clone() };
+    let tokens = ops::Tokens { admin: cfg.admin_token.clone(), metrics: cfg.metrics_token.clone(), loopback: true };
     let ops_at = ops::listen(cfg.ops_listen, tokens, &tx).await?;
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
     let _ = std::fs::write(&pid_file, std::process::id().to_string());

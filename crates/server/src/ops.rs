@@ -77,6 +77,9 @@ pub fn answer(core: &ivr_call::Core, records: &crate::records::Writer, q: Query)
 pub struct Tokens {
     pub admin: Option<String>,
     pub metrics: Option<String>,
+    /// The listener is on a loopback address: only an address (or
+    /// `localhost`) may name it in `Host` (see [`foreign`]).
+    pub loopback: bool,
 }
 
 /// Binds the listener (when configured) and serves it; returns its address.
@@ -84,6 +87,7 @@ pub async fn listen(addr: Option<SocketAddr>, tokens: Tokens, tx: &mpsc::Unbound
     let Some(addr) = addr else { return Ok(None) };
     let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
     let local = listener.local_addr()?;
+    let tokens = Tokens { loopback: local.ip().is_loopback(), ..tokens };
     if !local.ip().is_loopback() && tokens.admin.is_none() {
         warn!(addr = %local, "the operations listener is reachable from other hosts and the admin API has no admin_token: anyone who reaches it can change agents' states");
     }
@@ -219,6 +223,10 @@ async fn read_request(stream: &mut TcpStream, tokens: &Tokens) -> std::io::Resul
                     continue;
                 }
                 let path = parsed.path.unwrap_or("");
+                let probe = matches!(path.split('?').next(), Some("/healthz" | "/readyz"));
+                if let Some(why) = foreign(&parsed, tokens.loopback).filter(|_| !probe) {
+                    return Ok(Some(Err(Answer::json(403, &json!({"error": why})))));
+                }
                 let token = match path.split('?').next().unwrap_or("") {
                     "/healthz" | "/readyz" => None,
                     "/metrics" | "/wallboard" | "/wallboard/events" => tokens.metrics.as_ref(),
@@ -239,6 +247,23 @@ async fn read_request(stream: &mut TcpStream, tokens: &Tokens) -> std::io::Resul
             Err(e) => return Ok(Some(Err(Answer::json(400, &json!({"error": format!("bad request: {e}")}))))),
         }
     }
+}
+
+/// A browser request from another site (its `Origin` is not this listener)
+/// or reaching us through a DNS name (a rebinding: some page's name made to
+/// point at 127.0.0.1): refused, so a web page in an operator's browser
+/// cannot change agents' states or read the figures.
+fn foreign(req: &httparse::Request, loopback: bool) -> Option<&'static str> {
+    let header = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).and_then(|h| std::str::from_utf8(h.value).ok());
+    let host = header("host");
+    if let Some(origin) = header("origin") {
+        if host.is_none_or(|h| origin != format!("http://{h}") && origin != format!("https://{h}")) {
+            return Some("requests from another site's page are refused");
+        }
+    }
+    let name = host.map(|h| h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(n, _)| n));
+    let literal = name.is_none_or(|n| n == "localhost" || n.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok());
+    (loopback && !literal).then_some("reach the operations listener by its address (a DNS name could be a rebinding attack)")
 }
 
 /// Health, readiness and metrics here; the rest is the admin API, answered by the core.
