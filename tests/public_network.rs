@@ -277,3 +277,34 @@ fn two_callers_using_the_same_branch_each_get_their_own_call() {
     assert!(ra.starts_with("SIP/2.0 200"), "{ra}");
     assert!(rb.starts_with("SIP/2.0 200") && rb.contains("Call-ID: second-call"), "the second is its own call, not the first's answer resent:\n{rb}");
 }
+
+#[test]
+fn a_call_whose_caller_sends_no_media_is_ended_and_one_that_does_is_not() {
+    let s = serve("rtp-timeout", "rtp_timeout_s = 2\n");
+    // Silent: its SDP could as well have pointed our audio at someone else.
+    let quiet = TestUa::new(s.sip);
+    quiet.establish("962588", "silent-caller");
+    // Talking: PCMU silence every 20 ms from the address its SDP gave.
+    let talker = TestUa::new(s.sip);
+    let reply = talker.invite("962588", &talker.sdp(), "talking-caller");
+    let tag = to_tag(&reply);
+    talker.ack("talking-caller", &tag);
+    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    let started = Instant::now();
+    let mut seq = 0u16;
+    while started.elapsed() < Duration::from_secs(5) {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
+        p.extend_from_slice(&0x4242u32.to_be_bytes());
+        p.extend(std::iter::repeat_n(0xffu8, 160));
+        talker.rtp.send_to(&p, media).unwrap();
+        seq = seq.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    talker.bye("talking-caller", &tag);
+    let recs = records(&s, 2);
+    let by = |id: &str| recs.iter().find(|r| r["call_id"] == id).cloned().unwrap_or_else(|| panic!("{recs:#?}"));
+    assert_eq!(by("silent-caller")["outcome"], "no_media");
+    assert_eq!(by("talking-caller")["outcome"], "caller_hung_up", "a caller who sends audio is kept");
+}

@@ -192,6 +192,9 @@ pub enum Input<'a> {
     /// how long its work took (milliseconds). Sustained load refuses new calls
     /// (503) before the calls in progress suffer (see [`admission`]).
     MediaTick { late_ms: f64, work_ms: f64 },
+    /// The caller has sent no RTP for the host's media timeout: gone, or
+    /// the offer pointed our audio somewhere else. The call is ended.
+    MediaTimeout { call: CallKey },
     /// New flows for new calls, and agents and queues read again.
     Reload { flows: Vec<Flow>, acd: ivr_acd::AcdConfig },
     /// Stop taking calls: new ones get 503, calls in progress finish.
@@ -506,6 +509,11 @@ impl Core {
                     } else {
                         info!(load_ms = self.admission.load_ms(), "the media clock has recovered: taking new calls");
                     }
+                }
+            }
+            Input::MediaTimeout { call } => {
+                if self.calls.contains_key(&call) {
+                    self.end_call(now, call, "no_media", true);
                 }
             }
             Input::Drain => {

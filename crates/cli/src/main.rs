@@ -49,6 +49,8 @@ struct Config {
     /// Addresses exempt from the per-source limits (the SIP proxies in front).
     #[serde(default)]
     trusted_sources: Vec<std::net::IpAddr>,
+    /// End a call whose caller sends no RTP for this many seconds (default 60; 0: never).
+    rtp_timeout_s: Option<u64>,
     /// Refuse new calls while the 20 ms media tick's smoothed lateness plus
     /// work passes this many milliseconds (default 14; 0: never).
     overload_at_ms: Option<f64>,
@@ -647,6 +649,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
         },
         force_rport: cfg.force_rport,
         overload_at_ms: cfg.overload_at_ms.unwrap_or(14.0),
+        rtp_timeout_ms: cfg.rtp_timeout_s.unwrap_or(60).saturating_mul(1_000),
         tcp: {
             let d = ivr_server::TcpLimits::default();
             ivr_server::TcpLimits {

@@ -80,6 +80,8 @@ pub struct ServerConfig {
     pub limits: ivr_call::CallLimits,
     /// What one source may ask before it is shed (new calls, unacknowledged calls).
     pub per_source: ivr_call::SourceLimits,
+    /// A call whose caller sends no RTP for this long is ended (`no_media`; 0: never).
+    pub rtp_timeout_ms: u64,
     /// Refuse new calls while the media tick's smoothed lateness plus work
     /// passes this many milliseconds (0: never).
     pub overload_at_ms: f64,
@@ -149,6 +151,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
     let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut ticks = 0u64;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut buf = vec![0u8; 65_536];
     let shutdown = shutdown_signal();
@@ -168,6 +171,12 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 let late_ms = due.elapsed().as_secs_f64() * 1_000.0;
                 let work = Instant::now();
                 let played = shell.media.tick();
+                ticks += 1;
+                if cfg.rtp_timeout_ms > 0 && ticks % 50 == 0 {
+                    for call in shell.media.silent(cfg.rtp_timeout_ms) {
+                        core.handle(now_ms(), Input::MediaTimeout { call });
+                    }
+                }
                 core.handle(now_ms(), Input::MediaTick { late_ms, work_ms: work.elapsed().as_secs_f64() * 1_000.0 });
                 for (call, id) in played {
                     core.handle(now_ms(), Input::PlayDone { call, id });

@@ -35,6 +35,11 @@ struct Endpoint {
     /// A re-INVITE's new media, for the receive task.
     moved: MovedSlot,
     spec: StreamSpec,
+    /// When the caller's last accepted packet came (ms on the plane's clock).
+    last_rx: Arc<std::sync::atomic::AtomicU64>,
+    /// When the call was acknowledged, and whether it was already reported silent.
+    confirmed_at: u64,
+    reported_silent: bool,
 }
 
 impl Drop for Endpoint {
@@ -49,6 +54,8 @@ impl Drop for Endpoint {
 pub struct Plane {
     calls: HashMap<CallKey, Endpoint>,
     tx: UnboundedSender<Internal>,
+    /// The plane's clock (receive tasks stamp packets on it).
+    started: std::time::Instant,
 }
 
 /// Calls at which the media tick splits its work over two threads.
@@ -56,7 +63,32 @@ const PARALLEL_TICK_CALLS: usize = 256;
 
 impl Plane {
     pub fn new(tx: UnboundedSender<Internal>) -> Plane {
-        Plane { calls: HashMap::new(), tx }
+        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Calls whose caller has sent no accepted RTP for `timeout_ms` since they
+    /// were acknowledged (each reported once): a caller who has gone, or an
+    /// offer that pointed our audio at someone else. Calls on hold both ways
+    /// (we do not send) are left alone.
+    pub fn silent(&mut self, timeout_ms: u64) -> Vec<CallKey> {
+        let now = self.now_ms();
+        let mut out = Vec::new();
+        for (call, e) in self.calls.iter_mut() {
+            if e.stream.is_none() || !e.confirmed || e.reported_silent || !e.spec.send {
+                continue;
+            }
+            let last = e.last_rx.load(std::sync::atomic::Ordering::Relaxed).max(e.confirmed_at);
+            if now.saturating_sub(last) > timeout_ms {
+                e.reported_silent = true;
+                out.push(*call);
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     /// Carries out one command; `Open` answers whether the port could be
@@ -74,17 +106,24 @@ impl Plane {
                 let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
                 let moved: MovedSlot = Arc::new(std::sync::Mutex::new(None));
+                let last_rx = Arc::new(std::sync::atomic::AtomicU64::new(0));
                 let (out, receiver) = if leg {
                     (None, None)
                 } else {
                     let opts = ReceiveOptions { dtmf_pt: stream.dtmf_payload_type, codec: stream.codec, inband_dtmf: stream.inband_dtmf, latch: stream.latch };
-                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, capture.clone(), relay.clone(), moved.clone(), call, self.tx.clone());
+                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
                     (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
                 };
-                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream });
+                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false });
                 return Some((call, true));
             }
-            Media::Confirmed { call } => self.with(call, |e| e.confirmed = true),
+            Media::Confirmed { call } => {
+                let now = self.now_ms();
+                self.with(call, |e| {
+                    e.confirmed = true;
+                    e.confirmed_at = now;
+                });
+            }
             Media::Play { call, id, audio, .. } => self.stream(call, |s| s.queue(id.0, audio)),
             Media::Stop { call } => self.stream(call, Stream::stop),
             Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
@@ -274,22 +313,26 @@ pub type MovedSlot = Arc<std::sync::Mutex<Option<StreamSpec>>>;
 /// Receives the caller's RTP: each packet goes through the call's
 /// [`Receiver`] (the source guard, RFC 4733 and in-band keys, audio for a
 /// recording, the relay while bridged). A third party's packets are dropped.
-pub fn spawn_receiver(
-    socket: Arc<UdpSocket>,
-    remote: SocketAddr,
-    opts: ReceiveOptions,
-    capture: Arc<std::sync::atomic::AtomicBool>,
-    relay: RelaySlot,
-    moved: MovedSlot,
-    call: CallKey,
-    tx: UnboundedSender<Internal>,
-) -> tokio::task::JoinHandle<()> {
+/// What a caller's receive task shares with the plane.
+pub struct Shared {
+    /// Forward the caller's audio (recording).
+    pub capture: Arc<std::sync::atomic::AtomicBool>,
+    pub relay: RelaySlot,
+    pub moved: MovedSlot,
+    /// Stamped with the plane's clock at each accepted packet.
+    pub last_rx: Arc<std::sync::atomic::AtomicU64>,
+    pub clock: std::time::Instant,
+}
+
+pub fn spawn_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, opts: ReceiveOptions, shared: Shared, call: CallKey, tx: UnboundedSender<Internal>) -> tokio::task::JoinHandle<()> {
     let ReceiveOptions { dtmf_pt, codec, inband_dtmf, latch } = opts;
+    let Shared { capture, relay, moved, last_rx, clock } = shared;
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
         let policy = if latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
         let mut receiver = Receiver::new(0, remote, codec, dtmf_pt, policy, inband_dtmf);
         let started = tokio::time::Instant::now();
+        let mut accepted = 0u64;
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
             let now = started.elapsed().as_millis() as u64;
@@ -314,6 +357,11 @@ pub fn spawn_receiver(
                 open &= sent.is_ok();
             });
             drop(slot);
+            let stats = receiver.guard().stats();
+            if stats.accepted_audio + stats.accepted_events != accepted {
+                accepted = stats.accepted_audio + stats.accepted_events;
+                last_rx.store(clock.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             if !open {
                 return;
             }
