@@ -56,6 +56,10 @@ pub struct Plane {
     tx: UnboundedSender<Internal>,
     /// The plane's clock (receive tasks stamp packets on it).
     started: std::time::Instant,
+    /// The runtime the RTP sockets and receive tasks live on: a thread of its
+    /// own, so 50 packets a second from every caller never queue ahead of
+    /// the signalling (SIP, keys, the tick) on the main loop's thread.
+    receive: tokio::runtime::Handle,
 }
 
 /// Calls at which the media tick splits its work over two threads.
@@ -63,7 +67,25 @@ const PARALLEL_TICK_CALLS: usize = 256;
 
 impl Plane {
     pub fn new(tx: UnboundedSender<Internal>) -> Plane {
-        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now() }
+        // A runtime driven by a thread of its own for as long as the process lives.
+        let receive = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
+            Ok(rt) => {
+                let handle = rt.handle().clone();
+                let spawned = std::thread::Builder::new().name("rtp-receive".into()).spawn(move || rt.block_on(std::future::pending::<()>()));
+                match spawned {
+                    Ok(_) => handle,
+                    Err(e) => {
+                        warn!("no thread for RTP receive ({e}); receiving on the main loop's");
+                        tokio::runtime::Handle::current()
+                    }
+                }
+            }
+            Err(e) => {
+                warn!("no runtime for RTP receive ({e}); receiving on the main loop's");
+                tokio::runtime::Handle::current()
+            }
+        };
+        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now(), receive }
     }
 
     fn now_ms(&self) -> u64 {
@@ -96,6 +118,8 @@ impl Plane {
     pub fn perform(&mut self, m: Media) -> Option<(CallKey, bool)> {
         match m {
             Media::Open { call, local, stream, leg } => {
+                // Registered with the receive runtime's reactor; the tick sends on it from here.
+                let entered = self.receive.enter();
                 let rtp = match bind(local) {
                     Ok(s) => s,
                     Err(e) => {
@@ -103,6 +127,7 @@ impl Plane {
                         return Some((call, false));
                     }
                 };
+                drop(entered);
                 let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
                 let moved: MovedSlot = Arc::new(std::sync::Mutex::new(None));
@@ -111,7 +136,7 @@ impl Plane {
                     (None, None)
                 } else {
                     let opts = ReceiveOptions { dtmf_pt: stream.dtmf_payload_type, codec: stream.codec, inband_dtmf: stream.inband_dtmf, latch: stream.latch };
-                    let receiver = spawn_receiver(rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
+                    let receiver = spawn_receiver(&self.receive, rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
                     (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
                 };
                 self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false });
@@ -178,10 +203,11 @@ impl Plane {
         let relay_to_leg = Relay::new(l.rtp.clone(), leg_remote, to_leg.seed, to_leg.audio_pt, to_leg.dtmf);
         let relay_to_caller = Relay::new(c.rtp.clone(), to_caller.to.unwrap_or(caller_remote), to_caller.seed, to_caller.audio_pt, to_caller.dtmf);
         set_relay(&c.relay, Some(relay_to_leg));
+        let rt = self.receive.clone();
         let Some(l) = self.calls.get_mut(&leg) else { return };
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
-            l.receiver = Some(spawn_leg_receiver(l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
+            l.receiver = Some(spawn_leg_receiver(&rt, l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
         }
         self.stream(caller, |s| {
             s.stop();
@@ -289,8 +315,8 @@ impl Relay {
 
 /// Receives an agent leg's RTP (only from the agent's media address and
 /// port, strict) and relays it to the caller.
-pub fn spawn_leg_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, audio_pt: u8, dtmf_pt: Option<u8>, relay: RelaySlot) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+pub fn spawn_leg_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, remote: SocketAddr, audio_pt: u8, dtmf_pt: Option<u8>, relay: RelaySlot) -> tokio::task::JoinHandle<()> {
+    rt.spawn(async move {
         let mut buf = [0u8; 2048];
         let mut guard = SourceGuard::new(0, remote, audio_pt, dtmf_pt, LatchPolicy::Strict);
         let started = tokio::time::Instant::now();
@@ -324,10 +350,18 @@ pub struct Shared {
     pub clock: std::time::Instant,
 }
 
-pub fn spawn_receiver(socket: Arc<UdpSocket>, remote: SocketAddr, opts: ReceiveOptions, shared: Shared, call: CallKey, tx: UnboundedSender<Internal>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_receiver(
+    rt: &tokio::runtime::Handle,
+    socket: Arc<UdpSocket>,
+    remote: SocketAddr,
+    opts: ReceiveOptions,
+    shared: Shared,
+    call: CallKey,
+    tx: UnboundedSender<Internal>,
+) -> tokio::task::JoinHandle<()> {
     let ReceiveOptions { dtmf_pt, codec, inband_dtmf, latch } = opts;
     let Shared { capture, relay, moved, last_rx, clock } = shared;
-    tokio::spawn(async move {
+    rt.spawn(async move {
         let mut buf = [0u8; 2048];
         let policy = if latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
         let mut receiver = Receiver::new(0, remote, codec, dtmf_pt, policy, inband_dtmf);
