@@ -15,7 +15,8 @@
 //! main menu presses `#` (RFC 4733, "hear this again") at random moments:
 //! the time from the key's first packet to the first packet of the server's
 //! next talkspurt (marker bit set: the menu prompt started again) is the
-//! key-press latency.
+//! key-press latency. Probes are set up first (a server refusing calls at
+//! load still has them) and measure only while all calls are up and held.
 //!
 //! Reports call failures (by status), BYEs answered, the packets sent and
 //! received, the kernel's drop counters of the server's and our sockets (from
@@ -632,7 +633,9 @@ struct ProbeReport {
 
 /// A probe call's media: times every packet received; in `both` mode sends
 /// 50 packets/s and presses `#` at random moments once the main menu is up.
-fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, sending: Arc<AtomicBool>, stop: Arc<AtomicBool>, seed: u64) -> ProbeReport {
+/// Gaps and key presses count only while `measuring` (all calls are up and
+/// held); keys are pressed from the main menu on, keeping the flow there.
+fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, sending: Arc<AtomicBool>, measuring: Arc<AtomicBool>, stop: Arc<AtomicBool>, seed: u64) -> ProbeReport {
     let mut rng = Rng::new(seed);
     let mut buf = [0u8; 2048];
     let mut last: Option<Instant> = None;
@@ -646,7 +649,13 @@ fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, se
     let mut next_key: Option<Instant> = None;
     let mut event: Option<(u32, u16)> = None;
     let mut awaiting: Option<Instant> = None;
+    let mut measured_key = false;
+    let mut first_packet = true;
     while !stop.load(Ordering::Relaxed) {
+        let measure = measuring.load(Ordering::Relaxed);
+        if !measure {
+            last = None;
+        }
         let target = remote.get().copied().filter(|_| media == Media::Both && sending.load(Ordering::Relaxed));
         if let Some((to, te)) = target {
             let now = Instant::now();
@@ -685,7 +694,8 @@ fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, se
                 };
                 if event.is_some_and(|(_, n)| n == 1) {
                     awaiting = Some(Instant::now());
-                    r.keys_pressed += 1;
+                    measured_key = measure;
+                    r.keys_pressed += usize::from(measure);
                 }
                 if s.send_to(&pkt[..len], to).is_ok() {
                     r.sent += 1;
@@ -715,21 +725,25 @@ fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, se
             let now = Instant::now();
             if let Some(l) = last {
                 r.gaps.push(now.duration_since(l).as_secs_f64() * 1000.0);
-            } else {
+            }
+            if first_packet {
                 // The welcome (and, without recordings, 200 ms prompts) and the
                 // main menu are over well within 1.5 s: keys go to the menu.
                 next_key = Some(now + Duration::from_micros(1_500_000 + rng.below(1_000_000)));
+                first_packet = false;
             }
-            last = Some(now);
+            last = measure.then_some(now);
             let marker = n >= 2 && buf[1] & 0x80 != 0;
             if let (true, Some(at)) = (marker, awaiting) {
-                r.keys.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                if measured_key && measure {
+                    r.keys.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                }
                 awaiting = None;
                 next_key = Some(now + Duration::from_micros(300_000 + rng.below(700_000)));
             }
         }
         if awaiting.is_some_and(|a| a.elapsed() > Duration::from_secs(2)) {
-            r.keys_unanswered += 1;
+            r.keys_unanswered += usize::from(measured_key);
             awaiting = None;
             next_key = Some(Instant::now() + Duration::from_micros(300_000 + rng.below(700_000)));
         }
@@ -780,6 +794,7 @@ fn main() {
     }
     // Probes: their own sockets, timing every packet (and sending their own).
     let sending = Arc::new(AtomicBool::new(true));
+    let measuring = Arc::new(AtomicBool::new(false));
     let mut probe_ports = Vec::new();
     let mut probe_remotes = Vec::new();
     let mut probe_threads = Vec::new();
@@ -788,9 +803,9 @@ fn main() {
         probe_ports.push(s.local_addr().unwrap().port());
         let remote = Arc::new(OnceLock::new());
         probe_remotes.push(remote.clone());
-        let (stop, sending) = (stop.clone(), sending.clone());
+        let (stop, sending, measuring) = (stop.clone(), sending.clone(), measuring.clone());
         let seed = (std::process::id() as u64) << 16 | i as u64;
-        probe_threads.push(std::thread::spawn(move || probe(s, remote, media, sending, stop, seed)));
+        probe_threads.push(std::thread::spawn(move || probe(s, remote, media, sending, measuring, stop, seed)));
     }
 
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -827,12 +842,14 @@ fn main() {
     let mut sent = 0usize;
     // (call, its RTP port, when sent, next retransmission, interval): RFC 3261 timer A.
     let mut sent_at: Vec<(String, u16, Instant, Instant, Duration)> = Vec::new();
-    // Set up every call at RATE calls/s; probes go last, once the load is on.
+    // Set up every call at RATE calls/s, the probes first (so that they are in
+    // even when the server refuses calls at load); they measure once all are up.
     while up + failures < total {
         let due = (started.elapsed().as_secs_f64() * rate) as usize;
         while sent < total.min(due + 1) {
-            let id = format!("lg-{}-{sent}", std::process::id());
-            let port = if sent >= calls { probe_ports[sent - calls] } else { sink_port };
+            let n = if sent < probes { calls + sent } else { sent - probes };
+            let id = format!("lg-{}-{n}", std::process::id());
+            let port = if n >= calls { probe_ports[n - calls] } else { sink_port };
             sip.send_to(invite(server, me, &id, port, 1).as_bytes(), server).unwrap();
             sent_at.push((id.clone(), port, Instant::now(), Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
             state.insert(id, Call { to_tag: None, done: false, ended_by_server: false });
@@ -895,6 +912,7 @@ fn main() {
     let established = state.values().filter(|c| c.to_tag.is_some()).count();
     eprintln!("{established} calls up in {:.1} s ({failures} failed)", setup.as_secs_f64());
     let load_start = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
     let before = received.load(Ordering::Relaxed);
     let sent_before = senders.as_ref().map_or(0, Senders::sent);
     // Hold, answering what the server asks meanwhile (a BYE when a call's
@@ -918,6 +936,7 @@ fn main() {
     let (server_rtp_sockets, server_rtp_drops) = udp_drops(&server_ports);
     // Hang up everything: the callers stop sending, then BYE, retransmitting
     // unanswered BYEs (timer E) like any UA.
+    measuring.store(false, Ordering::Relaxed);
     sending.store(false, Ordering::Relaxed);
     let (bulk_sent, send_failed, late) = match senders {
         Some(s) => {
@@ -989,7 +1008,7 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     let reports: Vec<ProbeReport> = probe_threads.into_iter().map(|t| t.join().unwrap()).collect();
     let mut gaps: Vec<f64> = reports.iter().flat_map(|r| r.gaps.iter().copied()).collect();
-    // Only the steady part: drop the gaps around setup and hang-up.
+    // Only the hold was measured; a gap over a second is a probe call that ended.
     gaps.retain(|g| *g < 1000.0);
     gaps.sort_by(f64::total_cmp);
     let mut keys: Vec<f64> = reports.iter().flat_map(|r| r.keys.iter().copied()).collect();
