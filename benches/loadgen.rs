@@ -782,19 +782,40 @@ fn main() {
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let senders = (media == Media::Both).then(|| Senders::spawn(&sink, sender_threads()));
-    {
-        let (received, stop) = (received.clone(), stop.clone());
+    let measuring = Arc::new(AtomicBool::new(false));
+    // The server sends every call's packet in one burst per media tick: how
+    // long a burst lasts at the sink (from its first datagram to its last, a
+    // burst ending where 5 ms pass without one) approximates the tick's send
+    // work, as long as this thread keeps up.
+    let bursts = {
+        let (received, stop, measuring) = (received.clone(), stop.clone(), measuring.clone());
         sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         std::thread::spawn(move || {
             let mut batch = RecvBatch::new();
+            let mut spans = Hist::new();
+            let mut burst: Option<(Instant, Instant)> = None;
             while !stop.load(Ordering::Relaxed) {
-                received.fetch_add(batch.recv(&sink) as u64, Ordering::Relaxed);
+                let n = batch.recv(&sink);
+                received.fetch_add(n as u64, Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let now = Instant::now();
+                match burst.as_mut() {
+                    Some((_, last)) if now.duration_since(*last) < Duration::from_millis(5) => *last = now,
+                    _ => {
+                        if let (Some((first, last)), true) = (burst, measuring.load(Ordering::Relaxed)) {
+                            spans.add(last.duration_since(first).as_secs_f64() * 1000.0);
+                        }
+                        burst = Some((now, now));
+                    }
+                }
             }
-        });
-    }
+            spans
+        })
+    };
     // Probes: their own sockets, timing every packet (and sending their own).
     let sending = Arc::new(AtomicBool::new(true));
-    let measuring = Arc::new(AtomicBool::new(false));
     let mut probe_ports = Vec::new();
     let mut probe_remotes = Vec::new();
     let mut probe_threads = Vec::new();
@@ -1007,6 +1028,7 @@ fn main() {
     let (_, probe_drops) = udp_drops(&probe_ports.iter().copied().collect());
     stop.store(true, Ordering::Relaxed);
     let reports: Vec<ProbeReport> = probe_threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let bursts = bursts.join().unwrap();
     let mut gaps: Vec<f64> = reports.iter().flat_map(|r| r.gaps.iter().copied()).collect();
     // Only the hold was measured; a gap over a second is a probe call that ended.
     gaps.retain(|g| *g < 1000.0);
@@ -1029,6 +1051,7 @@ fn main() {
         println!("BYEs answered with an error: {}", codes.join(", "));
     }
     println!("bulk audio received: {pps:.0} packets/s over {window:.0} s (expected {} × 50 = {})", calls, calls * 50);
+    println!("server's tick bursts at our sink ({}): span {}", bursts.n, bursts.summary());
     if let Some(late) = late {
         println!(
             "callers' audio sent: {sent_pps:.0} packets/s over {window:.0} s (expected {}), {bulk_sent} in all from {} sender thread(s), {send_failed} sends failed; sender slots late {}",
