@@ -166,6 +166,46 @@ impl RecvBatch {
         let n = unsafe { libc::recvmmsg(socket.as_raw_fd(), self.headers.as_mut_ptr(), Self::N as u32, libc::MSG_WAITFORONE, std::ptr::null_mut()) };
         n.max(0) as usize
     }
+
+    /// The `i`th datagram of the last batch.
+    fn packet(&self, i: usize) -> &[u8] {
+        &self.bufs[i][..(self.headers[i].msg_len as usize).min(256)]
+    }
+}
+
+/// Packets received per RTP stream (SSRC) and the span of their sequence
+/// numbers: how many the sender sent in that span, so the packets lost on
+/// the way are told from those never sent.
+#[derive(Default)]
+struct SeqCount {
+    /// SSRC → (first extended sequence number, highest, packets received).
+    streams: HashMap<u32, (i64, i64, u64)>,
+}
+
+impl SeqCount {
+    fn packet(&mut self, p: &[u8]) {
+        if p.len() < 12 {
+            return;
+        }
+        let seq = i64::from(u16::from_be_bytes([p[2], p[3]]));
+        let ssrc = u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+        let e = self.streams.entry(ssrc).or_insert((seq, seq, 0));
+        // The extended sequence number closest to the highest seen.
+        let mut ext = (e.1 & !0xffff) | seq;
+        if ext < e.1 - 0x8000 {
+            ext += 0x1_0000;
+        } else if ext > e.1 + 0x8000 {
+            ext -= 0x1_0000;
+        }
+        e.0 = e.0.min(ext);
+        e.1 = e.1.max(ext);
+        e.2 += 1;
+    }
+
+    /// (packets the senders sent, by their sequence numbers; packets received).
+    fn totals(&self) -> (u64, u64) {
+        self.streams.values().fold((0, 0), |(s, r), (first, last, n)| (s + (last - first + 1) as u64, r + n))
+    }
 }
 
 /// One bulk caller's outgoing RTP stream.
@@ -439,6 +479,17 @@ fn udp_drops(ports: &HashSet<u16>) -> (usize, u64) {
         }
     }
     (n, drops)
+}
+
+/// Packets the kernel dropped from its per-CPU input queues (loopback
+/// traffic goes through them), and the times its receive processing ran out
+/// of budget, machine-wide (/proc/net/softnet_stat).
+fn softnet() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    text.lines().fold((0, 0), |(d, q), l| {
+        let f: Vec<u64> = l.split_whitespace().map(|x| u64::from_str_radix(x, 16).unwrap_or(0)).collect();
+        (d + f.get(1).copied().unwrap_or(0), q + f.get(2).copied().unwrap_or(0))
+    })
 }
 
 /// The machine-wide UDP RcvbufErrors counter (/proc/net/snmp).
@@ -775,6 +826,7 @@ fn main() {
     let hold = Duration::from_secs(args[2].parse().expect("seconds"));
     let probes: usize = args.get(3).and_then(|p| p.parse().ok()).unwrap_or(3);
     let rcvbuf_before = rcvbuf_errors();
+    let softnet_before = softnet();
 
     // Bulk audio goes to one port that only counts what arrives; in `both`
     // mode the bulk callers' audio is sent from it.
@@ -794,24 +846,32 @@ fn main() {
             let mut batch = RecvBatch::new();
             let mut spans = Hist::new();
             let mut burst: Option<(Instant, Instant)> = None;
+            // Sequence numbers of what arrived while measuring.
+            let mut seqs = SeqCount::default();
             while !stop.load(Ordering::Relaxed) {
                 let n = batch.recv(&sink);
                 received.fetch_add(n as u64, Ordering::Relaxed);
                 if n == 0 {
                     continue;
                 }
+                let measure = measuring.load(Ordering::Relaxed);
+                if measure {
+                    for i in 0..n {
+                        seqs.packet(batch.packet(i));
+                    }
+                }
                 let now = Instant::now();
                 match burst.as_mut() {
                     Some((_, last)) if now.duration_since(*last) < Duration::from_millis(5) => *last = now,
                     _ => {
-                        if let (Some((first, last)), true) = (burst, measuring.load(Ordering::Relaxed)) {
+                        if let (Some((first, last)), true) = (burst, measure) {
                             spans.add(last.duration_since(first).as_secs_f64() * 1000.0);
                         }
                         burst = Some((now, now));
                     }
                 }
             }
-            spans
+            (spans, seqs.totals())
         })
     };
     // Probes: their own sockets, timing every packet (and sending their own).
@@ -1028,7 +1088,7 @@ fn main() {
     let (_, probe_drops) = udp_drops(&probe_ports.iter().copied().collect());
     stop.store(true, Ordering::Relaxed);
     let reports: Vec<ProbeReport> = probe_threads.into_iter().map(|t| t.join().unwrap()).collect();
-    let bursts = bursts.join().unwrap();
+    let (bursts, (server_sent, server_delivered)) = bursts.join().unwrap();
     let mut gaps: Vec<f64> = reports.iter().flat_map(|r| r.gaps.iter().copied()).collect();
     // Only the hold was measured; a gap over a second is a probe call that ended.
     gaps.retain(|g| *g < 1000.0);
@@ -1051,6 +1111,11 @@ fn main() {
         println!("BYEs answered with an error: {}", codes.join(", "));
     }
     println!("bulk audio received: {pps:.0} packets/s over {window:.0} s (expected {} × 50 = {})", calls, calls * 50);
+    println!(
+        "bulk audio by sequence numbers over the hold: the server sent {server_sent} ({:.0}/s), {server_delivered} arrived ({:.2}%)",
+        server_sent as f64 / window,
+        server_delivered as f64 * 100.0 / server_sent.max(1) as f64
+    );
     println!("server's tick bursts at our sink ({}): span {}", bursts.n, bursts.summary());
     if let Some(late) = late {
         println!(
@@ -1068,8 +1133,10 @@ fn main() {
         );
     }
     println!(
-        "kernel drops (/proc/net/udp): server RTP sockets {server_rtp_drops} (over {server_rtp_sockets} sockets, before hang-up), server SIP socket {server_sip_drops}; ours: sink + SIP {own_drops}, probes {probe_drops}; machine-wide RcvbufErrors +{}",
-        rcvbuf_errors().saturating_sub(rcvbuf_before)
+        "kernel drops (/proc/net/udp): server RTP sockets {server_rtp_drops} (over {server_rtp_sockets} sockets, before hang-up), server SIP socket {server_sip_drops}; ours: sink + SIP {own_drops}, probes {probe_drops}; machine-wide RcvbufErrors +{}, input-queue drops +{} (receive processing out of budget {} times)",
+        rcvbuf_errors().saturating_sub(rcvbuf_before),
+        softnet().0.saturating_sub(softnet_before.0),
+        softnet().1.saturating_sub(softnet_before.1)
     );
     println!(
         "probe inter-packet gaps over {} packets: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
