@@ -26,7 +26,8 @@
 //!
 //!   cargo bench --bench loadgen -- 127.0.0.1:5090 CALLS SECONDS [PROBES] [RATE] [hold|churn] [oneway|both]
 //!
-//! `oneway`: the old benchmark, the callers send no RTP (and press no keys).
+//! `oneway`: the old benchmark, the callers send no RTP audio (the probes
+//! still press keys: RFC 4733 packets only).
 //! `LOADGEN_SENDERS=2` paces the bulk streams from two threads instead of one.
 //! bench/loadgen.sh starts a release server and runs this against it.
 
@@ -707,7 +708,7 @@ fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, se
         if !measure {
             last = None;
         }
-        let target = remote.get().copied().filter(|_| media == Media::Both && sending.load(Ordering::Relaxed));
+        let target = remote.get().copied().filter(|_| sending.load(Ordering::Relaxed));
         if let Some((to, te)) = target {
             let now = Instant::now();
             if event.is_none() && awaiting.is_none() && next_key.is_some_and(|k| now >= k) {
@@ -748,7 +749,8 @@ fn probe(s: UdpSocket, remote: Arc<OnceLock<(SocketAddr, u8)>>, media: Media, se
                     measured_key = measure;
                     r.keys_pressed += usize::from(measure);
                 }
-                if s.send_to(&pkt[..len], to).is_ok() {
+                // One-way: no audio from the caller, only its keys.
+                if (media == Media::Both || len == 16) && s.send_to(&pkt[..len], to).is_ok() {
                     r.sent += 1;
                 }
                 if event.is_some_and(|(_, n)| n >= 8) {
@@ -1124,14 +1126,14 @@ fn main() {
             sender_threads(),
             late.summary()
         );
-        println!(
-            "probes' audio sent: {} packets; key presses: {} pressed, {} answered, {} unanswered within 2 s",
-            reports.iter().map(|r| r.sent).sum::<u64>(),
-            reports.iter().map(|r| r.keys_pressed).sum::<usize>(),
-            keys.len(),
-            reports.iter().map(|r| r.keys_unanswered).sum::<usize>()
-        );
     }
+    println!(
+        "probes' packets sent: {}; key presses while held: {} pressed, {} answered, {} unanswered within 2 s",
+        reports.iter().map(|r| r.sent).sum::<u64>(),
+        reports.iter().map(|r| r.keys_pressed).sum::<usize>(),
+        keys.len(),
+        reports.iter().map(|r| r.keys_unanswered).sum::<usize>()
+    );
     println!(
         "kernel drops (/proc/net/udp): server RTP sockets {server_rtp_drops} (over {server_rtp_sockets} sockets, before hang-up), server SIP socket {server_sip_drops}; ours: sink + SIP {own_drops}, probes {probe_drops}; machine-wide RcvbufErrors +{}, input-queue drops +{} (receive processing out of budget {} times)",
         rcvbuf_errors().saturating_sub(rcvbuf_before),
@@ -1145,14 +1147,12 @@ fn main() {
         percentile(&gaps, 0.99),
         gaps.last().copied().unwrap_or(f64::NAN)
     );
-    if media == Media::Both {
-        println!(
-            "key-press latency (# → first packet of the new prompt) over {} presses: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            keys.len(),
-            percentile(&keys, 0.5),
-            percentile(&keys, 0.99),
-            keys.last().copied().unwrap_or(f64::NAN)
-        );
-    }
+    println!(
+        "key-press latency (# → first packet of the new prompt) over {} presses: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        keys.len(),
+        percentile(&keys, 0.5),
+        percentile(&keys, 0.99),
+        keys.last().copied().unwrap_or(f64::NAN)
+    );
     println!("generator CPU: {:.1} s", own_cpu_s());
 }
