@@ -17,16 +17,19 @@ case "$media" in oneway|both) ;; *) echo "media: oneway or both" >&2; exit 2 ;; 
 cargo bench -q --bench loadgen --no-run
 source bench/server.sh 5092
 start_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
-cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" "$mode" "$media" &
+cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" "$mode" "$media" | tee "$work/gen.out" &
 gen=$!
 watch_server "$gen"
+wait "$gen" || true
 echo "server log: $(grep -c 'media clock is overloaded' "$work/err.log" || true) overload warnings (new calls refused), $(grep -c 'has recovered' "$work/err.log" || true) recoveries, $(grep -c ' WARN ' "$work/err.log" || true) warnings in all"
 grep ' WARN ' "$work/err.log" | grep -v 'play 200 ms of silence' | cut -c1-200 | sort | uniq -c | sort -rn | head -n 5 || true
 # The floor, measured in the same run with the server stopped: a minimal C
-# sender/receiver pair pacing the same number of streams (bench/floor.c).
+# sender/receiver pair pacing as many streams as there were calls up (the
+# server may have refused some) in each direction (bench/floor.c).
 if [ "$mode" = hold ] && command -v gcc >/dev/null; then
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
+    up=$(sed -n 's/^calls: \([0-9]*\) established.*/\1/p' "$work/gen.out")
     gcc -O2 -pthread -o "$work/floor" bench/floor.c
-    "$work/floor" "$calls" "$secs" "$media"
+    "$work/floor" "${up:-$calls}" "$secs" "$media"
 fi
