@@ -372,7 +372,8 @@ struct Senders {
 
 impl Senders {
     /// `threads` sender threads sending from `socket`.
-    fn spawn(socket: &UdpSocket, threads: usize) -> Senders {
+    /// `measuring`: when given, lateness is recorded only while it is set.
+    fn spawn(socket: &UdpSocket, threads: usize, measuring: Option<Arc<AtomicBool>>) -> Senders {
         let (sent, failed, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
         let mut txs = Vec::new();
         let mut handles = Vec::new();
@@ -380,8 +381,8 @@ impl Senders {
             let (tx, rx) = mpsc::channel::<Cmd>();
             txs.push(tx);
             let socket = socket.try_clone().unwrap();
-            let (sent, failed, stop) = (sent.clone(), failed.clone(), stop.clone());
-            handles.push(std::thread::spawn(move || sender(socket, rx, threads, &sent, &failed, &stop)));
+            let (sent, failed, stop, measuring) = (sent.clone(), failed.clone(), stop.clone(), measuring.clone());
+            handles.push(std::thread::spawn(move || sender(socket, rx, threads, &sent, &failed, &stop, measuring.as_deref())));
         }
         Senders { txs, threads: handles, sent, failed, stop }
     }
@@ -414,7 +415,7 @@ impl Senders {
 /// that millisecond's slot (a stream's slot is fixed by its call number, so
 /// the calls are spread evenly over the 20 ms). A thread that falls behind
 /// sends the slots it missed at once, late (it records by how much).
-fn sender(socket: UdpSocket, rx: mpsc::Receiver<Cmd>, threads: usize, sent: &AtomicU64, failed: &AtomicU64, stop: &AtomicBool) -> Hist {
+fn sender(socket: UdpSocket, rx: mpsc::Receiver<Cmd>, threads: usize, sent: &AtomicU64, failed: &AtomicU64, stop: &AtomicBool, measuring: Option<&AtomicBool>) -> Hist {
     let mut slots: Vec<Vec<Outgoing>> = (0..SLOTS).map(|_| Vec::new()).collect();
     let mut batch = SendBatch::new();
     let mut late = Hist::new();
@@ -434,7 +435,7 @@ fn sender(socket: UdpSocket, rx: mpsc::Receiver<Cmd>, threads: usize, sent: &Ato
                 Cmd::Stop(id) => slots[((id / threads) as u64 % SLOTS) as usize].retain(|s| s.id != id),
             }
         }
-        if active {
+        if active && measuring.is_none_or(|m| m.load(Ordering::Relaxed)) {
             late.add((monotonic_ns().saturating_sub(due)) as f64 / 1e6);
         }
         let streams = &mut slots[(slot % SLOTS) as usize];
@@ -561,7 +562,7 @@ fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64, media: Med
     let sink_port = sink.local_addr().unwrap().port();
     let senders = (media == Media::Both).then(|| {
         set_buffer(&sink, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF], 8 << 20);
-        Senders::spawn(&sink, sender_threads())
+        Senders::spawn(&sink, sender_threads(), None)
     });
     let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sip.local_addr().unwrap();
@@ -835,8 +836,8 @@ fn main() {
     let (sink, sink_port) = sink();
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let senders = (media == Media::Both).then(|| Senders::spawn(&sink, sender_threads()));
     let measuring = Arc::new(AtomicBool::new(false));
+    let senders = (media == Media::Both).then(|| Senders::spawn(&sink, sender_threads(), Some(measuring.clone())));
     // The server sends every call's packet in one burst per media tick: how
     // long a burst lasts at the sink (from its first datagram to its last, a
     // burst ending where 5 ms pass without one) approximates the tick's send
@@ -925,6 +926,7 @@ fn main() {
     let mut sent = 0usize;
     // (call, its RTP port, when sent, next retransmission, interval): RFC 3261 timer A.
     let mut sent_at: Vec<(String, u16, Instant, Instant, Duration)> = Vec::new();
+    let mut retransmit_checked = Instant::now();
     // Set up every call at RATE calls/s, the probes first (so that they are in
     // even when the server refuses calls at load); they measure once all are up.
     while up + failures < total {
@@ -973,8 +975,14 @@ fn main() {
             }
         }
         // Unanswered INVITEs are retransmitted (500 ms, doubling to 4 s) like any
-        // UAC's; one unanswered for 32 s (64 × T1) has failed.
+        // UAC's; one unanswered for 32 s (64 × T1) has failed. (Looked at every
+        // 10 ms: scanning every call per message would cost the generator more
+        // CPU than it needs, on cores it shares with the server.)
         let now = Instant::now();
+        if now < retransmit_checked + Duration::from_millis(10) {
+            continue;
+        }
+        retransmit_checked = now;
         for (id, port, at, next, interval) in sent_at.iter_mut() {
             let c = state.get_mut(id.as_str()).unwrap();
             if c.to_tag.is_some() || c.done {
@@ -1121,7 +1129,7 @@ fn main() {
     println!("server's tick bursts at our sink ({}): span {}", bursts.n, bursts.summary());
     if let Some(late) = late {
         println!(
-            "callers' audio sent: {sent_pps:.0} packets/s over {window:.0} s (expected {}), {bulk_sent} in all from {} sender thread(s), {send_failed} sends failed; sender slots late {}",
+            "callers' audio sent: {sent_pps:.0} packets/s over {window:.0} s (expected {}), {bulk_sent} in all from {} sender thread(s), {send_failed} sends failed; sender slots late (while held) {}",
             calls * 50,
             sender_threads(),
             late.summary()
