@@ -483,6 +483,36 @@ fn udp_drops(ports: &HashSet<u16>) -> (usize, u64) {
     (n, drops)
 }
 
+/// The bytes waiting in the receive queues of the UDP sockets bound to these
+/// ports (/proc/net/udp rx_queue, which counts each datagram's whole buffer):
+/// (sockets with something waiting, total bytes).
+fn udp_queued(ports: &HashSet<u16>) -> (usize, u64) {
+    let text = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let (mut n, mut bytes) = (0, 0);
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(port) = f.get(1).and_then(|l| l.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok()) else { continue };
+        if ports.contains(&port) {
+            let q = f.get(4).and_then(|q| q.split(':').nth(1)).and_then(|q| u64::from_str_radix(q, 16).ok()).unwrap_or(0);
+            n += usize::from(q > 0);
+            bytes += q;
+        }
+    }
+    (n, bytes)
+}
+
+/// What one 172-byte RTP datagram takes in a receive queue here, measured
+/// once on a socket of our own.
+fn queued_bytes_per_packet() -> u64 {
+    let (Ok(rx), Ok(tx)) = (UdpSocket::bind("127.0.0.1:0"), UdpSocket::bind("127.0.0.1:0")) else { return 0 };
+    let to = rx.local_addr().unwrap();
+    for _ in 0..10 {
+        let _ = tx.send_to(&[0xffu8; 172], to);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    udp_queued(&HashSet::from([to.port()])).1 / 10
+}
+
 /// Packets the kernel dropped from its per-CPU input queues (loopback
 /// traffic goes through them), and the times its receive processing ran out
 /// of budget, machine-wide (/proc/net/softnet_stat).
@@ -1008,8 +1038,18 @@ fn main() {
     let sent_before = senders.as_ref().map_or(0, Senders::sent);
     // Hold, answering what the server asks meanwhile (a BYE when a call's
     // flow ends it) and acknowledging retransmitted 200s.
+    // Every second, how much of the callers' audio waits unread in the
+    // server's RTP sockets: its receive backlog.
     let hold_end = load_start + hold;
+    let per_packet = queued_bytes_per_packet().max(1);
+    let mut backlog: Vec<(usize, u64)> = Vec::new();
+    let mut next_sample = load_start + Duration::from_secs(1);
     while let Some(left) = hold_end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        if Instant::now() >= next_sample {
+            let (n, bytes) = udp_queued(&server_ports);
+            backlog.push((n, bytes / per_packet));
+            next_sample += Duration::from_secs(1);
+        }
         let Ok(msg) = msg_rx.recv_timeout(left.min(Duration::from_millis(100))) else { continue };
         if let Some(id) = answer_request(&sip, server, &msg) {
             ended_by_server(&id, &mut state, senders.as_ref(), calls);
@@ -1127,6 +1167,16 @@ fn main() {
         server_delivered as f64 * 100.0 / server_sent.max(1) as f64
     );
     println!("server's tick bursts at our sink ({}): span {}", bursts.n, bursts.summary());
+    if !backlog.is_empty() {
+        let mean = backlog.iter().map(|b| b.1).sum::<u64>() as f64 / backlog.len() as f64;
+        let (worst_sockets, worst) = backlog.iter().copied().max_by_key(|b| b.1).unwrap_or_default();
+        let rate = (established * 50).max(1) as f64;
+        println!(
+            "server's RTP receive backlog (unread packets in its sockets, each second of the hold): mean {mean:.0} (~{:.0} ms of the callers' audio), worst {worst} (~{:.0} ms) in {worst_sockets} sockets ({per_packet} bytes queued per packet)",
+            mean * 1000.0 / rate,
+            worst as f64 * 1000.0 / rate
+        );
+    }
     if let Some(late) = late {
         println!(
             "callers' audio sent: {sent_pps:.0} packets/s over {window:.0} s (expected {}), {bulk_sent} in all from {} sender thread(s), {send_failed} sends failed; sender slots late (while held) {}",
