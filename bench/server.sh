@@ -21,15 +21,22 @@ TOML
 server=$!
 until grep -q "ivr serving" "$work/out.log" 2>/dev/null; do sleep 0.1; done
 
-# Prints the server's CPU time since $start_cpu and its peak RSS while $1 runs.
+# Prints the server's CPU time since $start_cpu (and its main thread's: the
+# tokio runtime with the signalling, every call's RTP receive task and half
+# of the media tick), its peak RSS and the wall time while $1 runs.
 watch_server() {
-    local peak=0 rss
+    local peak=0 rss t0=$SECONDS main0
+    main0=$(awk '{print $14 + $15}' "/proc/$server/task/$server/stat")
     while kill -0 "$1" 2>/dev/null; do
         rss=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
         [ "$rss" -gt "$peak" ] && peak=$rss
         sleep 0.5
     done
-    local end_cpu
+    local end_cpu main1 hz
     end_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
-    echo "server CPU: $(( (end_cpu - start_cpu) / $(getconf CLK_TCK) )) s, peak RSS: $((peak / 1024)) MiB"
+    main1=$(awk '{print $14 + $15}' "/proc/$server/task/$server/stat")
+    hz=$(getconf CLK_TCK)
+    awk -v c=$((end_cpu - start_cpu)) -v m=$((main1 - main0)) -v hz="$hz" -v w=$((SECONDS - t0)) -v rss=$((peak / 1024)) \
+        'BEGIN { printf "server CPU: %.1f s (main thread %.1f s) over %d s, peak RSS: %d MiB\n", c / hz, m / hz, w, rss }'
+
 }
