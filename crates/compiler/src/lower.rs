@@ -727,7 +727,20 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let mut ends = Vec::new();
                 for (cond, body) in arms {
                     self.at(cond.span);
-                    self.expect(cond, Type::Bool, ctx);
+                    match self.expr(cond, ctx) {
+                        Some((Type::Bool, secret)) => {
+                            // What the caller hears next would tell whether the
+                            // PIN starts with 1: secrets only go to services.
+                            if secret {
+                                self.diags.push(
+                                    Diagnostic::new(Code::SecretExposed, "a secret would decide what the flow does next", cond.span, "secret input")
+                                        .with_help("pass secret input straight to a service and branch on its answer; a branch on the secret itself gives it away"),
+                                );
+                            }
+                        }
+                        Some((t, _)) => self.diags.push(type_error(cond.span, Type::Bool.name(), t)),
+                        None => {}
+                    }
                     let skip = self.emit(Instr::JumpIfNot(0));
                     self.block(body, ctx);
                     ends.push(self.emit(Instr::Jump(0)));

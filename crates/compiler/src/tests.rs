@@ -274,3 +274,12 @@ fn a_broken_catalogue_is_reported_once_not_as_every_prompt_missing() {
     let c = compile(&world, "main.ivr");
     assert_eq!(codes(&c), vec![Code::MalformedData], "{:#?}", c.diagnostics);
 }
+
+#[test]
+fn a_secret_cannot_decide_a_branch() {
+    let world = MemoryWorld::new()
+        .with("main.ivr", "entry 1 -> s\nstep s {\n    collect pin {\n        prompt p\n        length 6\n        secret\n        on exhausted {\n            hangup\n        }\n    }\n    if pin == \"123456\" {\n        play p\n    }\n    hangup\n}\n")
+        .with("prompts.toml", "[p]\nzh = \"请输入。\"\n");
+    let c = compile(&world, "main.ivr");
+    assert_eq!(codes(&c), vec![Code::SecretExposed], "{:#?}", c.diagnostics);
+}
