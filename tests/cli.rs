@@ -144,3 +144,18 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     assert_ne!(out.status.code(), Some(101), "no panic: {}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+#[test]
+fn two_flows_answering_one_number_are_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("ivr-two-flows-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(std::process::Command::new("cp").arg("-r").arg(root().join("flows")).arg(&dir).status().unwrap().success());
+    std::fs::copy(dir.join("bank_hotline.ivr"), dir.join("bank_copy.ivr")).unwrap();
+    let config = dir.join("ivr.toml");
+    let flows = format!("[\"{}\", \"{}\"]", dir.join("bank_hotline.ivr").display(), dir.join("bank_copy.ivr").display());
+    std::fs::write(&config, format!("listen = \"127.0.0.1:1\"\nops_listen = \"off\"\ndata = \"{}\"\nflows = {flows}\n", dir.join("data").display())).unwrap();
+    let out = ivr(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("number 95588 is answered by two flows, bank_hotline and bank_copy"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -674,6 +674,12 @@ fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Progr
             return Err(format!("{} does not compile", f.display()));
         };
         let name = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // Two flows answering one number: which one a caller gets would be an accident.
+        for e in &p.entries {
+            if let Some((other, _)) = programs.iter().find(|(_, q): &&(String, Arc<ivr_bytecode::Program>)| q.entries.iter().any(|x| x.number == e.number)) {
+                return Err(format!("number {} is answered by two flows, {other} and {name}: give each number one flow", e.number));
+            }
+        }
         programs.push((name, Arc::new(p)));
     }
     Ok(programs)
