@@ -151,6 +151,26 @@ fn references<'a>(block: &'a Block, out: &mut Vec<&'a Ident>) {
 }
 
 pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+    // `say` reads values in the languages the speech crate knows; in another
+    // a caller would hear nothing where the number should be.
+    let mut says = false;
+    crate::resolve::all_blocks(loaded, |b| {
+        crate::resolve::visit_stmts(b, &mut |s| says |= matches!(s.kind, StmtKind::Say(..)));
+    });
+    if says {
+        for (_, f) in &loaded.files {
+            for item in &f.items {
+                if let Item::Languages(ls) = item {
+                    for l in ls.iter().filter(|l| ivr_speech::Lang::parse(&l.name).is_none()) {
+                        diags.push(
+                            Diagnostic::new(Code::UnspokenLanguage, format!("`say` cannot read values in `{}`", l.name), l.span, "no readings in this language")
+                                .with_help("numbers, money, dates and times are read in zh and en; in this language callers would hear nothing where a value is said"),
+                        );
+                    }
+                }
+            }
+        }
+    }
     // Dead ends.
     for n in &sym.nodes {
         if let Some(body) = n.step {
