@@ -1009,8 +1009,11 @@ impl Core {
         if c.handoff.is_some() {
             return self.handoff_key(now, key, d);
         }
-        c.record.key(d, c.secret_listen);
-        let shown = if c.secret_listen { '*' } else { d };
+        // A key typed ahead (the flow not listening yet) may be the first digit
+        // of a password the next `collect` takes: recorded only as `*`.
+        let masked = c.secret_listen || !c.session.is_collecting();
+        c.record.key(d, masked);
+        let shown = if masked { '*' } else { d };
         c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown } });
         c.session.handle_event(now, Event::Digit(d));
         self.dirty.insert(key);

@@ -728,3 +728,21 @@ fn a_stranger_who_knows_the_call_id_and_our_tag_cannot_end_or_move_the_call() {
     w.run_for(500);
     assert_eq!(w.requests.len(), 1, "and its keys still work");
 }
+
+#[test]
+fn keys_typed_ahead_are_recorded_only_as_stars() {
+    // A caller typing ahead may be typing the password the next collect takes.
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 26);
+    let p = dial(&mut w, "zoe", 42);
+    w.run_for(2_200);
+    let (from, to) = (w.phones[p].rtp, call_media(&w, p));
+    let one = w.phones[p].rfc4733('1', to);
+    send_rtp(&mut w, from, to, one);
+    w.run_for(20); // the quote lookup is under way (it takes 50 ms): nobody listens
+    let eight = w.phones[p].rfc4733('8', to);
+    send_rtp(&mut w, from, to, eight);
+    assert!(w.run_while(30_000, |w| w.phones[p].state == State::Talking));
+    let r = record_of(&w, "zoe");
+    assert_eq!(r["keys"], "1*", "{r}");
+    assert!(!r["timeline"].to_string().contains("\"key\":\"8\""), "{}", r["timeline"]);
+}
