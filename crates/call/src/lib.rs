@@ -910,6 +910,13 @@ impl Core {
 
     fn reinvite(&mut self, now: u64, call: CallKey, offer: &[u8]) {
         let Some(c) = self.calls.get_mut(&call) else { return };
+        if offer.iter().all(u8::is_ascii_whitespace) {
+            // A re-INVITE without an offer (a session refresh): our 200 carries
+            // the media as it is as the offer (RFC 3261 §14.2); it goes on unchanged.
+            let s = c.stream;
+            let current = sdp::Negotiated { remote: s.remote, codec: s.codec, dtmf_payload_type: s.dtmf_payload_type, ptime_ms: s.ptime_ms, send: s.send };
+            return self.endpoint.accept(now, call, &sdp::answer(&current, c.local_rtp, call.0, 2));
+        }
         // Bridged audio is relayed as it is: keep its codec if offered.
         let bridged = self.agents.bridged_leg(c).is_some();
         let keep = bridged.then_some(c.stream.codec);

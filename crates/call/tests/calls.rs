@@ -746,3 +746,17 @@ fn keys_typed_ahead_are_recorded_only_as_stars() {
     assert_eq!(r["keys"], "1*", "{r}");
     assert!(!r["timeline"].to_string().contains("\"key\":\"8\""), "{}", r["timeline"]);
 }
+
+#[test]
+fn a_reinvite_without_an_offer_gets_our_media_as_the_offer() {
+    let mut w = world(config(), Default::default(), Link { delay_ms: 5, ..Default::default() }, 27);
+    let p = dial(&mut w, "abe", 43);
+    w.run_for(1_500);
+    let out = w.phones[p].in_dialog_request(w.now, "INVITE", "", "");
+    send(&mut w, p, out);
+    w.run_for(500);
+    assert_eq!(w.phones[p].got.iter().filter(|g| *g == "200 INVITE").count(), 2, "{:?}", w.phones[p].got);
+    press(&mut w, p, "1");
+    w.run_for(500);
+    assert_eq!(w.requests.len(), 1, "the call goes on");
+}

@@ -623,6 +623,11 @@ impl Phone {
         vec![(self.target, data)]
     }
 
+    /// Any request within the dialog (e.g. an INVITE without a body).
+    pub fn in_dialog_request(&mut self, now: u64, method: &str, extra: &str, body: &str) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.in_dialog(now, method, extra, body)
+    }
+
     pub fn hangup(&mut self, now: u64) -> Vec<(SocketAddr, Vec<u8>)> {
         self.state = State::Ended("we hung up".into());
         self.in_dialog(now, "BYE", "", "")
