@@ -579,20 +579,22 @@ pub fn uri_user(uri: &str) -> Option<String> {
         return None;
     };
     let user = rest.split(';').next()?.split(':').next()?;
-    let mut out = String::new();
+    // Escapes are bytes of UTF-8 (RFC 3986): decoded as bytes, then read as
+    // text, so an escaped or raw non-ASCII user stays what it was.
+    let mut out = Vec::with_capacity(user.len());
     let b = user.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
             let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()? as char);
+            out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
-            out.push(b[i] as char);
+            out.push(b[i]);
             i += 1;
         }
     }
-    Some(out)
+    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// The URI inside a name-addr (`"Bob" <sip:bob@h>;tag=1` → `sip:bob@h`).

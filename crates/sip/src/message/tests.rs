@@ -158,3 +158,10 @@ fn content_length_edges_are_clean_errors() {
     assert_eq!(content_length(" 12 "), Some(12));
     assert_eq!(content_length(&format!("{}1", "0".repeat(100))), Some(1));
 }
+
+#[test]
+fn a_non_ascii_user_stays_what_it_was() {
+    assert_eq!(uri_user("sip:九五五八八@127.0.0.1").as_deref(), Some("九五五八八"));
+    assert_eq!(uri_user("sip:%E4%B9%9D@127.0.0.1").as_deref(), Some("九"));
+    assert_eq!(uri_user("sip:96%32588@127.0.0.1").as_deref(), Some("962588"));
+}
