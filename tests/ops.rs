@@ -384,3 +384,24 @@ fn a_page_from_another_site_or_a_rebound_name_cannot_use_the_admin_api() {
     let local = ask("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(local.starts_with("HTTP/1.1 200"), "{local}");
 }
+
+#[test]
+fn a_request_with_two_body_lengths_or_a_chunked_body_is_refused_not_guessed_at() {
+    use std::io::{Read, Write};
+    let s = common::server::serve("ops-smuggle", "");
+    let ops = s.ops.expect("the operations listener");
+    let ask = |head: &str| -> String {
+        let mut c = std::net::TcpStream::connect(ops).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    };
+    let two = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello"));
+    assert!(two.starts_with("HTTP/1.1 400") && two.contains("conflicting"), "{two}");
+    let chunked = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+    assert!(chunked.starts_with("HTTP/1.1 400") && chunked.contains("Transfer-Encoding"), "{chunked}");
+    // The same length twice is one length, and the listener still serves.
+    let same = ask(&format!("GET /healthz HTTP/1.1\r\nHost: {ops}\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n"));
+    assert!(same.starts_with("HTTP/1.1 200"), "{same}");
+}

@@ -208,13 +208,24 @@ async fn read_request(stream: &mut TcpStream, tokens: &Tokens) -> std::io::Resul
         let mut parsed = httparse::Request::new(&mut headers);
         match parsed.parse(&buf) {
             Ok(httparse::Status::Complete(head)) => {
-                let length = parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()));
+                let bad = |why: &str| Ok(Some(Err(Answer::json(400, &json!({"error": why})))));
+                // One body length only: a chunked body or two lengths that disagree
+                // are how requests get smuggled past a proxy in front of us.
+                if parsed.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding")) {
+                    return bad("Transfer-Encoding is not taken: send the body with a Content-Length");
+                }
+                let mut lengths = parsed.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")).map(|h| h.value);
+                let first = lengths.next();
+                if lengths.any(|other| Some(other) != first) {
+                    return bad("conflicting Content-Length headers");
+                }
+                let length = first.map(|v| std::str::from_utf8(v).ok().and_then(|v| v.trim().parse::<u64>().ok()));
                 let length = match length {
                     None => 0,
                     Some(Some(n)) if n <= MAX_REQUEST as u64 => n as usize,
                     // Unreadable, or larger than anything we take (no overflow on huge values).
                     Some(Some(_)) => return too_large(),
-                    Some(None) => return Ok(Some(Err(Answer::json(400, &json!({"error": "bad Content-Length"}))))),
+                    Some(None) => return bad("bad Content-Length"),
                 };
                 if head.saturating_add(length) > MAX_REQUEST {
                     return too_large();
