@@ -135,7 +135,7 @@ pub fn run(paths: &[PathBuf], opts: &Options) -> Result<ExitCode, String> {
     } else {
         Vec::new()
     };
-    let uncompiled: Vec<String> = flows.values().filter_map(|f| f.program.as_ref().err().map(|e| format!("{}: {e}", f.path.display()))).collect();
+    let uncompiled: Vec<String> = flows.values().filter_map(|f| f.program.as_ref().err().cloned()).collect();
     let below: Vec<String> = match opts.min_coverage {
         Some(min) => reports
             .iter()
