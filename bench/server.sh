@@ -8,7 +8,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp flows/data/quotes.csv "$work/"
 cat > "$work/ivr.toml" <<TOML
 listen = "127.0.0.1:$1"
-rtp_ports = [20000, 39999]
+rtp_ports = [10000, 29999]  # below the kernel's ephemeral ports (32768–60999)
 data = "$work"
 max_calls = 20000
 rate_per_source = 1000000
