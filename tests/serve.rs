@@ -114,7 +114,7 @@ fn rtp_carries_the_welcome_prompt_bit_exact_and_info_dtmf_works() {
     assert!(stamps.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 160), "timestamps advance by 160");
     // Key 1 by SIP INFO reaches the quotes step.
     ua.info("rtp-1", &to_tag, "Signal=1\r\nDuration=160\r\n");
-    std::thread::sleep(Duration::from_millis(500));
+    ua.hears("enter_stock_code");
     ua.bye("rtp-1", &to_tag);
     let recs = records(&s, 1);
     assert_eq!(recs[0]["nodes"][2], "quotes", "{:?}", recs[0]);
@@ -127,9 +127,9 @@ fn a_caller_leaves_a_message_after_the_beep() {
     let to_tag = ua.establish("962588", "msg-1");
     // 4 (messages), then 1 (leave a message), typed over the prompts.
     ua.info("msg-1", &to_tag, "Signal=4\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    ua.hears("messages_menu");
     ua.info("msg-1", &to_tag, "Signal=1\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    ua.hears("record_after_beep");
     // Two seconds of "speech" (a 400 Hz tone, PCMU), then # to finish.
     let server_rtp = {
         let mut buf = [0u8; 2048];
@@ -303,7 +303,6 @@ fn hold_and_unhold_by_reinvite() {
     let ok = ua.final_response();
     assert!(ok.starts_with("SIP/2.0 200") && ok.contains("a=recvonly"), "{ok}");
     ua.request("ACK", "962588", "hold-1", Some(&to_tag), cseq, None, "");
-    std::thread::sleep(Duration::from_millis(100));
     ua.rtp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     while ua.rtp.recv_from(&mut buf).is_ok() {} // what was already in flight
     ua.rtp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
@@ -326,7 +325,7 @@ fn sigterm_refuses_new_calls_and_lets_calls_finish() {
     let to_tag = ua.establish("962588", "drain-1");
     let pid = s.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    std::thread::sleep(Duration::from_millis(300));
+    s.await_ready(503);
     let other = TestUa::new(s.sip);
     let refused = other.invite("962588", &other.sdp(), "drain-2");
     assert!(refused.starts_with("SIP/2.0 503") && refused.contains("Retry-After"), "{refused}");

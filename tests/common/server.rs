@@ -26,6 +26,29 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Waits until the operations listener's /readyz answers `code` (503 once
+    /// a SIGTERM has been taken): the event, not a guess at how long it takes.
+    pub fn await_ready(&self, code: u16) {
+        use std::io::{Read, Write};
+        let ops = self.ops.expect("the operations listener");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!("HTTP/1.1 {code}");
+        loop {
+            let mut answer = String::new();
+            if let Ok(mut c) = std::net::TcpStream::connect(ops) {
+                let _ = c.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {ops}\r\n\r\n").as_bytes());
+                let _ = c.read_to_string(&mut answer);
+            }
+            if answer.starts_with(&want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "/readyz never answered {code}: {answer}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 pub fn serve(name: &str, extra_config: &str) -> Server {
     serve_on("127.0.0.1", name, extra_config)
 }
@@ -225,6 +248,24 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         self.request("INFO", "962588", call_id, Some(to_tag), cseq, Some("application/dtmf-relay"), body);
         let r = self.final_response();
         assert!(r.starts_with("SIP/2.0 200"), "INFO {body:?} got: {r}");
+    }
+
+    /// Waits until the caller hears `prompt` (flows/audio/zh/PROMPT.wav): the
+    /// event that shows a key reached the flow, instead of waiting a while.
+    /// Matched by its first frame that is not silence, so a prompt that
+    /// starts quietly is still told apart.
+    pub fn hears(&self, prompt: &str) {
+        let audio = ivr_media::audio::EncodedPrompt::load(&root().join(format!("flows/audio/zh/{prompt}.wav"))).expect("prompt audio (scripts/render-prompts.sh)");
+        let frame = audio.pcmu.chunks(160).find(|f| f.len() == 160 && f.iter().any(|&b| b != f[0])).expect("a prompt with sound").to_vec();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let (n, _) = self.rtp.recv_from(&mut buf).unwrap_or_else(|e| panic!("no RTP while waiting for `{prompt}`: {e}"));
+            if ivr_media::rtp::parse(&buf[..n]).is_some_and(|p| p.payload == &frame[..]) {
+                return;
+            }
+        }
+        panic!("the caller never heard `{prompt}`");
     }
 
     pub fn bye(&self, call_id: &str, to_tag: &str) {
