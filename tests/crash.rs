@@ -80,7 +80,7 @@ fn last_lines(text: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
-    let s = common::server::serve("killed", "");
+    let mut s = common::server::serve("killed", "");
     // One call over, two in progress when the server dies.
     let ua = common::server::TestUa::new(s.sip);
     let done = ua.establish("962588", "finished-call");
@@ -96,8 +96,8 @@ fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SIGKILL, as a crash would.
-    let _ = Command::new("kill").args(["-9", &s.child.id().to_string()]).status();
-    std::thread::sleep(Duration::from_millis(200));
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
     // A write the crash cut short.
     let mut f = std::fs::OpenOptions::new().append(true).open(&calls).unwrap();
     std::io::Write::write_all(&mut f, br#"{"call_id":"torn-by-the-crash","state":"op"#).unwrap();
@@ -142,9 +142,9 @@ fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
 #[test]
 fn logs_can_be_one_json_object_per_line_with_the_call_id() {
     // A server of the harness's making, stopped, then started again with JSON logs.
-    let s = common::server::serve("json-logs", "");
-    let _ = Command::new("kill").args(["-9", &s.child.id().to_string()]).status();
-    std::thread::sleep(Duration::from_millis(200));
+    let mut s = common::server::serve("json-logs", "");
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
     let mut server = Command::new(ivr_path())
         .args(["serve", "--config", s.data.join("ivr.toml").to_str().unwrap(), "--log-format", "json"])
         .current_dir(root())
@@ -157,7 +157,6 @@ fn logs_can_be_one_json_object_per_line_with_the_call_id() {
     let ua = common::server::TestUa::new(s.sip);
     let tag = ua.establish("962588", "json-logged-call");
     ua.bye("json-logged-call", &tag);
-    std::thread::sleep(Duration::from_millis(300));
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let out = server.wait_with_output().unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);

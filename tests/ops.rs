@@ -363,18 +363,21 @@ fn the_parser_refuses_what_prometheus_would() {
     }
 }
 
+/// Sends `head` as it is (for requests `http` would not write) and returns the answer.
+fn raw(ops: SocketAddr, head: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(ops).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
 #[test]
 fn a_page_from_another_site_or_a_rebound_name_cannot_use_the_admin_api() {
-    use std::io::{Read, Write};
     let s = common::server::serve("ops-foreign", "");
     let ops = s.ops.expect("the operations listener");
-    let ask = |head: &str| -> String {
-        let mut c = std::net::TcpStream::connect(ops).unwrap();
-        c.write_all(head.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = c.read_to_string(&mut out);
-        out
-    };
+    let ask = |head: &str| raw(ops, head);
     let csrf = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"));
     assert!(csrf.starts_with("HTTP/1.1 403"), "{csrf}");
     let rebound = ask("GET /state HTTP/1.1\r\nHost: evil.example:8089\r\n\r\n");
@@ -387,16 +390,9 @@ fn a_page_from_another_site_or_a_rebound_name_cannot_use_the_admin_api() {
 
 #[test]
 fn a_request_with_two_body_lengths_or_a_chunked_body_is_refused_not_guessed_at() {
-    use std::io::{Read, Write};
     let s = common::server::serve("ops-smuggle", "");
     let ops = s.ops.expect("the operations listener");
-    let ask = |head: &str| -> String {
-        let mut c = std::net::TcpStream::connect(ops).unwrap();
-        c.write_all(head.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = c.read_to_string(&mut out);
-        out
-    };
+    let ask = |head: &str| raw(ops, head);
     let two = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello"));
     assert!(two.starts_with("HTTP/1.1 400") && two.contains("conflicting"), "{two}");
     let chunked = ask(&format!("POST /agents/1001/pause HTTP/1.1\r\nHost: {ops}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));

@@ -112,12 +112,12 @@ fn rtp_keys_from_a_third_party_are_not_key_presses() {
             }
         }
     }
-    // The caller's own key, from the address its SDP gave.
-    std::thread::sleep(Duration::from_millis(300));
+    // The caller's own key, from the address its SDP gave: the caller hears
+    // phone trading (2), never quotes (the strangers' 1).
     for p in key(2, 200, 16_000, 0x600d) {
         ua.rtp.send_to(&p, media).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(300));
+    ua.hears("enter_account");
     ua.bye("strange", &tag);
     let r = &records(&s, 1)[0];
     assert_eq!(r["keys"], "2", "only the caller's key counted: {r}");
