@@ -233,7 +233,6 @@ fn direct_dial_by_work_number_ready_and_paused() {
     std::thread::sleep(Duration::from_millis(1_200)); // wrap-up ends; the pause applies
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "direct-busy");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("direct-busy", &tag, "Signal=8\r\nDuration=160\r\n");
     let recs = records(&s, 2);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -295,7 +294,6 @@ To: <sip:1003@127.0.0.1>\r\nCall-ID: reg-1003\r\nCSeq: {n} REGISTER\r\nContact: 
     // (through any NAT), its Request-URI to the registered contact.
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "to-registered");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("to-registered", &tag, "Signal=0\r\nDuration=160\r\n");
     let mut buf = [0u8; 8192];
     let invite = loop {
@@ -324,7 +322,6 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     // Nobody ready: the caller waits with music on hold, then presses *.
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "leave-1");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("leave-1", &tag, "Signal=0\r\nDuration=160\r\n");
     std::thread::sleep(Duration::from_millis(300));
     let mut buf = [0u8; 2048];
@@ -353,7 +350,6 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     assert!(ivr(&["agent", "ready", "1001", "--admin", &admin_at]).status.success());
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "hangup-1");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("hangup-1", &tag, "Signal=0\r\nDuration=160\r\n");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -383,7 +379,6 @@ fn transfer_calls_the_number_through_the_gateway_and_bridges() {
     let s = serve("agents-transfer", &cfg);
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "xfer-1");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("xfer-1", &tag, "Signal=9\r\nDuration=160\r\n");
     // The far end answers, talks 1.5 s and hangs up; then the server hangs up on us.
     let mut buf = [0u8; 4096];
@@ -430,7 +425,6 @@ fn ring_no_answer_moves_on_to_the_next_agent_and_pauses_the_first() {
     let s = serve("agents-rna", &cfg);
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "rna-1");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("rna-1", &tag, "Signal=0\r\nDuration=160\r\n");
     assert!(finished(silent).status.success(), "1001's phone rang and was cancelled");
     assert!(finished(phone).status.success(), "1002 took the call");
@@ -490,7 +484,6 @@ fn an_agent_putting_the_caller_on_hold_is_answered_and_the_call_goes_on() {
     let s = serve("agents-hold", &config(&[("1002", phone_port)], admin));
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "hold-1");
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("hold-1", &tag, "Signal=8\r\nDuration=160\r\n");
     let agent = finished(phone);
     assert!(agent.status.success(), "the hold re-INVITE was not answered: {}", String::from_utf8_lossy(&agent.stdout));
