@@ -152,7 +152,6 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
     ua.ack("bridge-1", &tag);
     let port: u16 = reply.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|l| l.split(' ').next()).unwrap().parse().unwrap();
     let media: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     ua.info("bridge-1", &tag, "Signal=0\r\nDuration=160\r\n");
     // While bridged, the wallboard shows the agent talking.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -230,7 +229,17 @@ fn direct_dial_by_work_number_ready_and_paused() {
     // Paused by the CLI: the flow hears `busy`.
     let o = ivr(&["agent", "pause", "1002", "--reason", "training", "--admin", &format!("127.0.0.1:{admin}")]);
     assert!(stdout(&o).contains("agent 1002: not_ready (training)") || stdout(&o).contains("agent 1002: wrap_up"), "{}{}", stdout(&o), stderr(&o));
-    std::thread::sleep(Duration::from_millis(1_200)); // wrap-up ends; the pause applies
+    // Wrap-up ends; then the pause applies.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &format!("127.0.0.1:{admin}")]))).unwrap();
+        let state = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "1002").map(|a| a["state"].clone());
+        if state.as_ref().and_then(|s| s.as_str()) == Some("not_ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "agent 1002 never paused: {state:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "direct-busy");
     ua.info("direct-busy", &tag, "Signal=8\r\nDuration=160\r\n");
