@@ -24,19 +24,6 @@ const MEAN_TALK_MS: f64 = 150_000.0;
 const WRAP_MS: u64 = 15_000;
 const MEAN_PATIENCE_MS: f64 = 120_000.0;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn exp(&mut self, mean: f64) -> u64 {
-        (-mean * (1.0 - self.next()).ln()) as u64
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive(u64),
@@ -70,7 +57,7 @@ fn main() {
     lost.join_empty = true;
     let cfg = AcdConfig { agents, queues: vec![general, lost], ..AcdConfig::default() };
     let mut acd = Acd::new(cfg, 0);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = ivr_acd::erlang::Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut events: BinaryHeap<Reverse<(u64, Ev)>> = BinaryHeap::new();
     for day in 0..days {
         for (hour, share) in PROFILE {

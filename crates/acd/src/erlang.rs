@@ -48,3 +48,32 @@ pub fn agents_needed(erlangs: f64, aht_s: f64, within_s: f64, target: f64) -> us
     n
 }
 
+
+/// Deterministic traffic for simulating a day through the queue core (`ivr
+/// plan`, the ACD benchmark): xorshift64, the same day for the same seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is made odd so it never sticks).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// An exponential draw with `mean` (milliseconds); an infinite mean (a
+    /// caller who never gives up) is a time no simulated day reaches.
+    pub fn exp(&mut self, mean: f64) -> u64 {
+        if !mean.is_finite() {
+            return u64::MAX / 4;
+        }
+        (-mean * (1.0 - self.next()).ln()) as u64
+    }
+}
+

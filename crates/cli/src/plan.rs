@@ -81,24 +81,6 @@ pub struct HourPlan {
     pub sim_abandon: f64,
 }
 
-/// Small deterministic PRNG (xorshift64) for the simulation.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn exp(&mut self, mean: f64) -> u64 {
-        if !mean.is_finite() {
-            return u64::MAX / 4;
-        }
-        (-mean * (1.0 - self.next()).ln()) as u64
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive,
@@ -126,7 +108,7 @@ pub fn simulate(demand: &Demand, roster: &[usize; 24], within_ms: u64, days: u32
     queue.join_empty = true;
     queue.leave_empty = false;
     let mut acd = Acd::new(AcdConfig { agents, queues: vec![queue], ..AcdConfig::default() }, 0);
-    let mut rng = Rng(seed | 1);
+    let mut rng = ivr_acd::erlang::Rng::new(seed);
     let mut events: BinaryHeap<Reverse<(u64, u64, Ev)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut push = |events: &mut BinaryHeap<Reverse<(u64, u64, Ev)>>, t: u64, ev: Ev| {
