@@ -5,7 +5,6 @@
 
 mod common;
 use common::server::*;
-use common::*;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -43,7 +42,6 @@ fn the_wallboard_shows_the_queues_and_changes_when_a_caller_queues() {
     // A caller presses 0 and waits in the queue (no agent is logged in).
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "wallboard-caller");
-    std::thread::sleep(Duration::from_millis(500));
     ua.info("wallboard-caller", &tag, "Signal=0\r\nDuration=160\r\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut dom = String::new();
