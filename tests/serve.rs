@@ -186,12 +186,15 @@ fn reload_swaps_flows_for_new_calls_and_refuses_broken_ones() {
     };
     assert_eq!(call(1), "hello");
     std::fs::write(&flow, std::fs::read_to_string(&flow).unwrap().replace("hello {", "hello_again {").replace("-> hello", "-> hello_again")).unwrap();
-    assert_eq!(ivr(&["reload", "--data", &data]).status.code(), Some(0));
-    std::thread::sleep(Duration::from_millis(500));
+    // `ivr reload` returns once the server has answered.
+    let ok = ivr(&["reload", "--data", &data]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(stderr(&ok).contains("reloaded its flows"), "{}", stderr(&ok));
     assert_eq!(call(2), "hello_again", "new calls run the reloaded flow");
     std::fs::write(&flow, "step broken {").unwrap();
-    assert_eq!(ivr(&["reload", "--data", &data]).status.code(), Some(0));
-    std::thread::sleep(Duration::from_millis(500));
+    let refused = ivr(&["reload", "--data", &data]);
+    assert!(!refused.status.success(), "a refused reload fails the command: {}", stderr(&refused));
+    assert!(stderr(&refused).contains("refused the reload"), "{}", stderr(&refused));
     assert_eq!(call(3), "hello_again", "a flow that does not compile is refused; the old one stays");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -883,12 +883,31 @@ fn reload(data: &Path) -> Result<ExitCode, String> {
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("{} does not hold a process id", pid_file.display()));
     }
+    // The server answers in reload.json: wait for its count to move past the
+    // one we saw, then report what it said (a refused reload fails here too,
+    // so a deploy script sees it).
+    let result = data.join("reload.json");
+    let read = || -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(&result).ok()?).ok() };
+    let seq_of = |v: &serde_json::Value| if v["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid) { v["seq"].as_u64().unwrap_or(0) } else { 0 };
+    let before = read().map_or(0, |v| seq_of(&v));
     let status = std::process::Command::new("kill").args(["-HUP", pid]).status().map_err(|e| format!("cannot signal {pid}: {e}"))?;
     if !status.success() {
         return Err(format!("the server (pid {pid}) is not running"));
     }
-    eprintln!("asked the server (pid {pid}) to reload its flows; see its log for the result");
-    Ok(ExitCode::SUCCESS)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = read().filter(|v| seq_of(v) > before) {
+            if v["ok"] == true {
+                eprintln!("the server (pid {pid}) reloaded its flows; new calls get them, calls in progress keep theirs");
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(format!("the server (pid {pid}) refused the reload and keeps its current flows: {}", v["error"].as_str().unwrap_or("see its log")));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("asked the server (pid {pid}) to reload, but it gave no answer within 60 s; see its log"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 fn open_store(data: &Path) -> Result<ivr_services::Store, String> {

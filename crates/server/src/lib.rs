@@ -146,6 +146,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let mut core = Core::new(core_cfg, flows, cfg.acd.clone(), 0);
     let pid_file = cfg.data_dir.join("ivr.pid");
     let mut hangups = reload_signal();
+    let mut reloads = 0u64;
     let tokens = ops::Tokens { admin: cfg.admin_token.clone(), metrics: cfg.metrics_token.clone(), loopback: true };
     let ops_at = ops::listen(cfg.ops_listen, tokens, &tx).await?;
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
@@ -195,16 +196,24 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 Internal::Ops(query, reply) => { let _ = reply.send(ops::answer(&core, &shell.records, query)); }
             },
             _ = sleep => core.handle_timeout(now_ms()),
-            _ = hangups.recv() => match cfg.reload.as_ref().map(|r| r()) {
-                // New calls get the new flows; calls in progress keep theirs.
-                Some(Ok(Reloaded { programs, acd })) => {
-                    let flows = prepare(&programs, &cfg.flows_dir);
-                    cfg.programs = programs;
-                    core.handle(now_ms(), Input::Reload { flows, acd });
-                }
-                Some(Err(e)) => warn!("reload refused, keeping the current flows: {e}"),
-                None => {}
-            },
+            _ = hangups.recv() => {
+                let outcome = match cfg.reload.as_ref().map(|r| r()) {
+                    // New calls get the new flows; calls in progress keep theirs.
+                    Some(Ok(Reloaded { programs, acd })) => {
+                        let flows = prepare(&programs, &cfg.flows_dir);
+                        cfg.programs = programs;
+                        core.handle(now_ms(), Input::Reload { flows, acd });
+                        Ok(())
+                    }
+                    Some(Err(e)) => {
+                        warn!("reload refused, keeping the current flows: {e}");
+                        Err(e.to_string())
+                    }
+                    None => Err("this server was started without a reloader".to_string()),
+                };
+                reloads += 1;
+                report_reload(&cfg.data_dir, reloads, &outcome);
+            }
             _ = &mut shutdown, if draining.is_none() => {
                 core.handle(now_ms(), Input::Drain);
                 draining = Some(Instant::now());
@@ -353,6 +362,18 @@ fn prepare(programs: &[(String, Arc<Program>)], flows_dir: &Path) -> Vec<Flow> {
             Flow::new(name, p.clone(), Arc::new(PromptAudio::build(p, &read)))
         })
         .collect()
+}
+
+/// The outcome of the last reload, for `ivr reload` to wait on and report:
+/// `reload.json` in the data directory (written whole, then renamed).
+/// `seq` counts reloads since this server started; `pid` tells one server's
+/// counts from another's.
+fn report_reload(dir: &std::path::Path, seq: u64, outcome: &Result<(), String>) {
+    let body = serde_json::json!({"pid": std::process::id(), "seq": seq, "ok": outcome.is_ok(), "error": outcome.as_ref().err()});
+    let tmp = dir.join("reload.json.tmp");
+    if let Err(e) = std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, dir.join("reload.json"))) {
+        warn!("cannot write reload.json: {e}");
+    }
 }
 
 /// SIGHUP, as a stream (never fires where there is no such signal).
