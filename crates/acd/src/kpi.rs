@@ -24,6 +24,15 @@ pub struct Kpi {
     /// Average handle time: talk + wrap-up (ms).
     pub aht_ms: Millis,
     pub longest_wait_ms: Millis,
+    /// Answered, of offered (%) — 接通率.
+    pub answer_rate: f64,
+    /// Callers who had to queue: no agent was offered the call as it joined.
+    pub queued: u64,
+    /// Queued, of offered (%) — 排队率.
+    pub queue_rate: f64,
+    /// Every caller's wait (to answer or to leaving), added up: divided by
+    /// the span of time it is taken over, the average number waiting (排队均长).
+    pub wait_total_ms: Millis,
 }
 
 impl Kpi {
@@ -33,6 +42,10 @@ impl Kpi {
         for r in records.into_iter().filter(|r| r.queue.is_some()) {
             k.offered += 1;
             k.longest_wait_ms = k.longest_wait_ms.max(r.waited_ms);
+            k.wait_total_ms += r.waited_ms;
+            if r.queued_ms > 0 {
+                k.queued += 1;
+            }
             match r.result.as_str() {
                 "answered" => {
                     k.answered += 1;
@@ -48,9 +61,18 @@ impl Kpi {
         }
         let decided = k.answered + k.abandoned;
         k.service_level = if decided == 0 { 100.0 } else { in_time as f64 * 100.0 / decided as f64 };
-        k.abandon_rate = if k.offered == 0 { 0.0 } else { k.abandoned as f64 * 100.0 / k.offered as f64 };
+        let of_offered = |n: u64| if k.offered == 0 { 0.0 } else { n as f64 * 100.0 / k.offered as f64 };
+        k.abandon_rate = of_offered(k.abandoned);
+        k.answer_rate = of_offered(k.answered);
+        k.queue_rate = of_offered(k.queued);
         k.asa_ms = wait_sum.checked_div(k.answered).unwrap_or(0);
         k.aht_ms = handle_sum.checked_div(k.answered).unwrap_or(0);
         k
+    }
+
+    /// The average number of callers waiting over `span_ms` (Little's law:
+    /// their waits added up, over the span).
+    pub fn average_waiting(&self, span_ms: Millis) -> f64 {
+        if span_ms == 0 { 0.0 } else { self.wait_total_ms as f64 / span_ms as f64 }
     }
 }

@@ -104,6 +104,10 @@ pub struct CallRecord {
     pub wrap_up_ms: Millis,
     /// Agents offered the call (ring-no-answer moves on to the next).
     pub offers: u32,
+    /// Time from joining until the call was first offered to an agent (until
+    /// it left, if it never was): above zero, the caller had to queue (排队).
+    #[serde(default)]
+    pub queued_ms: Millis,
 }
 
 /// An agent's time in one state.
@@ -173,6 +177,8 @@ struct Entry {
     /// Agents ringing for this call, with when each offer is withdrawn.
     offers: Vec<(usize, Millis)>,
     offered: u32,
+    /// When the call was first offered to an agent.
+    first_offer: Option<Millis>,
     last_position: Option<u32>,
     next_announce: Option<Millis>,
     /// The agent talking with the caller, since when.
@@ -476,7 +482,7 @@ impl Acd {
     /// A new hand-off, numbered in arrival order.
     fn entry(&mut self, kind: Kind, priority: i64, now: Millis) -> Entry {
         self.seq += 1;
-        Entry { kind, priority, seq: self.seq, joined: now, offers: Vec::new(), offered: 0, last_position: None, next_announce: None, talking: None }
+        Entry { kind, priority, seq: self.seq, joined: now, offers: Vec::new(), offered: 0, first_offer: None, last_position: None, next_announce: None, talking: None }
     }
 
     /// A caller dials an agent by work number; `ring_ms` 0 means the default 20 s.
@@ -731,6 +737,7 @@ impl Acd {
         let Some(e) = self.calls.get_mut(&call) else { return };
         e.offers.push((a, now + ring_ms));
         e.offered += 1;
+        e.first_offer.get_or_insert(now);
         let (priority, queue) = (e.priority, match e.kind {
             Kind::Queue { q, .. } => Some(q),
             Kind::Direct { .. } => None,
@@ -891,6 +898,7 @@ impl Acd {
             talk_ms: 0,
             wrap_up_ms: 0,
             offers: e.offered,
+            queued_ms: e.first_offer.unwrap_or(until).min(until).saturating_sub(e.joined),
         }
     }
 

@@ -427,3 +427,24 @@ fn reconfiguring_keeps_calls_and_states() {
     acd.enqueue(8 * S, 4, "other", 0, 0);
     assert_eq!(finished(&drain(&mut acd)), vec![(4, Outcome::Failed)], "no such queue any more");
 }
+
+#[test]
+fn a_caller_queues_only_when_no_agent_is_free_as_it_joins() {
+    let a = [agent("1001", &[("general", 5)])];
+    let mut acd = acd(queue(Strategy::LongestIdle), &a);
+    // Caller 1 is offered at once; caller 2 waits for the agent to be free.
+    acd.enqueue(S, 1, "general", 0, 0);
+    acd.enqueue(2 * S, 2, "general", 0, 0);
+    drain(&mut acd);
+    serve(&mut acd, 1, "1001", 4 * S, 30 * S);
+    // Wrap-up over, the agent is offered caller 2.
+    acd.handle_timeout(200 * S);
+    let offered_2 = drain(&mut acd).iter().any(|c| matches!(c, Command::Offer { call: 2, .. }));
+    assert!(offered_2, "caller 2 is offered once the agent is free");
+    acd.caller_left(201 * S, 2, false);
+    let rec = call_records(&mut acd);
+    let queued: Vec<(u64, bool)> = rec.iter().map(|r| (r.call, r.queued_ms > 0)).collect();
+    assert!(queued.contains(&(1, false)) && queued.contains(&(2, true)), "{rec:?}");
+    let kpi = ivr_acd::Kpi::from_records(&rec, 20 * S);
+    assert_eq!((kpi.queued, kpi.queue_rate, kpi.answer_rate), (1, 50.0, 50.0));
+}

@@ -1021,7 +1021,7 @@ impl Core {
         let masked = c.secret_listen || !c.session.is_collecting();
         c.record.key(d, masked);
         let shown = if masked { '*' } else { d };
-        c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown } });
+        c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown, node: c.record.nodes.last().cloned().unwrap_or_default() } });
         c.session.handle_event(now, Event::Digit(d));
         self.dirty.insert(key);
     }

@@ -58,7 +58,12 @@ pub struct Moment {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum MomentKind {
     /// The caller pressed a key (`*` stands for a secret one).
-    Key { key: char },
+    /// `node`: where the flow was when the key was pressed (the menu it answered).
+    Key {
+        key: char,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        node: String,
+    },
     /// A service answered.
     Answer { service: String, outcome: String, fields: std::collections::BTreeMap<String, String> },
     /// A queue, an agent or a recording finished.

@@ -9,6 +9,19 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
+/// The span a report covers, cut into periods, in the centre's time zone.
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub labels: (String, String),
+    /// `hour`, `day`, `week` or `month`.
+    pub by: String,
+    /// Each period: its label and `[from, to)`, in order, covering the span.
+    pub periods: Vec<(String, i64, i64)>,
+    /// The local hour of day (0–23) of an instant.
+    pub hour_of: Box<dyn Fn(i64) -> u8>,
+}
+
 /// The report over `[from, to)` (wall-clock milliseconds).
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -17,8 +30,20 @@ pub struct Report {
     pub ivr: Ivr,
     pub queues: BTreeMap<String, ivr_acd::Kpi>,
     pub all_queues: ivr_acd::Kpi,
+    /// Callers waiting on average over the span (排队均长).
+    pub average_waiting: f64,
     pub agents: Vec<AgentLine>,
     pub survey: Survey,
+    /// The same numbers period by period (`--by`).
+    pub by: String,
+    pub periods: Vec<Period>,
+    /// Calls and service level by hour of day, over the whole span.
+    pub hours: Vec<HourLine>,
+    /// Where callers went in each flow, and where they hung up.
+    pub funnel: BTreeMap<String, Funnel>,
+    pub first_contact: FirstContact,
+    /// Queue waits: answered and abandoned callers by how long they waited.
+    pub waits: Vec<WaitBand>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -33,6 +58,9 @@ pub struct Ivr {
     pub average_duration_s: f64,
     /// Calls that asked for an agent (queue or direct dial).
     pub to_agents: u64,
+    /// Calls finished in the IVR without asking for an agent, and their share (%).
+    pub contained: u64,
+    pub containment: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +82,95 @@ pub struct Survey {
     pub scores: BTreeMap<String, u64>,
     /// Scores 1 and 2, of answers (%).
     pub satisfied: f64,
+}
+
+/// One period's numbers.
+#[derive(Debug, Serialize)]
+pub struct Period {
+    pub period: String,
+    pub ivr_calls: u64,
+    pub contained: u64,
+    pub containment: f64,
+    pub queues: BTreeMap<String, ivr_acd::Kpi>,
+    pub all_queues: ivr_acd::Kpi,
+    pub average_waiting: f64,
+}
+
+/// One hour of the day (local), over every day of the span.
+#[derive(Debug, Default, Serialize)]
+pub struct HourLine {
+    pub hour: u8,
+    pub ivr_calls: u64,
+    pub offered: u64,
+    pub service_level: f64,
+}
+
+/// A flow's funnel: each node with the calls that reached it.
+#[derive(Debug, Default, Serialize)]
+pub struct Funnel {
+    pub calls: u64,
+    pub contained: u64,
+    /// By calls reaching them, most first.
+    pub nodes: Vec<FunnelNode>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FunnelNode {
+    pub node: String,
+    /// Calls that reached it at least once.
+    pub reached: u64,
+    /// Calls whose caller hung up here, before any agent answered.
+    pub hung_up: u64,
+    /// Keys pressed here (secret ones as `*`).
+    pub keys: BTreeMap<String, u64>,
+}
+
+/// First-contact resolution (一次解决率), approximated: a call from a known
+/// number is taken as resolved when the number does not call again within 24 h.
+#[derive(Debug, Default, Serialize)]
+pub struct FirstContact {
+    /// Calls from a number we can tell (not withheld).
+    pub identified: u64,
+    /// Of those, followed by another call from the number within 24 h.
+    pub repeated: u64,
+    pub rate: f64,
+}
+
+/// Queued callers who waited up to `up_to_s` (and more than the band before).
+#[derive(Debug, Serialize)]
+pub struct WaitBand {
+    /// `None`: longer than every band.
+    pub up_to_s: Option<u64>,
+    pub answered: u64,
+    pub abandoned: u64,
+}
+
+/// The upper edges of the wait bands, seconds.
+const WAIT_BANDS_S: [u64; 8] = [5, 10, 20, 30, 60, 120, 300, 600];
+
+/// Repeat calls within this long count against first-contact resolution.
+const REPEAT_WITHIN_MS: i64 = 24 * 3_600_000;
+
+fn pct(n: u64, of: u64) -> f64 {
+    if of == 0 { 0.0 } else { (n as f64 * 1000.0 / of as f64).round() / 10.0 }
+}
+
+/// Whether the caller asked for an agent (a queue or a work number; a transfer out does not count).
+fn asked_for_agent(c: &Value) -> bool {
+    c["handoffs"].as_array().is_some_and(|h| h.iter().any(|h| h["kind"] != "transfer"))
+}
+
+/// Whether the caller hung up on the IVR (not the flow, and not after an agent answered).
+fn caller_left_in_ivr(c: &Value) -> bool {
+    let o = c["outcome"].as_str().unwrap_or("");
+    let by_caller = o.starts_with("caller_hung_up");
+    by_caller && !c["handoffs"].as_array().is_some_and(|h| h.iter().any(|h| h["outcome"] == "served"))
+}
+
+/// A number that identifies a caller (not withheld or anonymous).
+fn identified(caller: &str) -> bool {
+    let c = caller.trim();
+    !c.is_empty() && !matches!(c.to_ascii_lowercase().as_str(), "anonymous" | "unknown" | "restricted" | "private" | "unavailable")
 }
 
 fn lines(path: &Path) -> Result<Vec<Value>, String> {
@@ -82,30 +199,64 @@ fn call_records(lines: Vec<Value>) -> Vec<Value> {
     order.into_iter().filter_map(|id| last.remove(&id)).collect()
 }
 
-/// Builds the report from the records in `data` over `[from, to)`.
-pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl_threshold_ms: u64) -> Result<Report, String> {
-    let within = |t: Option<i64>| t.is_some_and(|t| t >= from_ms && t < to_ms);
+/// A flow's node in its funnel, added when first seen.
+fn step<'a>(steps: &'a mut BTreeMap<String, FunnelNode>, n: &str) -> &'a mut FunnelNode {
+    steps.entry(n.to_string()).or_insert_with(|| FunnelNode { node: n.to_string(), ..FunnelNode::default() })
+}
+
+/// Builds the report from the records in `data` over the window.
+pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, String> {
+    let within = |t: Option<i64>| t.is_some_and(|t| t >= w.from_ms && t < w.to_ms);
+    let period_of = |t: i64| w.periods.iter().position(|p| t >= p.1 && t < p.2);
+    let all_calls = call_records(lines(&data.join("calls.jsonl"))?);
+    let calls: Vec<&Value> = all_calls.iter().filter(|c| within(c["start_ms"].as_i64())).collect();
     // IVR calls and the survey.
     let mut ivr = Ivr::default();
     let mut survey = Survey::default();
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     let mut duration_ms = 0i64;
-    for c in call_records(lines(&data.join("calls.jsonl"))?).iter().filter(|c| within(c["start_ms"].as_i64())) {
+    let mut period_calls = vec![(0u64, 0u64); w.periods.len()];
+    let mut hours: Vec<HourLine> = (0..24).map(|hour| HourLine { hour, ..HourLine::default() }).collect();
+    let mut funnels: BTreeMap<String, (Funnel, BTreeMap<String, FunnelNode>)> = BTreeMap::new();
+    for c in &calls {
+        let start = c["start_ms"].as_i64().unwrap_or(0);
         ivr.calls += 1;
         *ivr.by_number.entry(c["dialed"].as_str().unwrap_or("").to_string()).or_default() += 1;
         let outcome = c["outcome"].as_str().unwrap_or("unknown");
         let outcome = outcome.split(':').take(if outcome.starts_with("hangup") { 2 } else { 1 }).collect::<Vec<_>>().join(":");
         *ivr.outcomes.entry(outcome).or_default() += 1;
+        let nodes: Vec<&str> = c["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let mut seen = std::collections::BTreeSet::new();
-        for n in c["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            if seen.insert(n) {
+        let (funnel, steps) = funnels.entry(c["flow"].as_str().unwrap_or("").to_string()).or_default();
+        funnel.calls += 1;
+        for n in &nodes {
+            if seen.insert(*n) {
                 *hits.entry(n.to_string()).or_default() += 1;
+                step(steps, n).reached += 1;
             }
         }
-        duration_ms += (c["end_ms"].as_i64().unwrap_or(0) - c["start_ms"].as_i64().unwrap_or(0)).max(0);
-        if c["handoffs"].as_array().is_some_and(|h| h.iter().any(|h| h["kind"] != "transfer")) {
+        if caller_left_in_ivr(c) {
+            if let Some(last) = nodes.last() {
+                step(steps, last).hung_up += 1;
+            }
+        }
+        for m in c["timeline"].as_array().into_iter().flatten().filter(|m| m["event"] == "key") {
+            let (Some(k), Some(n)) = (m["key"].as_str(), m["node"].as_str()) else { continue };
+            *step(steps, n).keys.entry(k.to_string()).or_default() += 1;
+        }
+        duration_ms += (c["end_ms"].as_i64().unwrap_or(0) - start).max(0);
+        let contained = !asked_for_agent(c);
+        if contained {
+            funnel.contained += 1;
+            ivr.contained += 1;
+        } else {
             ivr.to_agents += 1;
         }
+        if let Some(p) = period_of(start) {
+            period_calls[p].0 += 1;
+            period_calls[p].1 += u64::from(contained);
+        }
+        hours[usize::from((w.hour_of)(start)) % 24].ivr_calls += 1;
         if let Some(score) = c["survey_score"].as_str().filter(|s| !s.is_empty() && *s != "0") {
             survey.answers += 1;
             *survey.scores.entry(score.to_string()).or_default() += 1;
@@ -115,29 +266,87 @@ pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl
     ranking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ivr.menu_hits = ranking;
     ivr.average_duration_s = if ivr.calls == 0 { 0.0 } else { (duration_ms as f64 / ivr.calls as f64 / 100.0).round() / 10.0 };
+    ivr.containment = pct(ivr.contained, ivr.calls);
     let good = survey.scores.iter().filter(|(s, _)| *s == "1" || *s == "2").map(|(_, n)| n).sum::<u64>();
-    survey.satisfied = if survey.answers == 0 { 0.0 } else { (good as f64 * 1000.0 / survey.answers as f64).round() / 10.0 };
+    survey.satisfied = pct(good, survey.answers);
+    let funnel = funnels
+        .into_iter()
+        .map(|(flow, (mut f, steps))| {
+            f.nodes = steps.into_values().collect();
+            f.nodes.sort_by(|a, b| b.reached.cmp(&a.reached).then(a.node.cmp(&b.node)));
+            (flow, f)
+        })
+        .collect();
+
+    // First-contact resolution: the next call from the same number, from
+    // every record (a call late in the span is judged by the ones after it).
+    let mut by_caller: std::collections::HashMap<&str, Vec<i64>> = std::collections::HashMap::new();
+    for c in &all_calls {
+        if let (Some(n), Some(t)) = (c["caller"].as_str().filter(|n| identified(n)), c["start_ms"].as_i64()) {
+            by_caller.entry(n).or_default().push(t);
+        }
+    }
+    by_caller.values_mut().for_each(|v| v.sort_unstable());
+    let mut first_contact = FirstContact::default();
+    for c in &calls {
+        let (Some(n), Some(t)) = (c["caller"].as_str().filter(|n| identified(n)), c["start_ms"].as_i64()) else { continue };
+        first_contact.identified += 1;
+        let times = &by_caller[n];
+        let after = times.partition_point(|&x| x <= t);
+        if times.get(after).is_some_and(|&next| next - t <= REPEAT_WITHIN_MS) {
+            first_contact.repeated += 1;
+        }
+    }
+    first_contact.rate = pct(first_contact.identified - first_contact.repeated, first_contact.identified);
 
     // Queues.
-    let records: Vec<ivr_acd::CallRecord> = lines(&data.join("queue.jsonl"))?
+    let records: Vec<(i64, ivr_acd::CallRecord)> = lines(&data.join("queue.jsonl"))?
         .into_iter()
-        .filter(|r| within(r["joined_at_ms"].as_i64()))
-        .filter_map(|r| serde_json::from_value(r).ok())
+        .filter_map(|r| Some((r["joined_at_ms"].as_i64().filter(|t| within(Some(*t)))?, serde_json::from_value::<ivr_acd::CallRecord>(r).ok()?)))
         .collect();
-    let mut queues = BTreeMap::new();
-    let mut names: Vec<&str> = records.iter().filter_map(|r| r.queue.as_deref()).collect();
-    names.sort_unstable();
-    names.dedup();
-    for q in names {
-        queues.insert(q.to_string(), ivr_acd::Kpi::from_records(records.iter().filter(|r| r.queue.as_deref() == Some(q)), sl_threshold_ms));
+    let by_queue = |rs: &[&ivr_acd::CallRecord]| -> (BTreeMap<String, ivr_acd::Kpi>, ivr_acd::Kpi) {
+        let mut names: Vec<&str> = rs.iter().filter_map(|r| r.queue.as_deref()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let queues = names.into_iter().map(|q| (q.to_string(), ivr_acd::Kpi::from_records(rs.iter().copied().filter(|r| r.queue.as_deref() == Some(q)), sl_threshold_ms))).collect();
+        (queues, ivr_acd::Kpi::from_records(rs.iter().copied(), sl_threshold_ms))
+    };
+    let all: Vec<&ivr_acd::CallRecord> = records.iter().map(|(_, r)| r).collect();
+    let (queues, all_queues) = by_queue(&all);
+    let span = |a: i64, b: i64| (b - a).max(0) as u64;
+    let average_waiting = all_queues.average_waiting(span(w.from_ms, w.to_ms));
+    let periods = w
+        .periods
+        .iter()
+        .enumerate()
+        .map(|(i, (label, a, b))| {
+            let rs: Vec<&ivr_acd::CallRecord> = records.iter().filter(|(t, _)| t >= a && t < b).map(|(_, r)| r).collect();
+            let (queues, all_queues) = by_queue(&rs);
+            let (calls, contained) = period_calls[i];
+            Period { period: label.clone(), ivr_calls: calls, contained, containment: pct(contained, calls), average_waiting: all_queues.average_waiting(span(*a, *b)), queues, all_queues }
+        })
+        .collect();
+    for h in 0..24u8 {
+        let rs: Vec<&ivr_acd::CallRecord> = records.iter().filter(|(t, _)| (w.hour_of)(*t) == h).map(|(_, r)| r).collect();
+        let k = ivr_acd::Kpi::from_records(rs, sl_threshold_ms);
+        hours[usize::from(h)].offered = k.offered;
+        hours[usize::from(h)].service_level = if k.offered == 0 { 0.0 } else { k.service_level };
     }
-    let all_queues = ivr_acd::Kpi::from_records(&records, sl_threshold_ms);
+    let mut waits: Vec<WaitBand> = WAIT_BANDS_S.iter().map(|&s| Some(s)).chain([None]).map(|up_to_s| WaitBand { up_to_s, answered: 0, abandoned: 0 }).collect();
+    for (_, r) in records.iter().filter(|(_, r)| r.queue.is_some()) {
+        let band = WAIT_BANDS_S.iter().position(|&s| r.waited_ms <= s * 1000).unwrap_or(WAIT_BANDS_S.len());
+        match r.result.as_str() {
+            "answered" => waits[band].answered += 1,
+            "abandoned" => waits[band].abandoned += 1,
+            _ => {}
+        }
+    }
 
     // Agents: calls and talk from the queue records, states from agents.jsonl
     // (each state's time clipped to the span).
     let mut agents: BTreeMap<String, AgentLine> = BTreeMap::new();
     let line = |a: &str| AgentLine { agent: a.to_string(), calls: 0, talk_s: 0, wrap_up_s: 0, states_s: BTreeMap::new(), utilisation: 0.0 };
-    for r in records.iter().filter(|r| r.result == "answered") {
+    for (_, r) in records.iter().filter(|(_, r)| r.result == "answered") {
         let Some(a) = r.agent.as_deref() else { continue };
         let e = agents.entry(a.to_string()).or_insert_with(|| line(a));
         e.calls += 1;
@@ -147,7 +356,7 @@ pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl
     let mut state_ms: BTreeMap<(String, String), i64> = BTreeMap::new();
     for s in lines(&data.join("agents.jsonl"))? {
         let (Some(a), Some(st), Some(f), Some(t)) = (s["agent"].as_str(), s["state"].as_str(), s["from_at_ms"].as_i64(), s["to_at_ms"].as_i64()) else { continue };
-        let ms = t.min(to_ms) - f.max(from_ms);
+        let ms = t.min(w.to_ms) - f.max(w.from_ms);
         if ms > 0 {
             *state_ms.entry((a.to_string(), st.to_string())).or_default() += ms;
         }
@@ -157,13 +366,12 @@ pub fn build(data: &Path, from_ms: i64, to_ms: i64, labels: (String, String), sl
         e.states_s.insert(st, (ms / 1000) as u64);
     }
     for e in agents.values_mut() {
-        let get = |k: &str| e.states_s.get(k).copied().unwrap_or(0) as f64;
+        let get = |k: &str| e.states_s.get(k).copied().unwrap_or(0);
         let busy = get("ringing") + get("talking") + get("wrap_up");
-        let on = busy + get("ready") + get("not_ready");
-        e.utilisation = if on == 0.0 { 0.0 } else { (busy * 1000.0 / on).round() / 10.0 };
+        e.utilisation = pct(busy, busy + get("ready") + get("not_ready"));
     }
     let agents = agents.into_values().filter(|a| a.calls > 0 || a.states_s.keys().any(|k| k != "logged_out")).collect();
-    Ok(Report { from: labels.0, to: labels.1, ivr, queues, all_queues, agents, survey })
+    Ok(Report { from: w.labels.0.clone(), to: w.labels.1.clone(), ivr, queues, all_queues, average_waiting, agents, survey, by: w.by.clone(), periods, hours, funnel, first_contact, waits })
 }
 
 fn secs(ms: u64) -> String {
@@ -184,6 +392,9 @@ pub fn render(r: &Report) -> String {
     w(format!("report {} to {}", r.from, r.to));
     w(String::new());
     w(format!("IVR: {} calls, average {:.1} s; {} asked for an agent", r.ivr.calls, r.ivr.average_duration_s, r.ivr.to_agents));
+    w(format!("  contained in the IVR (自助完成): {} ({:.1}%)", r.ivr.contained, r.ivr.containment));
+    let fc = &r.first_contact;
+    w(format!("  first-contact resolution (一次解决率, no repeat call within 24 h): {:.1}% of {} identified callers ({} called again)", fc.rate, fc.identified, fc.repeated));
     for (n, c) in &r.ivr.by_number {
         w(format!("  dialed {n}: {c}"));
     }
@@ -211,6 +422,34 @@ pub fn render(r: &Report) -> String {
             secs(k.aht_ms)
         ));
     }
+    let k = &r.all_queues;
+    w(format!(
+        "answer rate (接通率) {:.1}%, queued (排队率) {:.1}%, average waiting (排队均长) {:.2}, longest wait {}",
+        k.answer_rate,
+        k.queue_rate,
+        r.average_waiting,
+        secs(k.longest_wait_ms)
+    ));
+    if r.periods.len() > 1 {
+        w(String::new());
+        w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", format!("by {}", r.by), "calls", "contained", "offered", "answered", "abandoned", format!("SL {}s", k.service_level_threshold_ms / 1000), "ASA", "abandon"));
+        for p in &r.periods {
+            let q = &p.all_queues;
+            // A period nobody queued in has no service level, not 100%.
+            let (sl, asa, abandon) = if q.offered == 0 { ("-".to_string(), "-".to_string(), "-".to_string()) } else { (format!("{:.1}%", q.service_level), secs(q.asa_ms), format!("{:.2}%", q.abandon_rate)) };
+            let contained = if p.ivr_calls == 0 { "-".to_string() } else { format!("{:.1}%", p.containment) };
+            w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", p.period, p.ivr_calls, contained, q.offered, q.answered, q.abandoned, sl, asa, abandon));
+        }
+    }
+    for (flow, f) in &r.funnel {
+        w(String::new());
+        w(format!("funnel {flow}: {} calls, {} contained", f.calls, f.contained));
+        w(format!("  {:<22} {:>7} {:>8}  keys", "node", "reached", "hung up"));
+        for n in &f.nodes {
+            let keys = n.keys.iter().map(|(k, c)| format!("{k}:{c}")).collect::<Vec<_>>().join(" ");
+            w(format!("  {:<22} {:>7} {:>8}  {keys}", n.node, n.reached, n.hung_up).trim_end().to_string());
+        }
+    }
     w(String::new());
     w(format!("{:<8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  utilisation", "agent", "calls", "talk", "wrap-up", "ready", "not ready", "logged in"));
     for a in &r.agents {
@@ -235,5 +474,72 @@ pub fn render(r: &Report) -> String {
         r.survey.satisfied,
         r.survey.scores.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
     ));
+    o
+}
+
+/// Which table `--format csv` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Section {
+    /// One row per period and queue (`(all)`: every queue together).
+    Periods,
+    /// One row per flow and node: reached, hung up there, keys.
+    Funnel,
+    /// One row per agent.
+    Agents,
+    /// One row per hour of the day.
+    Hours,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn csv_row(o: &mut String, fields: &[String]) {
+    o.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+    o.push_str("\r\n");
+}
+
+/// One table of the report as CSV (RFC 4180), for a spreadsheet.
+pub fn csv(r: &Report, section: Section) -> String {
+    let mut o = String::new();
+    let f1 = |x: f64| format!("{x:.1}");
+    match section {
+        Section::Periods => {
+            csv_row(&mut o, &["period", "queue", "ivr_calls", "contained_pct", "offered", "answered", "abandoned", "sent_on", "answer_rate_pct", "service_level_pct", "asa_s", "abandon_rate_pct", "aht_s", "queue_rate_pct", "average_waiting", "longest_wait_s"].map(String::from));
+            for p in &r.periods {
+                for (q, k) in p.queues.iter().map(|(q, k)| (q.as_str(), k)).chain([("(all)", &p.all_queues)]) {
+                    let avg = if q == "(all)" { format!("{:.3}", p.average_waiting) } else { String::new() };
+                    // Rates over no calls are left empty, not 0 or 100.
+                    let some = k.offered > 0;
+                    let s = |ms: u64| if some { format!("{:.1}", ms as f64 / 1000.0) } else { String::new() };
+                    let r = |x: f64| if some { f1(x) } else { String::new() };
+                    let contained = if p.ivr_calls > 0 { f1(p.containment) } else { String::new() };
+                    csv_row(&mut o, &[p.period.clone(), q.to_string(), p.ivr_calls.to_string(), contained, k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), r(k.answer_rate), r(k.service_level), s(k.asa_ms), r(k.abandon_rate), s(k.aht_ms), r(k.queue_rate), avg, s(k.longest_wait_ms)]);
+                }
+            }
+        }
+        Section::Funnel => {
+            csv_row(&mut o, &["flow", "node", "reached", "hung_up", "keys"].map(String::from));
+            for (flow, f) in &r.funnel {
+                for n in &f.nodes {
+                    let keys = n.keys.iter().map(|(k, c)| format!("{k}:{c}")).collect::<Vec<_>>().join(" ");
+                    csv_row(&mut o, &[flow.clone(), n.node.clone(), n.reached.to_string(), n.hung_up.to_string(), keys]);
+                }
+            }
+        }
+        Section::Agents => {
+            csv_row(&mut o, &["agent", "calls", "talk_s", "wrap_up_s", "ready_s", "not_ready_s", "utilisation_pct"].map(String::from));
+            for a in &r.agents {
+                let get = |k: &str| a.states_s.get(k).copied().unwrap_or(0).to_string();
+                csv_row(&mut o, &[a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), get("ready"), get("not_ready"), f1(a.utilisation)]);
+            }
+        }
+        Section::Hours => {
+            csv_row(&mut o, &["hour", "ivr_calls", "offered", "service_level_pct"].map(String::from));
+            for h in &r.hours {
+                csv_row(&mut o, &[format!("{:02}", h.hour), h.ivr_calls.to_string(), h.offered.to_string(), f1(h.service_level)]);
+            }
+        }
+    }
     o
 }

@@ -8,6 +8,7 @@ mod expect;
 mod kpis;
 mod lsp;
 mod plan;
+mod charts;
 mod report;
 mod scenario;
 mod sim;
@@ -394,8 +395,22 @@ enum Command {
         /// Service level: answered within this many seconds.
         #[arg(long, default_value_t = 20)]
         sl: u64,
-        #[arg(long)]
+        /// table (a terminal or a mail), csv (one table, see --section), json, or
+        /// html (one page with tables and charts).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Same as --format json.
+        #[arg(long, hide = true)]
         json: bool,
+        /// The periods the span is cut into.
+        #[arg(long, value_enum, default_value_t = By::Day)]
+        by: By,
+        /// The table --format csv writes.
+        #[arg(long, value_enum, default_value_t = kpis::Section::Periods)]
+        section: kpis::Section,
+        /// Also write the charts (SVG) into this directory.
+        #[arg(long)]
+        charts: Option<PathBuf>,
     },
     /// Staffing: agents each hour needs for a service level, from the records
     /// (arrivals, handle time, patience), by Erlang C and by simulating the day
@@ -497,7 +512,9 @@ fn run(cli: Cli) -> ExitCode {
         Command::Check { paths, format, deny_warnings, config } => check(&paths, format, deny_warnings, config.as_deref()),
         Command::Agents { admin, json, watch: None, .. } => agents_cmd(admin, json),
         Command::Agents { admin, watch: Some(secs), count, .. } => wallboard(admin, secs, count),
-        Command::Report { data, date, days, tz, sl, json } => report_cmd(&data, date, days, &tz, sl, json),
+        Command::Report { data, date, days, tz, sl, format, json, by, section, charts } => {
+            report_cmd(&data, (date, days, &tz, by), sl, if json { ReportFormat::Json } else { format }, section, charts.as_deref())
+        }
         Command::Plan { data, date, days, tz, sl, within, roster, sim_days, json } => plan_cmd(&data, date, days, &tz, (sl, within), roster.as_deref(), sim_days, json),
         Command::Agent { action, id, reason, admin } => agent_cmd(action, &id, reason, admin),
         Command::Compile { flow, output, strip } => compile_cmd(&flow, &output, strip),
@@ -814,20 +831,83 @@ fn agent_cmd(action: AgentAction, id: &str, reason: Option<String>, admin: Optio
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ivr report`.
-fn report_cmd(data: &Path, date: Option<String>, days: u32, tz: &str, sl: u64, json: bool) -> Result<ExitCode, String> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum By {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+/// The report's span in the centre's time zone, cut into periods: hours,
+/// days, weeks (from Monday) or calendar months, each clipped to the span.
+fn report_window(date: Option<String>, days: u32, tz: &str, by: By) -> Result<kpis::Window, String> {
     let zone = jiff::tz::TimeZone::get(tz).map_err(|e| format!("time zone {tz}: {e}"))?;
     let day = match date {
         Some(d) => d.parse::<jiff::civil::Date>().map_err(|e| format!("--date {d}: {e}"))?,
         None => jiff::Timestamp::now().to_zoned(zone.clone()).date(),
     };
-    let end = day.checked_add(jiff::Span::new().days(days.max(1) as i64)).map_err(|e| e.to_string())?;
-    let at = |d: jiff::civil::Date| d.to_zoned(zone.clone()).map(|z| z.timestamp().as_millisecond()).map_err(|e| e.to_string());
-    let report = kpis::build(data, at(day)?, at(end)?, (day.to_string(), end.to_string()), sl * 1000)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
-    } else {
-        print!("{}", kpis::render(&report));
+    let end = day.checked_add(jiff::Span::new().days(days.clamp(1, 3_660) as i64)).map_err(|e| e.to_string())?;
+    let at = |d: jiff::civil::DateTime| d.to_zoned(zone.clone()).map(|z| z.timestamp().as_millisecond()).map_err(|e| e.to_string());
+    let (from_ms, to_ms) = (at(day.to_datetime(jiff::civil::Time::midnight()))?, at(end.to_datetime(jiff::civil::Time::midnight()))?);
+    let mut periods = Vec::new();
+    let mut start = match by {
+        By::Hour | By::Day => day.to_datetime(jiff::civil::Time::midnight()),
+        By::Week => day.checked_sub(jiff::Span::new().days(i64::from(day.weekday().to_monday_zero_offset()))).map_err(|e| e.to_string())?.to_datetime(jiff::civil::Time::midnight()),
+        By::Month => day.first_of_month().to_datetime(jiff::civil::Time::midnight()),
+    };
+    while at(start)? < to_ms {
+        let step = match by {
+            By::Hour => jiff::Span::new().hours(1),
+            By::Day => jiff::Span::new().days(1),
+            By::Week => jiff::Span::new().weeks(1),
+            By::Month => jiff::Span::new().months(1),
+        };
+        let next = start.checked_add(step).map_err(|e| e.to_string())?;
+        let label = match by {
+            By::Hour => start.strftime("%Y-%m-%d %H:00").to_string(),
+            By::Day => start.date().to_string(),
+            By::Week => format!("week of {}", start.date()),
+            By::Month => start.strftime("%Y-%m").to_string(),
+        };
+        periods.push((label, at(start)?.max(from_ms), at(next)?.min(to_ms)));
+        start = next;
+    }
+    let hour_zone = zone.clone();
+    Ok(kpis::Window {
+        from_ms,
+        to_ms,
+        labels: (day.to_string(), end.to_string()),
+        by: format!("{by:?}").to_lowercase(),
+        periods,
+        hour_of: Box::new(move |ms| jiff::Timestamp::from_millisecond(ms).map_or(0, |t| t.to_zoned(hour_zone.clone()).hour() as u8)),
+    })
+}
+
+/// `ivr report`.
+fn report_cmd(data: &Path, (date, days, tz, by): (Option<String>, u32, &str, By), sl: u64, format: ReportFormat, section: kpis::Section, charts: Option<&Path>) -> Result<ExitCode, String> {
+    let window = report_window(date, days, tz, by)?;
+    let report = kpis::build(data, &window, sl * 1000)?;
+    if let Some(dir) = charts {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        for (name, svg) in charts::all(&report) {
+            let path = dir.join(name);
+            std::fs::write(&path, svg).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        }
+    }
+    match format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?),
+        ReportFormat::Table => print!("{}", kpis::render(&report)),
+        ReportFormat::Csv => print!("{}", kpis::csv(&report, section)),
+        ReportFormat::Html => print!("{}", charts::html(&report)),
     }
     Ok(ExitCode::SUCCESS)
 }
