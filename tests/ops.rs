@@ -7,21 +7,12 @@ mod common;
 use common::server::*;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// A plain HTTP/1.1 request: (status, headers, body).
 fn http(ops: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let mut s = std::net::TcpStream::connect(ops).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {ops}\r\n{auth}Content-Length: 0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status");
-    (code, head.to_string(), body.to_string())
+    common::server::ops_request(ops, method, path, token, "")
 }
 
 fn get(ops: SocketAddr, path: &str) -> (u16, String, String) {

@@ -49,6 +49,20 @@ impl Server {
     }
 }
 
+/// One HTTP/1.1 request to an operations listener: (status, head, body).
+pub fn ops_request(ops: SocketAddr, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(ops).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {ops}\r\n{auth}Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("a status");
+    (code, head.to_string(), body.to_string())
+}
+
 pub fn serve(name: &str, extra_config: &str) -> Server {
     serve_on("127.0.0.1", name, extra_config)
 }

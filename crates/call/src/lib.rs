@@ -51,14 +51,40 @@ pub use records::{CallRecord, Log};
 use handoff::Agents;
 use ports::Ports;
 
-/// A flow the core serves: its program, its prompts (decoded once), and the
-/// fingerprint call records carry.
+/// A flow the core serves: its program, its prompts (decoded once), the
+/// fingerprint call records carry, and the release (deployed version of the
+/// whole flow set) it belongs to.
 #[derive(Clone)]
 pub struct Flow {
     pub name: String,
     pub program: Arc<Program>,
     pub prompts: Arc<PromptAudio>,
     pub version: String,
+    /// The deployed version of the flow set this flow came in (empty: none).
+    pub release: String,
+}
+
+/// A new release tried on some new calls before it serves them all: the
+/// callers listed, and this share of the others.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub flows: Vec<Flow>,
+    /// Of new calls, 0–100.
+    pub percent: u8,
+    /// Callers' numbers that always get the canary.
+    pub callers: Vec<String>,
+}
+
+impl Canary {
+    /// Whether a new call goes to the canary: a listed caller, or its Call-ID
+    /// in the canary's share (a hash, so the same call always lands the same way).
+    pub fn takes(&self, caller: &str, call_id: &str) -> bool {
+        if self.callers.iter().any(|c| c == caller) {
+            return true;
+        }
+        let h = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        h % 100 < u64::from(self.percent.min(100))
+    }
 }
 
 impl std::fmt::Debug for Flow {
@@ -70,7 +96,13 @@ impl std::fmt::Debug for Flow {
 impl Flow {
     pub fn new(name: &str, program: Arc<Program>, prompts: Arc<PromptAudio>) -> Flow {
         let version = records::fingerprint(&program);
-        Flow { name: name.to_string(), program, prompts, version }
+        Flow { name: name.to_string(), program, prompts, version, release: String::new() }
+    }
+
+    /// The same flow, as part of `release`.
+    pub fn in_release(mut self, release: &str) -> Flow {
+        self.release = release.to_string();
+        self
     }
 }
 
@@ -195,8 +227,9 @@ pub enum Input<'a> {
     /// The caller has sent no RTP for the host's media timeout: gone, or
     /// the offer pointed our audio somewhere else. The call is ended.
     MediaTimeout { call: CallKey },
-    /// New flows for new calls, and agents and queues read again.
-    Reload { flows: Vec<Flow>, acd: ivr_acd::AcdConfig },
+    /// New flows for new calls (and a canary release for some of them, or
+    /// none), and agents and queues read again. Calls in progress keep theirs.
+    Reload { flows: Vec<Flow>, canary: Option<Canary>, acd: ivr_acd::AcdConfig },
     /// Stop taking calls: new ones get 503, calls in progress finish.
     Drain,
 }
@@ -342,6 +375,7 @@ pub struct Core {
     cfg: CoreConfig,
     endpoint: Endpoint,
     flows: Vec<Flow>,
+    canary: Option<Canary>,
     calls: BTreeMap<CallKey, Call>,
     agents: Agents,
     ports: Ports,
@@ -384,6 +418,7 @@ impl Core {
             cfg,
             endpoint,
             flows,
+            canary: None,
             calls: BTreeMap::new(),
             agents,
             limiter,
@@ -496,9 +531,10 @@ impl Core {
                     self.write_record(call);
                 }
             }
-            Input::Reload { flows, acd } => {
-                info!(flows = flows.len(), agents = acd.agents.len(), queues = acd.queues.len(), "reloaded the flows for new calls, and the agents and queues");
+            Input::Reload { flows, canary, acd } => {
+                info!(flows = flows.len(), canary = canary.as_ref().map_or(0, |c| c.percent), agents = acd.agents.len(), queues = acd.queues.len(), "reloaded the flows for new calls, and the agents and queues");
                 self.flows = flows;
+                self.canary = canary;
                 self.endpoint.set_registrar(!acd.agents.is_empty());
                 self.agents.reconfigure(now, acd);
             }
@@ -680,7 +716,7 @@ impl Core {
         }
         self.left_source(c.peer);
         c.record.close(self.wall(now));
-        self.stats.call_ended(c.record.outcome.as_deref(), now.saturating_sub(c.started));
+        self.stats.call_ended(c.record.outcome.as_deref(), now.saturating_sub(c.started), &c.record.release);
         self.record_line(&c.record);
         info!(call_id = %c.record.call_id, outcome = c.record.outcome.as_deref().unwrap_or(""), "call ended");
         self.push(Output::Media(Media::Close { call: key }));
@@ -799,7 +835,9 @@ impl Core {
         };
         // A number we do not serve is answered like any other and then hung
         // up: the signalling does not tell a prober which numbers exist.
-        let flow = self.flows.iter().find(|f| f.program.entries.iter().any(|e| e.number == dialed)).cloned();
+        let answers = |flows: &[Flow]| flows.iter().find(|f| f.program.entries.iter().any(|e| e.number == dialed)).cloned();
+        let canary = self.canary.as_ref().filter(|c| c.takes(&caller, &call_id));
+        let flow = canary.and_then(|c| answers(&c.flows)).or_else(|| answers(&self.flows));
         let flow = flow.unwrap_or_else(|| {
             let p = not_in_service(&dialed);
             Flow::new("not_in_service", p, Arc::new(PromptAudio::empty()))
@@ -827,8 +865,9 @@ impl Core {
             latch: self.cfg.latch_rtp,
             ssrc_seed: self.cfg.seed ^ call.0,
         };
-        let record = CallRecord::new(&call_id, &dialed, &caller, &flow.name, &flow.version, self.wall(now));
-        self.stats.call_started(&flow.name);
+        let mut record = CallRecord::new(&call_id, &dialed, &caller, &flow.name, &flow.version, self.wall(now));
+        record.release = flow.release.clone();
+        self.stats.call_started(&flow.name, &flow.release);
         self.calls.insert(
             call,
             Call {
@@ -890,7 +929,7 @@ impl Core {
         if !ok {
             // No port could be opened: refused, the ports freed for later.
             let Some(c) = self.calls.remove(&call) else { return };
-            self.stats.call_ended(None, now.saturating_sub(c.started));
+            self.stats.call_ended(None, now.saturating_sub(c.started), &c.record.release);
             self.unconfirm(c.peer);
             self.left_source(c.peer);
             self.ports.release(c.port);

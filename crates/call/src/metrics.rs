@@ -182,6 +182,14 @@ struct InFlight {
     declared: Vec<String>,
 }
 
+/// Calls on one release.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseCounts {
+    pub started: u64,
+    /// By [`EndClass::ALL`] index.
+    pub ended: [u64; EndClass::ALL.len()],
+}
+
 /// Everything the core counts, since it started.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -190,6 +198,9 @@ pub struct Stats {
     pub calls_started: BTreeMap<String, u64>,
     /// Calls ended, by [`EndClass::ALL`] index.
     pub calls_ended: [u64; EndClass::ALL.len()],
+    /// Calls started and ended on each release (deployed version) this
+    /// process has served: a canary's numbers beside the current one's.
+    pub releases: BTreeMap<String, ReleaseCounts>,
     pub setup: Histogram,
     pub duration: Histogram,
     /// Every message that reached the core, before any shedding.
@@ -208,6 +219,7 @@ impl Default for Stats {
         Stats {
             calls_started: BTreeMap::new(),
             calls_ended: [0; EndClass::ALL.len()],
+            releases: BTreeMap::new(),
             setup: Histogram::new(SETUP_BOUNDS_MS),
             duration: Histogram::new(DURATION_BOUNDS_MS),
             sip_received: SipCounts::default(),
@@ -228,12 +240,15 @@ impl Stats {
         self.sip_sent.count(data);
     }
 
-    pub(crate) fn call_started(&mut self, flow: &str) {
+    pub(crate) fn call_started(&mut self, flow: &str, release: &str) {
         match self.calls_started.get_mut(flow) {
             Some(n) => *n += 1,
             None => {
                 self.calls_started.insert(flow.to_string(), 1);
             }
+        }
+        if !release.is_empty() {
+            self.releases.entry(release.to_string()).or_default().started += 1;
         }
     }
 
@@ -242,9 +257,12 @@ impl Stats {
         self.setup.observe(setup_ms);
     }
 
-    pub(crate) fn call_ended(&mut self, outcome: Option<&str>, duration_ms: u64) {
+    pub(crate) fn call_ended(&mut self, outcome: Option<&str>, duration_ms: u64, release: &str) {
         let class = EndClass::of(outcome.unwrap_or(""));
         self.calls_ended[class as usize] += 1;
+        if !release.is_empty() {
+            self.releases.entry(release.to_string()).or_default().ended[class as usize] += 1;
+        }
         self.duration.observe(duration_ms);
     }
 
@@ -288,6 +306,8 @@ pub struct Metrics {
     pub tick_load_ms: f64,
     /// (name, version) of each flow new calls get.
     pub flows: Vec<(String, String)>,
+    /// The releases new calls get: (release, `current` or `canary`, share of new calls %).
+    pub releases: Vec<(String, &'static str, u8)>,
     /// Queues and agents as the admin API shows them.
     pub acd: ivr_acd::Snapshot,
 }
@@ -323,6 +343,11 @@ impl Core {
             overloaded: self.admission.is_overloaded(),
             tick_load_ms: self.admission.load_ms(),
             flows: self.flows.iter().map(|f| (f.name.clone(), f.version.clone())).collect(),
+            releases: {
+                let canary = self.canary.as_ref().and_then(|c| Some((c.flows.first()?.release.clone(), "canary", c.percent)));
+                let current = self.flows.first().map(|f| (f.release.clone(), "current", 100 - canary.as_ref().map_or(0, |c| c.2.min(100))));
+                current.into_iter().chain(canary).filter(|r| !r.0.is_empty()).collect()
+            },
             acd: self.agents.acd.snapshot(self.now),
         }
     }

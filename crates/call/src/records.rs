@@ -29,6 +29,9 @@ pub struct CallRecord {
     pub flow: String,
     /// A fingerprint of the program the call ran (calls keep the version they started with).
     pub flow_version: String,
+    /// The deployed version of the flow set the call started on (`ivr versions`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub release: String,
     pub nodes: Vec<String>,
     /// Keys pressed; secret input is recorded as `*`.
     pub keys: String,
@@ -98,6 +101,7 @@ impl CallRecord {
             caller: caller.to_string(),
             flow: flow.to_string(),
             flow_version: flow_version.to_string(),
+            release: String::new(),
             nodes: Vec::new(),
             keys: String::new(),
             outcome: None,

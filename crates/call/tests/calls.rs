@@ -760,3 +760,43 @@ fn a_reinvite_without_an_offer_gets_our_media_as_the_offer() {
     w.run_for(500);
     assert_eq!(w.requests.len(), 1, "the call goes on");
 }
+
+/// A flow that plays `prompt` and hangs up, answering 100.
+fn one_prompt(prompt: &str, release: &str) -> ivr_call::Flow {
+    flow(&format!("entry 100 -> hello\nstep hello {{\n    play {prompt}\n    hangup\n}}\n"), CATALOGUE).in_release(release)
+}
+
+#[test]
+fn a_canary_takes_its_callers_and_its_share_and_calls_in_progress_keep_their_release() {
+    let mut w = World::new(config(), vec![one_prompt("welcome", "aaaa")], Default::default(), Link { delay_ms: 5, ..Default::default() }, 7);
+    // A call in progress on release aaaa …
+    let first = dial(&mut w, "first", 1);
+    // … while a canary (release bbbb) takes one listed caller and none of the rest.
+    let canary = ivr_call::Canary { flows: vec![one_prompt("main_menu", "bbbb")], percent: 0, callers: vec!["vip".into()] };
+    w.core.handle(w.now, ivr_call::Input::Reload { flows: vec![one_prompt("welcome", "aaaa")], canary: Some(canary), acd: Default::default() });
+    let vip = dial(&mut w, "vip", 2);
+    let other = dial(&mut w, "other", 3);
+    w.run_for(3_000);
+    let _ = (first, vip, other);
+    assert_eq!(record_of(&w, "first")["release"], "aaaa", "the call in progress kept its release");
+    assert_eq!(record_of(&w, "vip")["release"], "bbbb");
+    assert_eq!(record_of(&w, "other")["release"], "aaaa");
+    // With a 100% share every new call gets it; the counts are per release.
+    let canary = ivr_call::Canary { flows: vec![one_prompt("main_menu", "bbbb")], percent: 100, callers: vec![] };
+    w.core.handle(w.now, ivr_call::Input::Reload { flows: vec![one_prompt("welcome", "aaaa")], canary: Some(canary), acd: Default::default() });
+    dial(&mut w, "anyone", 4);
+    w.run_for(3_000);
+    assert_eq!(record_of(&w, "anyone")["release"], "bbbb");
+    let m = w.core.metrics();
+    assert_eq!(m.stats.releases["aaaa"].started, 2);
+    assert_eq!(m.stats.releases["bbbb"].started, 2);
+    assert_eq!(m.releases, [("aaaa".to_string(), "current", 0), ("bbbb".to_string(), "canary", 100)]);
+}
+
+#[test]
+fn a_canary_share_is_about_its_percentage_of_call_ids() {
+    let c = ivr_call::Canary { flows: vec![], percent: 10, callers: vec![] };
+    let taken = (0..10_000).filter(|i| c.takes("13800000000", &format!("{i:x}-a84b4c76e66710@192.0.2.4"))).count();
+    assert!((800..1200).contains(&taken), "{taken} of 10000");
+    assert!(c.takes("x", "same-id") == c.takes("y", "same-id"), "decided by the Call-ID alone");
+}

@@ -351,6 +351,45 @@ enum Command {
         #[arg(long, default_value = "flows/data")]
         data: PathBuf,
     },
+    /// Deploy the flows on disk to a running `ivr serve`: checked here first,
+    /// then compiled and kept by the server as a new release (calls in
+    /// progress keep theirs). With --canary, tried on a share of new calls first.
+    Deploy {
+        /// ivr.toml (default: ./ivr.toml if there is one), for the flows to check.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Try the release on this share of new calls (0–100) before it serves them all.
+        #[arg(long, value_name = "PERCENT")]
+        canary: Option<u8>,
+        /// Callers (numbers) who always get the canary, comma-separated.
+        #[arg(long, value_delimiter = ',', value_name = "NUMBERS")]
+        canary_callers: Vec<String>,
+        /// Why: kept in the release history.
+        #[arg(long, short = 'm', default_value = "")]
+        note: String,
+        /// The operations API (default: `ops_listen` in ./ivr.toml, else 127.0.0.1:8089).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// The releases a running `ivr serve` keeps: which is current, any canary, the history.
+    Versions {
+        #[arg(long)]
+        admin: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve an earlier release again: RELEASE, or (without it) end the canary,
+    /// else go back to the release before the current one.
+    Rollback {
+        release: Option<String>,
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// The canary release becomes the current one, for every new call.
+    Promote {
+        #[arg(long)]
+        admin: Option<String>,
+    },
     /// Agents and queues of a running `ivr serve`: who is ready, talking, paused; who waits.
     Agents {
         /// The admin API (default: `ops_listen` in ./ivr.toml, else 127.0.0.1:8089).
@@ -549,6 +588,13 @@ fn run(cli: Cli) -> ExitCode {
         }
         Command::Serve { config, listen, log_format } => serve(config, listen, log_format),
         Command::Reload { data } => reload(&data),
+        Command::Deploy { config, canary, canary_callers, note, admin } => deploy_cmd(config, canary, canary_callers, &note, admin),
+        Command::Versions { admin, json } => versions_cmd(admin, json),
+        Command::Rollback { release, admin } => {
+            let body = serde_json::json!({"release": release, "by": operator()});
+            admin_call(admin, "POST", "/releases/rollback", Some(body)).and_then(|v| release_changed(&v))
+        }
+        Command::Promote { admin } => admin_call(admin, "POST", "/releases/promote", Some(serde_json::json!({"by": operator()}))).and_then(|v| release_changed(&v)),
         Command::Orders { data, json } => orders(&data, json),
         Command::Subscriptions { data } => subscriptions(&data),
         Command::Messages { action } => messages(action),
@@ -702,6 +748,85 @@ fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Progr
     Ok(programs)
 }
 
+/// Who is deploying, for the release history: $IVR_OPERATOR, else the login name and host.
+fn operator() -> String {
+    if let Ok(o) = std::env::var("IVR_OPERATOR") {
+        return o;
+    }
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    if host.is_empty() { user } else { format!("{user}@{host}") }
+}
+
+fn when(ms: &serde_json::Value) -> String {
+    ms.as_i64().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+}
+
+/// Says what new calls get after a deploy, promote or rollback.
+fn release_changed(v: &serde_json::Value) -> Result<ExitCode, String> {
+    let current = &v["current"];
+    println!("current release {} ({} by {})", current["id"].as_str().unwrap_or("?"), when(&current["at_ms"]), current["by"].as_str().unwrap_or("?"));
+    if let Some(c) = v["canary"].as_object() {
+        let callers = c.get("callers").and_then(|c| c.as_array()).map_or(0, Vec::len);
+        println!("canary release {} on {}% of new calls and {callers} listed callers (`ivr promote` or `ivr rollback`)", c["release"].as_str().unwrap_or("?"), c["percent"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ivr deploy`: check the flows here, then have the server load them.
+fn deploy_cmd(config: Option<PathBuf>, canary: Option<u8>, canary_callers: Vec<String>, note: &str, admin: Option<String>) -> Result<ExitCode, String> {
+    if canary.is_some_and(|p| p > 100) {
+        return Err("--canary is a share of new calls, 0-100".into());
+    }
+    let config = config.or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()));
+    let flows = match config.as_ref().map(|p| read_config(p)).transpose()?.and_then(|c| c.flows) {
+        Some(f) => f,
+        None => root_flows(Path::new("flows"))?,
+    };
+    if flows.is_empty() {
+        return Err("no flows to deploy: put them in flows/ or list them in ivr.toml".into());
+    }
+    // The same check the server makes: a mistake is refused here, before it is sent.
+    compile_all(&flows).map_err(|e| format!("{e}: not deployed; the server keeps its current release"))?;
+    let mut body = serde_json::json!({"by": operator(), "note": note});
+    if canary.is_some() || !canary_callers.is_empty() {
+        body["canary_percent"] = serde_json::json!(canary.unwrap_or(0));
+        body["canary_callers"] = serde_json::json!(canary_callers);
+    }
+    release_changed(&admin_call(admin, "POST", "/releases", Some(body))?)
+}
+
+/// `ivr versions`.
+fn versions_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
+    let v = admin_call(admin, "GET", "/releases", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let current = v["current"].as_str().unwrap_or("");
+    let canary = v["canary"]["release"].as_str().unwrap_or("");
+    println!("{:<2} {:<12}  {:<23}  {:<20}  {}", "", "release", "first deployed", "by", "flows / note");
+    for r in v["releases"].as_array().into_iter().flatten() {
+        let id = r["id"].as_str().unwrap_or("");
+        let mark = if id == current { "*" } else if id == canary { "c" } else { "" };
+        let flows: Vec<String> = r["flows"].as_array().into_iter().flatten().filter_map(|f| Some(format!("{}@{}", f[0].as_str()?, &f[1].as_str()?.get(..8)?))).collect();
+        let note = r["note"].as_str().filter(|n| !n.is_empty()).map(|n| format!(" — {n}")).unwrap_or_default();
+        println!("{mark:<2} {id:<12}  {:<23}  {:<20}  {}{note}", when(&r["at_ms"]), r["by"].as_str().unwrap_or(""), flows.join(" "));
+    }
+    println!();
+    println!("history (newest last):");
+    let history = v["history"].as_array().cloned().unwrap_or_default();
+    for e in history.iter().skip(history.len().saturating_sub(15)) {
+        let extra = match e["action"].as_str() {
+            Some("refused") => format!(": {}", e["error"].as_str().unwrap_or("")),
+            Some("canary") => format!(" on {}% and {} callers", e["percent"], e["callers"]),
+            _ => e["note"].as_str().map(|n| format!(" — {n}")).unwrap_or_default(),
+        };
+        println!("  {}  {:<8} {:<12} by {}{extra}", when(&e["at_ms"]), e["action"].as_str().unwrap_or(""), e["release"].as_str().unwrap_or(""), e["by"].as_str().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The admin API's base URL and token: `--admin`, else ./ivr.toml, else the default.
 fn admin_base(admin: Option<String>) -> Result<(String, Option<String>), String> {
     let cfg = Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()).map(|p| read_config(&p)).transpose()?;
@@ -729,7 +854,7 @@ fn admin_call(admin: Option<String>, method: &str, path: &str, body: Option<serd
             let msg = r.into_json::<serde_json::Value>().ok().and_then(|v| v["error"].as_str().map(str::to_string)).unwrap_or_default();
             Err(format!("{msg} (HTTP {code} from {url})"))
         }
-        Err(ureq::Error::Transport(t)) => Err(format!("no server answers at {base} ({}); is `ivr serve` running with agents configured?", t.kind())),
+        Err(ureq::Error::Transport(t)) => Err(format!("no server answers at {base} ({}); is `ivr serve` running, and is that its `ops_listen`?", t.kind())),
     }
 }
 

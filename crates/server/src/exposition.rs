@@ -59,6 +59,19 @@ impl Collector for Collect {
             ([("outcome", c.name())], n)
         });
         counter(&mut e, "ivr_calls_ended", "Calls ended, by outcome class", ended)?;
+        // Each release this process served, so a canary can be judged beside the current one.
+        let mut releases: std::collections::BTreeMap<&str, ivr_call::metrics::ReleaseCounts> = m.releases.iter().map(|(r, _, _)| (r.as_str(), ivr_call::metrics::ReleaseCounts::default())).collect();
+        releases.extend(s.releases.iter().map(|(r, c)| (r.as_str(), c.clone())));
+        counter(&mut e, "ivr_release_calls_started", "Calls taken, by the release (deployed version of the flows) that answered them", releases.iter().map(|(r, c)| ([("release", *r)], c.started)))?;
+        let by_outcome = releases.iter().flat_map(|(r, c)| EndClass::ALL.iter().map(move |k| ([("release", *r), ("outcome", k.name())], c.ended[*k as usize])));
+        counter(&mut e, "ivr_release_calls_ended", "Calls ended, by release and outcome class", by_outcome)?;
+        if !m.releases.is_empty() {
+            let mut info = e.encode_descriptor("ivr_release", "The releases new calls get: current, and a canary with its share of new calls (%)", None, MetricType::Info)?;
+            for (release, role, share) in &m.releases {
+                let share = share.to_string();
+                info.encode_info(&[("release", release.as_str()), ("role", *role), ("share", share.as_str())])?;
+            }
+        }
         histogram(&mut e, "ivr_call_setup_seconds", "From a call's INVITE received to its 200 sent (ringing included)", [([], &s.setup)])?;
         histogram(&mut e, "ivr_call_duration_seconds", "Calls' durations, from the INVITE to the end", [([], &s.duration)])?;
 
@@ -160,6 +173,8 @@ mod tests {
         assert!(text.contains("ivr_call_setup_seconds_bucket{le=\"0.005\"} 0\n"), "{text}");
         assert!(text.contains("ivr_call_setup_seconds_bucket{le=\"+Inf\"} 0\n"));
         assert!(text.contains("ivr_flow_info{flow=\"bank\",version=\"0123456789abcdef\"} 1\n"), "{text}");
+        assert!(text.contains("ivr_release_info{release=\"5f4e3d2c1b0a\",role=\"canary\",share=\"10\"} 1\n"), "{text}");
+        assert!(text.contains("ivr_release_calls_started_total{release=\"0a1b2c3d4e5f\"} 0\n"), "each release served, before its first call");
         assert!(text.contains("ivr_calls_started_total{flow=\"bank\"} 0\n"), "each flow loaded, before its first call");
         assert!(!text.contains("ivr_queue_"), "no queues");
         let mut names = std::collections::BTreeSet::new();
@@ -219,6 +234,7 @@ mod tests {
             overloaded: false,
             tick_load_ms: 0.0,
             flows: vec![("bank".into(), "0123456789abcdef".into())],
+            releases: vec![("0a1b2c3d4e5f".into(), "current", 90), ("5f4e3d2c1b0a".into(), "canary", 10)],
             acd: ivr_acd::Snapshot { queues: vec![], agents: vec![] },
         }
     }

@@ -17,6 +17,10 @@
 //! | `GET /kpi` | service level, ASA, abandon rate, AHT over the last 24 hours, per queue and in all |
 //! | `POST /agents/ID/login` `…/ready` `…/pause` `…/logout` | the agent's new state; `pause` takes `{"reason": "…"}` |
 //! | `POST /calls/ID/priority` `{"priority": N}` | re-ranks a waiting caller |
+//! | `GET /releases` | the releases kept, the current one and any canary, the deploy history |
+//! | `POST /releases` `{"by", "note", "canary_percent", "canary_callers"}` | deploys the flows on disk (checked first; refused with 422 and the reason), or tries them as a canary |
+//! | `POST /releases/promote` | the canary becomes the current release |
+//! | `POST /releases/rollback` `{"release"}` | back to that release, or (without one) the canary ended or the release before |
 //!
 //! The admin routes need `Authorization: Bearer <admin_token>` when one is
 //! set; `/metrics` and the wallboard need `Bearer <metrics_token>` (or
@@ -299,6 +303,16 @@ async fn route(req: Request, tx: &mpsc::UnboundedSender<Internal>) -> Answer {
             return Answer { code: 200, content_type: "text/html; charset=utf-8", body: page.into_bytes() };
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/wallboard") => return Answer::json(405, &json!({"error": "use GET"})),
+        (_, p) if p == "/releases" || p.starts_with("/releases/") => {
+            let (reply, answer) = oneshot::channel();
+            if tx.send(Internal::Releases(req, reply)).is_err() {
+                return stopping();
+            }
+            return match answer.await {
+                Ok((code, body)) => Answer::json(code, &body),
+                Err(_) => stopping(),
+            };
+        }
         _ => {
             let (reply, answer) = oneshot::channel();
             if tx.send(Internal::Admin(req, reply)).is_err() {
