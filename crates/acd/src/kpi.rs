@@ -26,12 +26,13 @@ pub struct Kpi {
     pub longest_wait_ms: Millis,
     /// Answered, of offered (%) — 接通率.
     pub answer_rate: f64,
-    /// Callers who had to queue: no agent was offered the call as it joined.
+    /// Callers who had to queue: no agent was offered the call as it joined,
+    /// or the first agent offered it did not answer.
     pub queued: u64,
     /// Queued, of offered (%) — 排队率.
     pub queue_rate: f64,
-    /// Every caller's wait (to answer or to leaving), added up: divided by
-    /// the span of time it is taken over, the average number waiting (排队均长).
+    /// The queued callers' waits (to answer or to leaving), added up: divided
+    /// by the span of time it is taken over, the average number waiting (排队均长).
     pub wait_total_ms: Millis,
 }
 
@@ -42,9 +43,11 @@ impl Kpi {
         for r in records.into_iter().filter(|r| r.queue.is_some()) {
             k.offered += 1;
             k.longest_wait_ms = k.longest_wait_ms.max(r.waited_ms);
-            k.wait_total_ms += r.waited_ms;
-            if r.queued_ms > 0 {
+            // Queued: no agent was offered the call as it joined, or the first
+            // one offered did not answer and it was offered again.
+            if r.queued_ms > 0 || r.offers > 1 {
                 k.queued += 1;
+                k.wait_total_ms += r.waited_ms;
             }
             match r.result.as_str() {
                 "answered" => {

@@ -111,6 +111,7 @@ fn wallboard(agents: &Agents, calls: &BTreeMap<CallKey, Call>, now: u64) -> Valu
                 "service_level": k.service_level,
                 "abandon_rate": k.abandon_rate,
                 "asa_s": k.asa_ms as f64 / 1e3,
+                "aht_s": k.aht_ms as f64 / 1e3,
             })
         })
         .collect();

@@ -18,6 +18,8 @@ pub struct Window {
     pub by: String,
     /// Each period: its label and `[from, to)`, in order, covering the span.
     pub periods: Vec<(String, i64, i64)>,
+    /// Now (wall clock): a period still going on is as long as it has lasted.
+    pub now_ms: i64,
     /// The local hour of day (0–23) of an instant.
     pub hour_of: Box<dyn Fn(i64) -> u8>,
 }
@@ -33,6 +35,8 @@ pub struct Report {
     /// Callers waiting on average over the span (排队均长).
     pub average_waiting: f64,
     pub agents: Vec<AgentLine>,
+    /// Every agent's busy time over every agent's logged-in time (%).
+    pub agents_utilisation: f64,
     pub survey: Survey,
     /// The same numbers period by period (`--by`).
     pub by: String,
@@ -214,7 +218,7 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     let mut ivr = Ivr::default();
     let mut survey = Survey::default();
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
-    let mut duration_ms = 0i64;
+    let (mut duration_ms, mut ended) = (0i64, 0u64);
     let mut period_calls = vec![(0u64, 0u64); w.periods.len()];
     let mut hours: Vec<HourLine> = (0..24).map(|hour| HourLine { hour, ..HourLine::default() }).collect();
     let mut funnels: BTreeMap<String, (Funnel, BTreeMap<String, FunnelNode>)> = BTreeMap::new();
@@ -244,7 +248,12 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
             let (Some(k), Some(n)) = (m["key"].as_str(), m["node"].as_str()) else { continue };
             *step(steps, n).keys.entry(k.to_string()).or_default() += 1;
         }
-        duration_ms += (c["end_ms"].as_i64().unwrap_or(0) - start).max(0);
+        // Calls still open, or closed by a crash, have no known end.
+        let end = c["end_ms"].as_i64().unwrap_or(0);
+        if end > 0 && c["state"] != "open" && c["outcome"] != "server_crashed" {
+            duration_ms += (end - start).max(0);
+            ended += 1;
+        }
         let contained = !asked_for_agent(c);
         if contained {
             funnel.contained += 1;
@@ -265,7 +274,7 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     let mut ranking: Vec<(String, u64)> = hits.into_iter().collect();
     ranking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ivr.menu_hits = ranking;
-    ivr.average_duration_s = if ivr.calls == 0 { 0.0 } else { (duration_ms as f64 / ivr.calls as f64 / 100.0).round() / 10.0 };
+    ivr.average_duration_s = if ended == 0 { 0.0 } else { (duration_ms as f64 / ended as f64 / 100.0).round() / 10.0 };
     ivr.containment = pct(ivr.contained, ivr.calls);
     let good = survey.scores.iter().filter(|(s, _)| *s == "1" || *s == "2").map(|(_, n)| n).sum::<u64>();
     survey.satisfied = pct(good, survey.answers);
@@ -313,7 +322,7 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     };
     let all: Vec<&ivr_acd::CallRecord> = records.iter().map(|(_, r)| r).collect();
     let (queues, all_queues) = by_queue(&all);
-    let span = |a: i64, b: i64| (b - a).max(0) as u64;
+    let span = |a: i64, b: i64| (b.min(w.now_ms) - a).max(0) as u64;
     let average_waiting = all_queues.average_waiting(span(w.from_ms, w.to_ms));
     let periods = w
         .periods
@@ -365,13 +374,17 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
         let e = agents.entry(a.clone()).or_insert_with(|| line(&a));
         e.states_s.insert(st, (ms / 1000) as u64);
     }
+    let (mut all_busy, mut all_on) = (0, 0);
     for e in agents.values_mut() {
         let get = |k: &str| e.states_s.get(k).copied().unwrap_or(0);
         let busy = get("ringing") + get("talking") + get("wrap_up");
         e.utilisation = pct(busy, busy + get("ready") + get("not_ready"));
+        all_busy += busy;
+        all_on += busy + get("ready") + get("not_ready");
     }
+    let agents_utilisation = pct(all_busy, all_on);
     let agents = agents.into_values().filter(|a| a.calls > 0 || a.states_s.keys().any(|k| k != "logged_out")).collect();
-    Ok(Report { from: w.labels.0.clone(), to: w.labels.1.clone(), ivr, queues, all_queues, average_waiting, agents, survey, by: w.by.clone(), periods, hours, funnel, first_contact, waits })
+    Ok(Report { from: w.labels.0.clone(), to: w.labels.1.clone(), ivr, queues, all_queues, average_waiting, agents, agents_utilisation, survey, by: w.by.clone(), periods, hours, funnel, first_contact, waits })
 }
 
 fn secs(ms: u64) -> String {
@@ -380,6 +393,11 @@ fn secs(ms: u64) -> String {
 
 fn hms(s: u64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// A rate for the text, or `–` when there was nothing to divide by.
+fn rate(x: f64, over: u64, decimals: usize) -> String {
+    if over == 0 { "–".to_string() } else { format!("{x:.decimals$}%") }
 }
 
 /// The report as text, for a terminal or a mail.
@@ -392,9 +410,9 @@ pub fn render(r: &Report) -> String {
     w(format!("report {} to {}", r.from, r.to));
     w(String::new());
     w(format!("IVR: {} calls, average {:.1} s; {} asked for an agent", r.ivr.calls, r.ivr.average_duration_s, r.ivr.to_agents));
-    w(format!("  contained in the IVR (自助完成): {} ({:.1}%)", r.ivr.contained, r.ivr.containment));
+    w(format!("  contained in the IVR (自助完成): {} ({})", r.ivr.contained, rate(r.ivr.containment, r.ivr.calls, 1)));
     let fc = &r.first_contact;
-    w(format!("  first-contact resolution (一次解决率, no repeat call within 24 h): {:.1}% of {} identified callers ({} called again)", fc.rate, fc.identified, fc.repeated));
+    w(format!("  first-contact resolution (一次解决率, no repeat call within 24 h): {} of {} identified callers ({} called again)", rate(fc.rate, fc.identified, 1), fc.identified, fc.repeated));
     for (n, c) in &r.ivr.by_number {
         w(format!("  dialed {n}: {c}"));
     }
@@ -409,24 +427,26 @@ pub fn render(r: &Report) -> String {
         "queue", "offered", "answered", "abandoned", "sent on", format!("SL {}s", r.all_queues.service_level_threshold_ms / 1000), "ASA", "abandon", "AHT"
     ));
     for (name, k) in r.queues.iter().chain(std::iter::once((&"(all)".to_string(), &r.all_queues))) {
+        let decided = k.answered + k.abandoned;
+        let or_dash = |over: u64, v: String| if over == 0 { "–".to_string() } else { v };
         w(format!(
-            "{:<14} {:>7} {:>8} {:>9} {:>8}  {:>7.1}% {:>9} {:>7.2}% {:>9}",
+            "{:<14} {:>7} {:>8} {:>9} {:>8}  {:>8} {:>9} {:>8} {:>9}",
             name,
             k.offered,
             k.answered,
             k.abandoned,
             k.overflowed,
-            k.service_level,
-            secs(k.asa_ms),
-            k.abandon_rate,
-            secs(k.aht_ms)
+            rate(k.service_level, decided, 1),
+            or_dash(k.answered, secs(k.asa_ms)),
+            rate(k.abandon_rate, k.offered, 2),
+            or_dash(k.answered, secs(k.aht_ms))
         ));
     }
     let k = &r.all_queues;
     w(format!(
-        "answer rate (接通率) {:.1}%, queued (排队率) {:.1}%, average waiting (排队均长) {:.2}, longest wait {}",
-        k.answer_rate,
-        k.queue_rate,
+        "answer rate (接通率) {}, queued (排队率) {}, average waiting (排队均长) {:.2}, longest wait {}",
+        rate(k.answer_rate, k.offered, 1),
+        rate(k.queue_rate, k.offered, 1),
         r.average_waiting,
         secs(k.longest_wait_ms)
     ));
@@ -436,8 +456,9 @@ pub fn render(r: &Report) -> String {
         for p in &r.periods {
             let q = &p.all_queues;
             // A period nobody queued in has no service level, not 100%.
-            let (sl, asa, abandon) = if q.offered == 0 { ("-".to_string(), "-".to_string(), "-".to_string()) } else { (format!("{:.1}%", q.service_level), secs(q.asa_ms), format!("{:.2}%", q.abandon_rate)) };
-            let contained = if p.ivr_calls == 0 { "-".to_string() } else { format!("{:.1}%", p.containment) };
+            let sl = rate(q.service_level, q.answered + q.abandoned, 1);
+            let asa = if q.answered == 0 { "–".to_string() } else { secs(q.asa_ms) };
+            let (abandon, contained) = (rate(q.abandon_rate, q.offered, 2), rate(p.containment, p.ivr_calls, 1));
             w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", p.period, p.ivr_calls, contained, q.offered, q.answered, q.abandoned, sl, asa, abandon));
         }
     }
@@ -456,7 +477,7 @@ pub fn render(r: &Report) -> String {
         let get = |k: &str| a.states_s.get(k).copied().unwrap_or(0);
         let on: u64 = ["ready", "not_ready", "ringing", "talking", "wrap_up"].iter().map(|k| get(k)).sum();
         w(format!(
-            "{:<8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  {:.1}%",
+            "{:<8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  {}",
             a.agent,
             a.calls,
             hms(a.talk_s),
@@ -464,14 +485,17 @@ pub fn render(r: &Report) -> String {
             hms(get("ready")),
             hms(get("not_ready")),
             hms(on),
-            a.utilisation
+            rate(a.utilisation, on, 1)
         ));
+    }
+    if r.agents.len() > 1 {
+        w(format!("{:<8} {:>64}  {}", "(all)", "", rate(r.agents_utilisation, r.agents.iter().map(|a| a.states_s.values().sum::<u64>()).sum(), 1)));
     }
     w(String::new());
     w(format!(
-        "survey: {} answers, {:.1}% satisfied (1–2); {}",
+        "survey: {} answers, {} satisfied (1–2); {}",
         r.survey.answers,
-        r.survey.satisfied,
+        rate(r.survey.satisfied, r.survey.answers, 1),
         r.survey.scores.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
     ));
     o

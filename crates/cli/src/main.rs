@@ -1013,6 +1013,7 @@ fn report_window(date: Option<String>, days: u32, tz: &str, by: By) -> Result<kp
         labels: (day.to_string(), end.to_string()),
         by: format!("{by:?}").to_lowercase(),
         periods,
+        now_ms: jiff::Timestamp::now().as_millisecond(),
         hour_of: Box::new(move |ms| jiff::Timestamp::from_millisecond(ms).map_or(0, |t| t.to_zoned(hour_zone.clone()).hour() as u8)),
     })
 }
