@@ -193,6 +193,9 @@ struct Queue {
     last_offered: Option<usize>,
     handled: u64,
     handle_ms_total: u64,
+    /// The agents with the queue's skill and their level in it (not retired),
+    /// worked out when agents or queues are configured, not per routing decision.
+    members: Vec<(usize, u8)>,
 }
 
 impl Agent {
@@ -216,7 +219,7 @@ impl Agent {
 
 impl Queue {
     fn new(cfg: QueueConfig) -> Queue {
-        Queue { cfg, retired: false, last_offered: None, handled: 0, handle_ms_total: 0 }
+        Queue { cfg, retired: false, last_offered: None, handled: 0, handle_ms_total: 0, members: Vec::new() }
     }
 }
 
@@ -240,7 +243,7 @@ impl Acd {
         let agents: Vec<Agent> = cfg.agents.into_iter().map(|a| Agent::new(a, now)).collect();
         let by_id = agents.iter().enumerate().map(|(i, a)| (a.cfg.id.clone(), i)).collect();
         let queues = cfg.queues.into_iter().map(Queue::new).collect();
-        Acd {
+        let mut acd = Acd {
             agents,
             by_id,
             queues,
@@ -251,6 +254,16 @@ impl Acd {
             now,
             commands: VecDeque::new(),
             records: VecDeque::new(),
+        };
+        acd.index_members();
+        acd
+    }
+
+    /// Each queue's members: agents with its skill, and their level in it.
+    fn index_members(&mut self) {
+        for q in &mut self.queues {
+            let skill = q.cfg.skill();
+            q.members = self.agents.iter().enumerate().filter(|(_, a)| !a.retired).filter_map(|(i, a)| Some((i, a.cfg.level(skill)?))).collect();
         }
     }
 
@@ -439,6 +452,7 @@ impl Acd {
         }
         self.tiers = cfg.tiers;
         self.direct_wrap_up_ms = cfg.direct_wrap_up_ms;
+        self.index_members();
         self.leave_if_empty(now);
         self.dispatch(now);
     }
@@ -680,8 +694,7 @@ impl Acd {
     // ---------------------------------------------------------------- routing
 
     fn members(&self, q: usize) -> impl Iterator<Item = usize> + '_ {
-        let skill = self.queues[q].cfg.skill();
-        self.agents.iter().enumerate().filter(move |(_, a)| !a.retired && a.cfg.level(skill).is_some()).map(|(i, _)| i)
+        self.queues[q].members.iter().map(|&(a, _)| a).filter(move |&a| !self.agents[a].retired)
     }
 
     fn logged_in_members(&self, q: usize) -> usize {
@@ -847,12 +860,13 @@ impl Acd {
         for (_, joined, _, call) in waiting {
             let Kind::Queue { q, .. } = self.calls[&call].kind else { continue };
             let cfg = &self.queues[q].cfg;
-            let skill = cfg.skill().to_string();
             let min_level = cfg.min_level(now - joined);
-            let eligible: Vec<usize> = self
-                .members(q)
-                .filter(|&a| self.agents[a].state == AgentState::Ready && self.agents[a].contact.is_some())
-                .filter(|&a| self.agents[a].cfg.level(&skill).unwrap_or(0) >= min_level)
+            let level = |a: usize| self.queues[q].members.iter().find(|m| m.0 == a).map_or(0, |m| m.1);
+            let eligible: Vec<usize> = self.queues[q]
+                .members
+                .iter()
+                .filter(|&&(a, l)| l >= min_level && !self.agents[a].retired && self.agents[a].state == AgentState::Ready && self.agents[a].contact.is_some())
+                .map(|&(a, _)| a)
                 .collect();
             if eligible.is_empty() {
                 continue;
@@ -864,7 +878,7 @@ impl Acd {
                 Strategy::LongestIdle => eligible.iter().copied().min_by_key(|a| (idle(a), *a)).into_iter().collect(),
                 Strategy::FewestCalls => eligible.iter().copied().min_by_key(|a| (self.agents[*a].calls, idle(a), *a)).into_iter().collect(),
                 Strategy::Skills => {
-                    eligible.iter().copied().min_by_key(|a| (std::cmp::Reverse(self.agents[*a].cfg.level(&skill)), idle(a), *a)).into_iter().collect()
+                    eligible.iter().copied().min_by_key(|a| (std::cmp::Reverse(level(*a)), idle(a), *a)).into_iter().collect()
                 }
                 Strategy::RoundRobin => {
                     let after = self.queues[q].last_offered;
