@@ -1061,13 +1061,15 @@ fn plan_cmd(data: &Path, date: Option<String>, days: u32, tz: &str, (sl, within)
         Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
     };
     let lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let hour_of = |ms: i64| -> Option<usize> {
+    let when = |ms: i64| -> Option<(i64, usize)> {
         if ms < from_ms || ms >= to_ms {
             return None;
         }
-        jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned(zone.clone()).hour() as usize)
+        let local = jiff::Timestamp::from_millisecond(ms).ok()?.to_zoned(zone.clone());
+        let day = local.date().since(jiff::civil::date(2000, 1, 1)).ok()?.get_days();
+        Some((i64::from(day), local.hour() as usize))
     };
-    let demand = plan::Demand::from_records(&lines, days, hour_of);
+    let demand = plan::Demand::from_records(&lines, days, when);
     if demand.calls.iter().all(|c| *c == 0.0) {
         println!("no queued calls in `{}` from {first} to {end}: nothing to plan from", path.display());
         return Ok(ExitCode::SUCCESS);

@@ -28,36 +28,42 @@ pub struct Demand {
     /// patience, with answered callers' waits as censored observations).
     pub patience_ms: f64,
     pub days: u32,
+    /// Days in the span with any queued call: what calls per hour are averaged over.
+    pub open_days: u32,
 }
 
 impl Demand {
-    /// From `queue.jsonl` lines over `days` days; `hour_of` gives a record's
-    /// local hour.
-    pub fn from_records(lines: &[serde_json::Value], days: u32, hour_of: impl Fn(i64) -> Option<usize>) -> Demand {
+    /// From `queue.jsonl` lines over `days` days; `when` gives a record's
+    /// local day (any day number) and hour, or `None` outside the span.
+    /// Calls per hour are averaged over the days the centre took calls (a
+    /// closed Sunday or holiday does not dilute a weekday); direct dials of a
+    /// work number are left out, as in the queue KPIs.
+    pub fn from_records(lines: &[serde_json::Value], days: u32, when: impl Fn(i64) -> Option<(i64, usize)>) -> Demand {
         let mut calls = [0.0; 24];
         let (mut handle_sum, mut handled) = ([0.0; 24], [0.0; 24]);
         let (mut waited, mut gave_up) = (0.0, 0.0);
-        for l in lines {
-            let Some(hour) = l["joined_at_ms"].as_i64().and_then(&hour_of) else { continue };
+        let mut open_days = std::collections::BTreeSet::new();
+        for l in lines.iter().filter(|l| l["queue"].is_string()) {
+            let Some((day, hour)) = l["joined_at_ms"].as_i64().and_then(&when) else { continue };
+            open_days.insert(day);
             calls[hour] += 1.0;
-            let wait = l["waited_ms"].as_f64().unwrap_or(0.0);
+            // Exponential patience: every caller's wait is time they did not
+            // give up in (answered and sent-on callers' waits are censored
+            // observations); those who hung up are the events.
+            waited += l["waited_ms"].as_f64().unwrap_or(0.0);
             match l["result"].as_str() {
                 Some("answered") => {
                     handle_sum[hour] += l["talk_ms"].as_f64().unwrap_or(0.0) + l["wrap_up_ms"].as_f64().unwrap_or(0.0);
                     handled[hour] += 1.0;
-                    waited += wait;
                 }
-                Some("abandoned") => {
-                    waited += wait;
-                    gave_up += 1.0;
-                }
+                Some("abandoned") => gave_up += 1.0,
                 _ => {}
             }
         }
-        let days_f = days.max(1) as f64;
+        let days_f = open_days.len().clamp(1, days.max(1) as usize) as f64;
         let mean_all = if handled.iter().sum::<f64>() > 0.0 { handle_sum.iter().sum::<f64>() / handled.iter().sum::<f64>() } else { 180_000.0 };
         let handle_ms = std::array::from_fn(|h| if handled[h] > 0.0 { handle_sum[h] / handled[h] } else { mean_all });
-        Demand { calls: calls.map(|c| c / days_f), handle_ms, patience_ms: if gave_up > 0.0 { waited / gave_up } else { f64::INFINITY }, days }
+        Demand { calls: calls.map(|c| c / days_f), handle_ms, patience_ms: if gave_up > 0.0 { waited / gave_up } else { f64::INFINITY }, days, open_days: open_days.len() as u32 }
     }
 }
 
@@ -273,10 +279,11 @@ pub fn parse_roster(s: &str) -> Result<[usize; 24], String> {
 pub fn render(hours: &[HourPlan], target: f64, within_s: f64, demand: &Demand) -> String {
     use std::fmt::Write;
     let mut s = format!(
-        "staffing for {:.0}% answered within {within_s:.0} s (from {} day{} of records; patience {})\n\n",
+        "staffing for {:.0}% answered within {within_s:.0} s (from {} day{} of records, {} with calls; patience {})\n\n",
         target * 100.0,
         demand.days,
         if demand.days == 1 { "" } else { "s" },
+        demand.open_days,
         if demand.patience_ms.is_finite() { format!("{:.0} s", demand.patience_ms / 1e3) } else { "unknown: nobody gave up".into() }
     );
     let _ = writeln!(s, "hour   calls/h    AHT  erlangs  needed  agents │ Erlang C: SL    ASA │ simulated: SL    ASA  abandon");
@@ -318,13 +325,29 @@ mod tests {
     }
 
     #[test]
+    fn demand_averages_over_open_days_leaves_out_direct_dials_and_counts_every_wait_toward_patience() {
+        let rec = |day: i64, result: &str, waited_s: u64, queue: bool| {
+            serde_json::json!({"joined_at_ms": day * 86_400_000 + 10 * 3_600_000, "queue": if queue { serde_json::json!("general") } else { serde_json::Value::Null },
+                "result": result, "waited_ms": waited_s * 1000, "talk_ms": 100_000, "wrap_up_ms": 20_000})
+        };
+        // A week with calls on two days only (a weekend and holidays closed).
+        let lines = [rec(0, "answered", 10, true), rec(0, "abandoned", 30, true), rec(3, "timeout", 60, true), rec(3, "answered", 0, true), rec(3, "answered", 5, false)];
+        let d = Demand::from_records(&lines, 7, |ms| Some((ms / 86_400_000, ((ms / 3_600_000) % 24) as usize)));
+        assert_eq!(d.open_days, 2);
+        assert_eq!(d.calls[10], 2.0, "4 queued calls over the 2 days with calls; the direct dial left out");
+        // 100 s of waiting in all, one caller gave up.
+        assert_eq!(d.patience_ms, 100_000.0);
+        assert_eq!(d.handle_ms[10], 120_000.0);
+    }
+
+    #[test]
     fn the_simulation_through_the_queue_core_agrees_with_erlang_c_when_nobody_gives_up() {
         // A steady day: 200 calls an hour of 180 s (10 erlangs) from 08 to 20.
         let mut calls = [0.0; 24];
         for c in calls.iter_mut().take(20).skip(8) {
             *c = 200.0;
         }
-        let demand = Demand { calls, handle_ms: [180_000.0; 24], patience_ms: f64::INFINITY, days: 1 };
+        let demand = Demand { calls, handle_ms: [180_000.0; 24], patience_ms: f64::INFINITY, days: 1, open_days: 1 };
         let hours = plan(&demand, 0.8, 20.0, None, 30);
         let (offered, within): (u64, f64) = hours.iter().map(|h| (h.sim_offered, h.sim_sl * h.sim_offered as f64)).fold((0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         let sim_sl = within / offered as f64;
@@ -337,7 +360,7 @@ mod tests {
     fn impatient_callers_abandon_and_rosters_parse() {
         let mut calls = [0.0; 24];
         calls[10] = 300.0;
-        let demand = Demand { calls, handle_ms: [180_000.0; 24], patience_ms: 30_000.0, days: 1 };
+        let demand = Demand { calls, handle_ms: [180_000.0; 24], patience_ms: 30_000.0, days: 1, open_days: 1 };
         let mut roster = [0usize; 24];
         roster[10] = 14;
         let h = &plan(&demand, 0.9, 20.0, Some(&roster), 20)[0];
