@@ -30,6 +30,19 @@ fn rfc_4733_dtmf_walks_the_menu() {
     assert_eq!(recs[0]["keys"], "1", "{:?}", recs[0]);
     let nodes: Vec<&str> = recs[0]["nodes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
     assert_eq!(nodes, ["welcome", "main_menu", "quotes"], "key 1 in the main menu leads to quotes");
+
+    // The production call, turned into a scenario, replays the same way.
+    let scenario = s.data.join("replay.test.toml");
+    let calls = s.data.join("calls.jsonl");
+    let id = recs[0]["call_id"].as_str().unwrap();
+    let out = ivr(&["test", "--from-record", calls.to_str().unwrap(), id, "--flow", "flows/securities_hotline.ivr", "-o", scenario.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    assert!(text.contains("path = [\"welcome\", \"main_menu\", \"quotes\"]") && text.contains("outcome = \"caller hangup\""), "{text}");
+    let replay = ivr(&["test", scenario.to_str().unwrap()]);
+    assert!(replay.status.success(), "the replay passes on the version it ran:\n{text}\n{}{}", stdout(&replay), stderr(&replay));
+    let unknown = ivr(&["test", "--from-record", calls.to_str().unwrap(), "no-such-call"]);
+    assert!(!unknown.status.success() && stderr(&unknown).contains("no call"), "{}", stderr(&unknown));
 }
 
 #[test]

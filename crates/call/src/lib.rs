@@ -368,7 +368,8 @@ pub(crate) struct Call {
     /// Where the INVITE came from (per-source limits).
     pub(crate) peer: std::net::IpAddr,
     /// Services asked and not yet answered, by operation (for the record).
-    pub(crate) ops: BTreeMap<OpId, String>,
+    /// Service requests awaiting their answer: the service, and when it was asked.
+    pub(crate) ops: BTreeMap<OpId, (String, u64)>,
 }
 
 pub struct Core {
@@ -522,7 +523,7 @@ impl Core {
                 if let Some(c) = self.calls.get_mut(&call) {
                     let t_ms = now.saturating_sub(c.started);
                     let what = match c.ops.remove(&op) {
-                        Some(service) => records::MomentKind::Answer { service, outcome: outcome.clone(), fields: fields.iter().map(|(k, v)| (k.clone(), v.to_string())).collect() },
+                        Some((service, asked)) => records::MomentKind::Answer { service, outcome: outcome.clone(), fields: fields.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(), took_ms: now.saturating_sub(asked) },
                         None => records::MomentKind::Done { op: "record".into(), outcome: outcome.clone() },
                     };
                     c.record.timeline.push(records::Moment { t_ms, what });
@@ -1002,7 +1003,7 @@ impl Core {
                 if let Some(score) = host::survey_score(&args) {
                     c.record.survey_score = Some(score);
                 }
-                c.ops.insert(op, service.clone());
+                c.ops.insert(op, (service.clone(), now));
                 let request = host::ServiceCall::new(&c.program, &service, args, format!("{}:{}", c.record.call_id, op.0));
                 self.stats.request_sent(now, key, op, &request);
                 self.outputs.push_back(Output::Request { call: key, op, request });
@@ -1060,7 +1061,7 @@ impl Core {
         let masked = c.secret_listen || !c.session.is_collecting();
         c.record.key(d, masked);
         let shown = if masked { '*' } else { d };
-        c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown, node: c.record.nodes.last().cloned().unwrap_or_default() } });
+        c.record.timeline.push(records::Moment { t_ms: now.saturating_sub(c.started), what: records::MomentKind::Key { key: shown, node: c.record.nodes.last().cloned().unwrap_or_default(), hidden: masked } });
         c.session.handle_event(now, Event::Digit(d));
         self.dirty.insert(key);
     }

@@ -62,13 +62,24 @@ pub struct Moment {
 pub enum MomentKind {
     /// The caller pressed a key (`*` stands for a secret one).
     /// `node`: where the flow was when the key was pressed (the menu it answered).
+    /// `hidden`: a secret's digit, or one typed before the flow listened
+    /// (it may be the first of a password): shown as `*`.
     Key {
         key: char,
         #[serde(default, skip_serializing_if = "String::is_empty")]
         node: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        hidden: bool,
     },
     /// A service answered.
-    Answer { service: String, outcome: String, fields: std::collections::BTreeMap<String, String> },
+    Answer {
+        service: String,
+        outcome: String,
+        fields: std::collections::BTreeMap<String, String>,
+        /// How long the answer took.
+        #[serde(default)]
+        took_ms: u64,
+    },
     /// A queue, an agent or a recording finished.
     Done { op: String, outcome: String },
 }

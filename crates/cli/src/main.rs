@@ -9,6 +9,7 @@ mod kpis;
 mod lsp;
 mod plan;
 mod charts;
+mod replay;
 mod report;
 mod scenario;
 mod sim;
@@ -293,8 +294,23 @@ enum Command {
     /// file cannot be read.
     Test {
         /// Scenario files, or folders searched for *.test.toml (e.g. flows/).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "from_record")]
         paths: Vec<PathBuf>,
+        /// Write a scenario replaying a production call instead: the server's
+        /// calls.jsonl and the call's Call-ID (`ivr test --from-record
+        /// flows/data/calls.jsonl a84b4c76e66710@192.0.2.4 -o flows/tests/case.test.toml`).
+        #[arg(long, num_args = 2, value_names = ["CALLS_JSONL", "CALL_ID"], conflicts_with_all = ["format", "junit", "coverage", "min_coverage"])]
+        from_record: Option<Vec<String>>,
+        /// With --from-record: the flow the call ran (default: FLOW.ivr under
+        /// flows/, FLOW being the record's flow).
+        #[arg(long, requires = "from_record")]
+        flow: Option<PathBuf>,
+        /// With --from-record: write the scenario here (default: stdout).
+        #[arg(short, long, requires = "from_record")]
+        output: Option<PathBuf>,
+        /// With --from-record: the centre's time zone, for the call's local time.
+        #[arg(long, default_value = "Asia/Shanghai", requires = "from_record")]
+        tz: String,
         /// `human` or `json` (one JSON document on stdout).
         #[arg(long, value_enum, default_value = "human")]
         format: TestFormat,
@@ -573,7 +589,8 @@ fn run(cli: Cli) -> ExitCode {
             sim_cmd(&flow, number, caller, lang, keys, json, stubs, stub, at, backend, config)
         }
         Command::Say { value, lang, kind } => say(&value, &lang, &kind),
-        Command::Test { paths, format, junit, coverage, min_coverage, verbose } => {
+        Command::Test { from_record: Some(args), flow, output, tz, .. } => from_record_cmd(&args, flow, output.as_deref(), &tz),
+        Command::Test { paths, format, junit, coverage, min_coverage, verbose, .. } => {
             let opts = suite::Options {
                 output: match format {
                     TestFormat::Human => suite::Output::Human,
@@ -746,6 +763,35 @@ fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Progr
         programs.push((name, Arc::new(p)));
     }
     Ok(programs)
+}
+
+/// `ivr test --from-record CALLS CALL_ID`: a scenario replaying a production call.
+fn from_record_cmd(args: &[String], flow: Option<PathBuf>, output: Option<&Path>, tz: &str) -> Result<ExitCode, String> {
+    let [calls, call_id] = args else { return Err("--from-record takes the calls.jsonl file and a Call-ID".into()) };
+    let record = replay::find_record(Path::new(calls), call_id)?;
+    let name = record["flow"].as_str().unwrap_or("");
+    let flow = match flow {
+        Some(f) => f,
+        None => {
+            let candidates = [PathBuf::from("flows").join(format!("{name}.ivr")), PathBuf::from(format!("{name}.ivr"))];
+            candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| format!("the call ran flow `{name}`: say where it is with --flow"))?
+        }
+    };
+    let (c, root) = compile_flow(&flow)?;
+    print_human(&c, &root);
+    let program = c.program.ok_or_else(|| format!("{} does not compile", flow.display()))?;
+    let fingerprint = ivr_call::records::fingerprint(&program);
+    let out_dir = output.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let text = replay::scenario(&record, &flow, out_dir, &fingerprint, tz)?;
+    match output {
+        Some(path) => {
+            std::fs::create_dir_all(out_dir).map_err(|e| format!("cannot create `{}`: {e}", out_dir.display()))?;
+            std::fs::write(path, text).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+            eprintln!("wrote {}: run it with `ivr test {}`", path.display(), path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Who is deploying, for the release history: $IVR_OPERATOR, else the login name and host.
