@@ -335,3 +335,28 @@ mod xml {
         }
     }
 }
+
+#[test]
+fn a_production_record_becomes_a_scenario() {
+    let calls = "tests/designer/replay/calls.jsonl";
+    let flow = "flows/securities_hotline.ivr";
+    // The call's last line is its record; a caller who hung up while queued
+    // leaves a hand-off that never answers; secrets replay as 0; a field's
+    // quotes and commas stay TOML.
+    // The shipped flow's version changes with it: not part of the snapshot.
+    let steady = |s: String| match (s.find("(now "), s.find("): where")) {
+        (Some(a), Some(b)) => format!("{}(now …{}", &s[..a], &s[b..]),
+        _ => s,
+    };
+    let queued = ivr(&["test", "--from-record", calls, "queued@192.0.2.4", "--flow", flow]);
+    assert!(queued.status.success(), "{}", stderr(&queued));
+    insta::assert_snapshot!("replay_queued", steady(stdout(&queued)));
+    let trade = ivr(&["test", "--from-record", calls, "trade@192.0.2.4", "--flow", flow]);
+    assert!(trade.status.success(), "{}", stderr(&trade));
+    let text = stdout(&trade);
+    insta::assert_snapshot!("replay_trade", steady(text.clone()));
+    let parsed: toml::Value = toml::from_str(&text).expect("the scenario is TOML");
+    assert_eq!(parsed["stubs"]["authenticate"]["fields"]["name"].as_str(), Some("张三, \"VIP\""));
+    assert!(!ivr(&["test", "--from-record", calls, "nobody"]).status.success());
+    assert!(!ivr(&["test", "--from-record", "tests/designer/replay/none.jsonl", "x"]).status.success());
+}
