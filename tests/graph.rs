@@ -69,3 +69,28 @@ fn diff_says_what_changed_for_a_caller() {
     assert!(stdout(&same).contains("no change a caller would notice"));
     let _ = std::fs::remove_dir_all(&new);
 }
+
+#[test]
+fn coloured_by_what_the_scenarios_reached() {
+    let cov = std::env::temp_dir().join(format!("ivr-graph-coverage-{}.json", std::process::id()));
+    let out = ivr(&["test", "flows/tests/securities_quotes.test.toml", "--coverage", "--format", "json"]);
+    std::fs::write(&cov, stdout(&out)).unwrap();
+    let dot = ivr(&["graph", "flows/securities_hotline.ivr", "--coverage", cov.to_str().unwrap()]);
+    assert!(dot.status.success(), "{}", stderr(&dot));
+    let text = stdout(&dot);
+    let line = |start: &str| text.lines().find(|l| l.trim_start().starts_with(start)).unwrap_or_else(|| panic!("{start} in {text}")).to_string();
+    assert!(line("\"quotes\" [").contains("#16a34a"), "the quotes menu was reached: {}", line("\"quotes\" ["));
+    assert!(line("\"subscriptions\" [").contains("#dc2626"), "the subscriptions menu never was");
+    assert!(line("\"main_menu\" -> \"trading\"").contains("dashed"), "key 2 never pressed");
+    assert!(!line("\"main_menu\" -> \"quotes\"").contains("dashed"), "key 1 pressed");
+    let mermaid = ivr(&["graph", "flows/securities_hotline.ivr", "--coverage", cov.to_str().unwrap(), "--format", "mermaid"]);
+    assert!(stdout(&mermaid).contains("classDef missed"));
+    let svg = ivr(&["graph", "flows/securities_hotline.ivr", "--coverage", cov.to_str().unwrap(), "--format", "svg", "--builtin"]);
+    assert!(stdout(&svg).contains("stroke=\"#dc2626\""));
+    // Coverage of another flow, or not coverage at all: said, not drawn.
+    let other = ivr(&["graph", "flows/bank_hotline.ivr", "--coverage", cov.to_str().unwrap()]);
+    assert!(!other.status.success() && stderr(&other).contains("has no coverage of"), "{}", stderr(&other));
+    std::fs::write(&cov, "{}").unwrap();
+    assert!(!ivr(&["graph", "flows/securities_hotline.ivr", "--coverage", cov.to_str().unwrap()]).status.success());
+    let _ = std::fs::remove_file(&cov);
+}

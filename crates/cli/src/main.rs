@@ -244,6 +244,10 @@ enum Command {
         /// SVG drawn by our own layout even when Graphviz (`dot`) is installed.
         #[arg(long)]
         builtin: bool,
+        /// Colour what scenarios reached (green) and never reached (red,
+        /// dashed), from `ivr test --coverage --format json` saved in FILE.
+        #[arg(long, value_name = "FILE")]
+        coverage: Option<PathBuf>,
     },
     /// Call a flow from the terminal: hear its prompts as text and press keys.
     Sim {
@@ -577,7 +581,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Diff { old, new } => diff_cmd(&old, &new),
         Command::Fmt { paths, check } => fmt_cmd(&paths, check),
         Command::Lsp => lsp::run().map(|()| ExitCode::SUCCESS),
-        Command::Graph { flow, format, output, builtin } => graph_cmd(&flow, format, output.as_deref(), builtin),
+        Command::Graph { flow, format, output, builtin, coverage } => graph_cmd(&flow, format, output.as_deref(), builtin, coverage.as_deref()),
         Command::Sim { flow, number, caller, lang, keys, json, stubs, stub, at, data, quotes, no_embedded, config } => {
             let beside = flow.parent().unwrap_or(Path::new(".")).join("data");
             let backend = if no_embedded {
@@ -1488,7 +1492,7 @@ fn compile_cmd(flow: &Path, output: &Path, strip: bool) -> Result<ExitCode, Stri
 
 /// `ivr graph`: the flow drawn as dot, Mermaid or SVG (Graphviz's layout when
 /// it is installed, else our own).
-fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: bool) -> Result<ExitCode, String> {
+fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: bool, coverage: Option<&Path>) -> Result<ExitCode, String> {
     if !flow.is_file() {
         return Err(format!("cannot read `{}`: no such file", flow.display()));
     }
@@ -1502,6 +1506,10 @@ fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: b
             return Ok(ExitCode::from(1));
         }
     };
+    let g = match coverage {
+        Some(file) => g.with_coverage(missed_parts(file, flow)?.iter().map(String::as_str)),
+        None => g,
+    };
     let text = match format {
         GraphFormat::Dot => g.dot(),
         GraphFormat::Mermaid => g.mermaid(),
@@ -1513,6 +1521,22 @@ fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: b
         None => print!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The parts of `flow` never reached, from `ivr test --coverage --format json`.
+fn missed_parts(file: &Path, flow: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("`{}` is not `ivr test --coverage --format json` output: {e}", file.display()))?;
+    let same = |p: &str| {
+        let canon = |p: &Path| std::fs::canonicalize(p).ok();
+        canon(Path::new(p)).is_some_and(|c| Some(c) == canon(flow))
+    };
+    let flows = v["coverage"].as_array().ok_or_else(|| format!("`{}` has no coverage: run `ivr test --coverage --format json`", file.display()))?;
+    let Some(f) = flows.iter().find(|f| f["flow"].as_str().is_some_and(same)) else {
+        let listed: Vec<&str> = flows.iter().filter_map(|f| f["flow"].as_str()).collect();
+        return Err(format!("`{}` has no coverage of {} (it has: {})", file.display(), flow.display(), listed.join(", ")));
+    };
+    Ok(f["kinds"].as_object().into_iter().flat_map(|k| k.values()).flat_map(|k| k["missed"].as_array().cloned().unwrap_or_default()).filter_map(|m| m["label"].as_str().map(str::to_string)).collect())
 }
 
 /// A flow's graph and program, or its diagnostics printed and exit 1.

@@ -49,6 +49,62 @@ pub struct FlowGraph {
     /// (node, what) → how, e.g. (`pin_step`, `collect pin`) → `secret,
     /// length 6, timeout 5s`; (`main_menu`, `menu`) → `timeout 6s, retries 2`.
     pub details: BTreeMap<(String, String), String>,
+    /// What scenarios reached, when the graph is drawn with coverage.
+    pub coverage: Option<Coverage>,
+}
+
+/// The parts of a flow its scenarios never reached (from `ivr test --coverage`):
+/// drawn red and dashed, the rest green.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Steps, menus and sub-flows by name.
+    pub missed_nodes: std::collections::BTreeSet<String>,
+    /// Edges by index in [`FlowGraph::edges`].
+    pub missed_edges: std::collections::BTreeSet<usize>,
+}
+
+impl FlowGraph {
+    /// Marks what `ivr test --coverage` says was never reached. `missed` are
+    /// its labels: `step NAME`, `menu NAME`, `sub NAME` (nodes); `menu NAME: key 1`,
+    /// `menu NAME: on timeout` (that menu's edges); `request SERVICE: OUTCOME`,
+    /// `anywhere: key 0`, `enqueue …: OUTCOME` and the like (edges so labelled).
+    pub fn with_coverage<'a>(mut self, missed: impl IntoIterator<Item = &'a str>) -> FlowGraph {
+        let mut c = Coverage::default();
+        for label in missed {
+            if let Some(name) = label.strip_prefix("step ").or_else(|| label.strip_prefix("sub ")).or_else(|| label.strip_prefix("menu ")).filter(|n| !n.contains(':')) {
+                c.missed_nodes.insert(name.to_string());
+                continue;
+            }
+            let (scope, what) = label.split_once(": ").unwrap_or(("", label));
+            let from = scope.strip_prefix("menu ").or_else(|| scope.strip_prefix("step ")).or_else(|| scope.strip_prefix("sub "));
+            let what = match scope.strip_prefix("request ") {
+                Some(service) => format!("{service}: {what}"),
+                None => what.to_string(),
+            };
+            for (i, e) in self.edges.iter().enumerate() {
+                if from.is_none_or(|f| e.from == f) && (e.label == what || e.label.ends_with(&format!(" · {what}"))) {
+                    c.missed_edges.insert(i);
+                }
+            }
+        }
+        self.coverage = Some(c);
+        self
+    }
+
+    /// Whether a node is a part scenarios reach (steps, menus, sub-flows).
+    fn reachable_part(n: &Node) -> bool {
+        matches!(n.kind, NodeKind::Step | NodeKind::Menu | NodeKind::Sub)
+    }
+
+    /// `Some(true)` reached, `Some(false)` never reached, `None` not drawn with coverage.
+    fn node_reached(&self, n: &Node) -> Option<bool> {
+        let c = self.coverage.as_ref()?;
+        Self::reachable_part(n).then(|| !c.missed_nodes.contains(&n.id))
+    }
+
+    fn edge_missed(&self, i: usize) -> bool {
+        self.coverage.as_ref().is_some_and(|c| c.missed_edges.contains(&i) || c.missed_nodes.contains(&self.edges[i].to))
+    }
 }
 
 /// The graph of the flow project whose main file is `main`; the compilation
@@ -315,10 +371,16 @@ impl FlowGraph {
                 NodeKind::Anywhere => "shape=note",
                 NodeKind::End => "shape=doublecircle, fontsize=10",
             };
-            let _ = writeln!(out, "  \"{}\" [label=\"{}\", {shape}];", dot_escape(&n.id), dot_escape(&n.label));
+            let cov = match self.node_reached(n) {
+                Some(true) => ", color=\"#16a34a\", penwidth=2",
+                Some(false) => ", color=\"#dc2626\", fontcolor=\"#dc2626\", penwidth=2, tooltip=\"never reached by the scenarios\"",
+                None => "",
+            };
+            let _ = writeln!(out, "  \"{}\" [label=\"{}\", {shape}{cov}];", dot_escape(&n.id), dot_escape(&n.label));
         }
-        for e in &self.edges {
-            let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", dot_escape(&e.from), dot_escape(&e.to), dot_escape(&e.label));
+        for (i, e) in self.edges.iter().enumerate() {
+            let cov = if self.edge_missed(i) { ", color=\"#dc2626\", fontcolor=\"#dc2626\", style=dashed" } else { "" };
+            let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"{cov}];", dot_escape(&e.from), dot_escape(&e.to), dot_escape(&e.label));
         }
         out.push_str("}\n");
         out
@@ -346,6 +408,17 @@ impl FlowGraph {
                 let _ = writeln!(out, "  {} --> {}", id(&e.from), id(&e.to));
             } else {
                 let _ = writeln!(out, "  {} -->|\"{}\"| {}", id(&e.from), text(&e.label), id(&e.to));
+            }
+        }
+        if self.coverage.is_some() {
+            out.push_str("  classDef reached stroke:#16a34a,stroke-width:2px\n  classDef missed stroke:#dc2626,stroke-width:2px,stroke-dasharray:5 3,color:#dc2626\n");
+            for n in &self.nodes {
+                if let Some(r) = self.node_reached(n) {
+                    let _ = writeln!(out, "  class {} {}", id(&n.id), if r { "reached" } else { "missed" });
+                }
+            }
+            for i in (0..self.edges.len()).filter(|&i| self.edge_missed(i)) {
+                let _ = writeln!(out, "  linkStyle {i} stroke:#dc2626,stroke-dasharray:5 3");
             }
         }
         out
@@ -389,8 +462,9 @@ impl FlowGraph {
         let mut out = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"Noto Sans CJK SC, sans-serif\">\n<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"7\" markerHeight=\"7\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#555\"/></marker></defs>\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         );
-        for e in &self.edges {
+        for (i, e) in self.edges.iter().enumerate() {
             let (Some(&(x1, y1)), Some(&(x2, y2))) = (pos.get(e.from.as_str()), pos.get(e.to.as_str())) else { continue };
+            let (stroke, dash) = if self.edge_missed(i) { ("#dc2626", " stroke-dasharray=\"6 4\"") } else { ("#555", "") };
             let (sx, sy, tx, ty) = (x1 + w, y1 + h / 2.0, x2, y2 + h / 2.0);
             let path = if e.from == e.to {
                 format!("M{:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}", x1 + w * 0.7, y1, x1 + w * 0.7, y1 - 30.0, x1 + w * 0.3, y1 - 30.0, x1 + w * 0.3, y1)
@@ -398,7 +472,7 @@ impl FlowGraph {
                 let mid = (sx + tx) / 2.0;
                 format!("M{sx:.1},{sy:.1} C{mid:.1},{sy:.1} {mid:.1},{ty:.1} {tx:.1},{ty:.1}")
             };
-            let _ = writeln!(out, "<path d=\"{path}\" fill=\"none\" stroke=\"#555\" stroke-width=\"1.2\" marker-end=\"url(#arrow)\"/>");
+            let _ = writeln!(out, "<path d=\"{path}\" fill=\"none\" stroke=\"{stroke}\" stroke-width=\"1.2\"{dash} marker-end=\"url(#arrow)\"/>");
             if !e.label.is_empty() {
                 let (lx, ly) = if e.from == e.to { (x1 + w / 2.0, y1 - 33.0) } else { ((sx + tx) / 2.0, (sy + ty) / 2.0 - 4.0) };
                 let _ = writeln!(out, "<text x=\"{lx:.1}\" y=\"{ly:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#333\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>", esc(&e.label));
@@ -413,9 +487,14 @@ impl FlowGraph {
                 NodeKind::Sub => ("#ede9fe", 4.0),
                 _ => ("#ffffff", 10.0),
             };
+            let (stroke, extra) = match self.node_reached(n) {
+                Some(true) => ("#16a34a", " stroke-width=\"2.5\""),
+                Some(false) => ("#dc2626", " stroke-width=\"2.5\" stroke-dasharray=\"6 4\""),
+                None => ("#333", ""),
+            };
             let _ = writeln!(
                 out,
-                "<g class=\"node {kind:?}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" text-anchor=\"middle\">{}</text></g>",
+                "<g class=\"node {kind:?}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"{stroke}\"{extra}/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"14\" text-anchor=\"middle\">{}</text></g>",
                 x + w / 2.0,
                 y + h / 2.0 + 5.0,
                 esc(&n.label),
