@@ -83,6 +83,9 @@ pub enum OfferFailure {
     Declined,
     /// The phone could not be reached (no registration, timeout, 4xx/5xx).
     Unreachable,
+    /// Our side could not place the call (no RTP port could be opened): the
+    /// agent is not to blame and stays ready; the caller is offered again.
+    Local,
 }
 
 /// One call's life in the ACD, for the KPIs.
@@ -559,13 +562,18 @@ impl Acd {
         let Some(i) = e.offers.iter().position(|(x, _)| *x == a) else { return };
         e.offers.remove(i);
         let reason = match why {
-            OfferFailure::Declined => "declined",
-            OfferFailure::Unreachable => "unreachable",
+            OfferFailure::Declined => Some("declined"),
+            OfferFailure::Unreachable => Some("unreachable"),
+            OfferFailure::Local => None,
         };
-        self.set_state(now, a, AgentState::NotReady { reason: reason.into() });
+        match reason {
+            Some(reason) => self.set_state(now, a, AgentState::NotReady { reason: reason.into() }),
+            None if self.agents[a].state == (AgentState::Ringing { call }) => self.set_state(now, a, AgentState::Ready),
+            None => {}
+        }
         let direct = match why {
             OfferFailure::Declined => Outcome::Busy,
-            OfferFailure::Unreachable => Outcome::Failed,
+            OfferFailure::Unreachable | OfferFailure::Local => Outcome::Failed,
         };
         self.requeue(now, call, Some(direct));
         self.dispatch(now);

@@ -410,10 +410,19 @@ impl Core {
         Ok(leg)
     }
 
-    /// The host could not open a leg's RTP port: the leg is given up.
+    /// The host could not open a leg's RTP port (another process holds it):
+    /// the leg is cancelled and, the fault being ours, the agent stays ready
+    /// and the caller is offered again on another port.
     pub(crate) fn leg_media_failed(&mut self, now: u64, leg: CallKey) {
         self.endpoint.hangup(now, leg);
-        self.leg_failed(now, leg, 503);
+        let Some(l) = self.agents.legs.get(&leg) else { return };
+        let (caller, agent, transfer) = (l.caller, l.agent.clone(), l.transfer);
+        self.drop_leg(leg);
+        if transfer {
+            return self.end_transfer(now, caller, format!("transfer_failed:{agent}:503"));
+        }
+        warn!(%agent, "the RTP port of the agent's leg could not be opened: offered again on another");
+        self.agents.acd.offer_failed(now, caller.0, &agent, OfferFailure::Local);
     }
 
     /// The agent's phone answered: bridge, or hang up if the ACD no longer wants it.

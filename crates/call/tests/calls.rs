@@ -800,3 +800,25 @@ fn a_canary_share_is_about_its_percentage_of_call_ids() {
     assert!((800..1200).contains(&taken), "{taken} of 10000");
     assert!(c.takes("x", "same-id") == c.takes("y", "same-id"), "decided by the Call-ID alone");
 }
+
+#[test]
+fn an_agent_legs_port_held_by_another_process_is_not_the_agents_fault() {
+    let mut w = world(config(), acd(&[("1001", "127.0.2.1:5060")], 10_000), Link { delay_ms: 10, ..Default::default() }, 31);
+    let agent = w.phone(Phone::new("1001", "127.0.2.1:5060", "127.0.2.1:4000").answering(Answer::After(500)));
+    let p = dial(&mut w, "oscar", 31);
+    w.run_for(2_200);
+    // The next port, the leg's, is taken by someone else by now.
+    let next = call_media(&w, p).port() + 2;
+    w.unbindable = vec![next];
+    press(&mut w, p, "0");
+    // The one agent is offered again on another port (not made not-ready for
+    // our fault) and the caller is bridged.
+    assert!(w.run_while(20_000, |w| w.bridges.is_empty()), "never bridged: agent got {:?}", w.phones[agent].got);
+    assert_eq!(w.phones[agent].state, State::Talking);
+    let out = w.phones[p].hangup(w.now);
+    send(&mut w, p, out);
+    w.run_for(2_000);
+    assert_eq!(record_of(&w, "oscar")["handoffs"][0]["outcome"], "served");
+    let agents: Vec<_> = w.records.iter().filter(|(l, r)| *l == Log::Agents && r["state"] == "not_ready").collect();
+    assert!(agents.is_empty(), "the agent was never made not ready: {agents:?}");
+}

@@ -838,8 +838,11 @@ impl Phone {
                 Vec::new()
             }
             "CANCEL" => {
-                self.answer_at = None;
-                self.state = State::Ended("cancelled".into());
+                // Of the call ringing now; a CANCEL of an earlier one changes nothing.
+                if msg.call_id() == Some(self.call_id.as_str()) {
+                    self.answer_at = None;
+                    self.state = State::Ended("cancelled".into());
+                }
                 vec![(addr(SERVER), self.respond(&msg, 200, "OK", ""))]
             }
             "BYE" => {
