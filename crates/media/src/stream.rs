@@ -29,6 +29,8 @@ pub struct Stream {
     hold: Option<(Arc<EncodedPrompt>, usize)>,
     /// Bridged to an agent: the relay carries the audio, this stream is silent.
     muted: bool,
+    /// The next tick's 20 ms was already sent (see [`Stream::queue_now`]).
+    ahead: bool,
 }
 
 impl Stream {
@@ -47,6 +49,7 @@ impl Stream {
             packet: [0; 12 + 480],
             hold: None,
             muted: false,
+            ahead: false,
         }
     }
 
@@ -95,6 +98,21 @@ impl Stream {
         self.queue.push_back((id, audio));
     }
 
+    /// Queues audio and, when nothing was playing, sends its first 20 ms at
+    /// once instead of at the next tick (a key's answer is heard up to a
+    /// tick sooner); the next tick then sends nothing, so the stream never
+    /// runs ahead of the clock. Returns a play that already finished.
+    pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
+        let was_idle = self.queue.is_empty();
+        self.queue(id, audio);
+        if !was_idle || self.ahead || !confirmed || self.muted {
+            return None;
+        }
+        let done = self.tick(confirmed, send);
+        self.ahead = true;
+        done
+    }
+
     pub fn stop(&mut self) {
         self.queue.clear();
         self.seg = 0;
@@ -111,6 +129,9 @@ impl Stream {
     /// other tick at 40 ms); returns the play that just finished, if one did.
     pub fn tick(&mut self, confirmed: bool, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
         if !confirmed || self.muted {
+            return None;
+        }
+        if std::mem::take(&mut self.ahead) {
             return None;
         }
         let silence = match self.codec {
@@ -190,6 +211,34 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn audio_queued_while_idle_starts_at_once_and_never_runs_ahead_of_the_clock() {
+        let mut s = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
+        let out: std::cell::RefCell<Vec<(u32, u8)>> = Default::default();
+        let take = |p: &[u8], _: SocketAddr| {
+            let r = rtp::parse(p).unwrap();
+            out.borrow_mut().push((r.timestamp, r.payload[0]));
+        };
+        // Silence for two ticks, then a key: the prompt's first frame goes now.
+        s.tick(true, &take);
+        s.tick(true, &take);
+        assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, &take), None);
+        assert_eq!(out.borrow().len(), 3, "sent when queued, not at the next tick");
+        // The next tick sends nothing (its frame went early); then one a tick.
+        s.tick(true, &take);
+        assert_eq!(out.borrow().len(), 3);
+        s.tick(true, &take);
+        assert_eq!(s.tick(true, &take), Some(1), "three frames: the play ends on time");
+        assert_eq!(out.borrow().len(), 5);
+        assert!(out.borrow().windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160), "timestamps one frame apart: {out:?}");
+        // Queued behind audio already playing: nothing extra is sent.
+        s.queue(2, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 1600]))]);
+        let before = out.borrow().len();
+        s.tick(true, &take);
+        assert_eq!(s.queue_now(3, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, &take), None);
+        assert_eq!(out.borrow().len(), before + 1);
     }
 
     #[test]

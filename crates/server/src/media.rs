@@ -60,6 +60,8 @@ pub struct Plane {
     /// own, so 50 packets a second from every caller never queue ahead of
     /// the signalling (SIP, keys, the tick) on the main loop's thread.
     receive: tokio::runtime::Handle,
+    /// Plays that finished as they were queued (reported with the next tick's).
+    played_early: Vec<(CallKey, PlayId)>,
 }
 
 /// Calls at which the media tick splits its work over two threads.
@@ -85,7 +87,7 @@ impl Plane {
                 tokio::runtime::Handle::current()
             }
         };
-        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now(), receive }
+        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now(), receive, played_early: Vec::new() }
     }
 
     fn now_ms(&self) -> u64 {
@@ -149,7 +151,16 @@ impl Plane {
                     e.confirmed_at = now;
                 });
             }
-            Media::Play { call, id, audio, .. } => self.stream(call, |s| s.queue(id.0, audio)),
+            Media::Play { call, id, audio, .. } => {
+                // Nothing playing: the first frame goes now, not at the next tick.
+                let Some(e) = self.calls.get_mut(&call) else { return None };
+                let (rtp, confirmed) = (&e.rtp, e.confirmed);
+                if let Some(done) = e.stream.as_mut().and_then(|s| s.queue_now(id.0, audio, confirmed, |packet, to| {
+                    let _ = rtp.try_send_to(packet, to);
+                })) {
+                    self.played_early.push((call, PlayId(done)));
+                }
+            }
             Media::Stop { call } => self.stream(call, Stream::stop),
             Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
             Media::Renegotiate { call, stream } => self.with(call, |e| {
@@ -218,8 +229,9 @@ impl Plane {
 
     /// Sends the next 20 ms of every call; returns the plays that finished.
     pub fn tick(&mut self) -> Vec<(CallKey, PlayId)> {
+        let early = std::mem::take(&mut self.played_early);
         let mut all: Vec<(&CallKey, &mut Endpoint)> = self.calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
-        if all.len() >= PARALLEL_TICK_CALLS {
+        let mut played = if all.len() >= PARALLEL_TICK_CALLS {
             // The tick's sends are the server's biggest cost: with many calls
             // they are split over two threads (sockets are shared, streams are
             // per call).
@@ -233,7 +245,9 @@ impl Plane {
             })
         } else {
             tick_some(&mut all)
-        }
+        };
+        played.extend(early);
+        played
     }
 
     /// The caller's RTP comes from elsewhere than negotiated (NAT): send there.
