@@ -71,6 +71,7 @@ codes! {
     HolidayAndMakeupDay = "E0119", "a day both a holiday and a make-up working day";
     OverlappingHours = "E0120", "opening hours given twice for the same time of a day";
     ZeroTimeout = "E0121", "a timeout or time limit of zero";
+    InvalidKeyRange = "E0122", "a key range that does not run from a lower key to a higher one of its kind";
     TypeMismatch = "E0201", "type mismatch";
     WrongArgumentCount = "E0202", "wrong number of arguments";
     UnknownOutcome = "E0203", "unknown outcome";

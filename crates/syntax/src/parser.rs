@@ -361,7 +361,7 @@ impl<'s> Builder<'s> {
             }
             Rule::anywhere => {
                 inner.next();
-                let bindings = inner.map(|p| self.key_binding(p)).collect();
+                let bindings = inner.flat_map(|p| self.key_bindings(p)).collect();
                 Item::Anywhere { bindings, span }
             }
             Rule::step => {
@@ -387,7 +387,7 @@ impl<'s> Builder<'s> {
             Rule::menu => {
                 inner.next();
                 let name = self.ident(inner.next().unwrap());
-                let options = inner.map(|p| self.opt(p)).collect();
+                let options = self.opts(inner);
                 Item::Menu(MenuDecl { name, options, span })
             }
             r => unreachable!("item rule {r:?}"),
@@ -466,14 +466,49 @@ impl<'s> Builder<'s> {
         }
     }
 
-    fn key_binding(&mut self, pair: Pair<Rule>) -> KeyBinding {
+    /// One binding per key: `key 1-5 into score -> done` is five, each
+    /// setting `score` to its key before it goes on.
+    fn key_bindings(&mut self, pair: Pair<Rule>) -> Vec<KeyBinding> {
         let mut inner = pair.into_inner();
         inner.next();
         let k = inner.next().unwrap();
-        let key = k.as_str().chars().next().unwrap();
-        let key_span = self.span(&k);
-        let body = self.action(inner.next().unwrap());
-        KeyBinding { key, key_span, body }
+        let first = k.as_str().chars().next().unwrap();
+        let mut key_span = self.span(&k);
+        let mut next = inner.next().unwrap();
+        let mut last = first;
+        if next.as_rule() == Rule::key {
+            last = next.as_str().chars().next().unwrap();
+            key_span = Span { end: self.span(&next).end, ..key_span };
+            next = inner.next().unwrap();
+        }
+        let mut into = None;
+        if next.as_rule() == Rule::kw_into {
+            into = Some(self.ident(inner.next().unwrap()));
+            next = inner.next().unwrap();
+        }
+        let body = self.action(next);
+        let same_kind = (first.is_ascii_digit() && last.is_ascii_digit()) || (('A'..='D').contains(&first) && ('A'..='D').contains(&last));
+        let keys: Vec<char> = if first == last {
+            vec![first]
+        } else if same_kind && first < last {
+            (first..=last).collect()
+        } else {
+            self.diags.push(
+                Diagnostic::new(Code::InvalidKeyRange, format!("`{first}-{last}` is not a range of keys"), key_span, "not a range")
+                    .with_help("a range runs from a lower digit to a higher one (`key 1-5`), or from A to D; bind `*` and `#` one by one"),
+            );
+            vec![first]
+        };
+        keys.into_iter()
+            .map(|key| {
+                let mut body = body.clone();
+                if let Some(v) = &into {
+                    let value = if key.is_ascii_digit() { ExprKind::Num(key.to_string()) } else { ExprKind::Str(key.to_string()) };
+                    body.stmts.insert(0, Stmt { kind: StmtKind::Set(v.clone(), Expr { kind: value, span: key_span }), span: v.span });
+                }
+                KeyBinding { key, key_span, body }
+            })
+            .collect()
     }
 
     /// `-> target` becomes a block holding one `goto` (or `back` / `repeat`).
@@ -522,6 +557,20 @@ impl<'s> Builder<'s> {
         out
     }
 
+    /// A menu's or collection's options, a key range giving one per key.
+    fn opts(&mut self, pairs: pest::iterators::Pairs<Rule>) -> Vec<Opt> {
+        let mut out = Vec::new();
+        for p in pairs {
+            if p.as_rule() == Rule::key_binding {
+                let span = self.span(&p);
+                out.extend(self.key_bindings(p).into_iter().map(|k| Opt { kind: OptKind::Key(k), span }));
+            } else {
+                out.push(self.opt(p));
+            }
+        }
+        out
+    }
+
     fn opt(&mut self, pair: Pair<Rule>) -> Opt {
         let span = self.span(&pair);
         let rule = pair.as_rule();
@@ -530,7 +579,7 @@ impl<'s> Builder<'s> {
             return Opt { kind: OptKind::Broken, span };
         }
         if rule == Rule::key_binding {
-            return Opt { kind: OptKind::Key(self.key_binding(pair)), span };
+            unreachable!("key bindings are read by `opts`");
         }
         let mut inner = pair.into_inner();
         inner.next(); // the keyword
@@ -627,7 +676,7 @@ impl<'s> Builder<'s> {
             Rule::flush => StmtKind::Flush,
             Rule::collect => {
                 let var = self.ident(inner.next().unwrap());
-                let options = inner.map(|p| self.opt(p)).collect();
+                let options = self.opts(inner);
                 StmtKind::Collect { var, options }
             }
             Rule::request => {

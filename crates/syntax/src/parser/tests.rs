@@ -71,3 +71,25 @@ proptest::proptest! {
         let _ = parse(FileId(0), &src);
     }
 }
+
+#[test]
+fn a_key_range_is_one_binding_per_key_each_storing_its_key() {
+    let (file, diags) = check("menu m {\n    key 1-3 into n -> a\n    key A-B into t { goto a }\n    key *-# -> a\n    anywhere_not_here -> a\n}\nanywhere {\n    key 7-8 -> a\n}\n");
+    assert_eq!(diags.iter().filter(|d| d.code == Code::InvalidKeyRange.as_str()).count(), 1, "{diags:?}");
+    let Item::Menu(MenuDecl { options, .. }) = &file.items[0] else { panic!("{:?}", file.items[0]) };
+    let keys: Vec<(char, String)> = options
+        .iter()
+        .filter_map(|o| match &o.kind {
+            OptKind::Key(k) => Some((k.key, match &k.body.stmts[0].kind {
+                StmtKind::Set(v, e) => format!("{} = {:?}", v.name, e.kind),
+                other => format!("{other:?}").chars().take(4).collect(),
+            })),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys[..5].iter().map(|k| k.0).collect::<String>(), "123AB");
+    assert_eq!(keys[0].1, "n = Num(\"1\")");
+    assert_eq!(keys[4].1, "t = Str(\"B\")");
+    let Item::Anywhere { bindings, .. } = &file.items[1] else { panic!() };
+    assert_eq!(bindings.iter().map(|b| b.key).collect::<String>(), "78");
+}
