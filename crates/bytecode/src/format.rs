@@ -9,7 +9,7 @@ use crate::{verify, Program, VerifyError};
 /// The first four bytes of every program file.
 pub const MAGIC: [u8; 4] = *b"IVRB";
 /// Bumped whenever the encoding or the meaning of an instruction changes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Section ids. Ids of 128 and above are optional: a reader that does not know
 /// one skips it; a missing required section is an error.

@@ -268,6 +268,10 @@ pub struct CollectSpec {
     pub patterns: Vec<String>,
     /// Inclusive numeric range the input must fall in.
     pub range: Option<(Value, Value)>,
+    /// The input is a date typed as YYYYMMDD: a day the calendar has.
+    pub date: bool,
+    /// A regular expression (regex-lite syntax) the whole input must match.
+    pub matches: Option<String>,
     /// Keys accepted (menus); empty means digits (and `*` when decimal).
     pub keys: String,
 }

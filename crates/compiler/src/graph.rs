@@ -280,7 +280,7 @@ fn settings(options: &[Opt]) -> String {
             OptKind::Decimal => "decimal".into(),
             OptKind::Pattern(p) => format!("pattern {}", p.iter().map(|s| format!("\"{}\"", s.value)).collect::<Vec<_>>().join(" | ")),
             OptKind::Range(a, b) => format!("range {a}..{b}"),
-            OptKind::Confirm(p) => format!("confirm {}", p.name),
+            OptKind::Confirm(p, _) => format!("confirm {}", p.name),
             OptKind::Prompt(p) => format!("prompt {}", p.name),
             OptKind::Reprompt(p) => format!("reprompt {}", p.name),
             _ => continue,

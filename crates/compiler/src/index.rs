@@ -147,7 +147,7 @@ fn item_index(item: &Item, ix: &mut Index) {
 fn options_refs(options: &[Opt], ix: &mut Index) {
     for o in options {
         match &o.kind {
-            OptKind::Prompt(p) | OptKind::Reprompt(p) | OptKind::Confirm(p) => ix.refs.push((p.name.clone(), Some(SymbolKind::Prompt), p.span)),
+            OptKind::Prompt(p) | OptKind::Reprompt(p) | OptKind::Confirm(p, _) => ix.refs.push((p.name.clone(), Some(SymbolKind::Prompt), p.span)),
             OptKind::Key(k) => block_refs(&k.body, ix),
             OptKind::On(_, b) => block_refs(b, ix),
             _ => {}

@@ -1172,6 +1172,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             decimal: false,
             patterns: Vec::new(),
             range: None,
+            date: false,
+            matches: None,
             keys,
         };
         let (try_pc, table) = self.collect_loop(spec, retry_slot);
@@ -1198,7 +1200,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn collect(&mut self, var: &Ident, options: &[Opt], ctx: &Ctx) {
         const ALLOWED: &[&str] = &[
             "prompt", "reprompt", "timeout", "inter-key", "retries", "barge-in", "length", "terminator", "secret",
-            "decimal", "pattern", "range", "confirm", "on",
+            "decimal", "pattern", "range", "date", "matches", "confirm", "on",
         ];
         let seen = self.check_opts(options, ALLOWED, "`collect`");
         let get = |k: &str| seen.get(k).map(|o| (&o.kind, o.span));
@@ -1251,15 +1253,74 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             },
             _ => None,
         };
+        // A date typed as YYYYMMDD: eight digits, a day the calendar has.
+        let date = get("date").is_some();
+        if let Some((_, span)) = get("date") {
+            let clash = ["decimal", "range", "pattern"].into_iter().find(|o| get(o).is_some());
+            if let Some(o) = clash {
+                self.diags.push(Diagnostic::new(Code::InvalidInputRules, format!("`date` input cannot also be `{o}`"), span, "a date").with_help("a date is eight digits, YYYYMMDD; check it with `date` alone"));
+            } else if get("length").is_some() && (min, max) != (8, 8) {
+                self.diags.push(Diagnostic::new(Code::InvalidInputRules, "a date is typed as eight digits (YYYYMMDD)", span, "a date").with_help("remove `length`, or make it `length 8`"));
+            }
+        }
+        let (min, max) = if date { (8, 8) } else { (min, max) };
+        let matches = match get("matches") {
+            Some((OptKind::Matches(re), _)) => match regex_lite::Regex::new(&format!("^(?:{})$", re.value)) {
+                Ok(_) => Some(re.value.clone()),
+                Err(e) => {
+                    let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                    self.diags.push(
+                        Diagnostic::new(Code::InvalidInputRules, format!("`matches \"{}\"` is not a regular expression: {first}", re.value), re.span, "invalid regular expression")
+                            .with_help("the whole input must match, e.g. `matches \"1[3-9][0-9]{9}\"` for a mobile number"),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        let numeric = decimal || get("range").is_some();
         let confirm = match get("confirm") {
-            Some((OptKind::Confirm(p), span)) => {
+            Some((OptKind::Confirm(p, kind), span)) => {
                 if secret {
                     self.diags.push(
                         Diagnostic::new(Code::SecretExposed, "secret input cannot be read back", span, "read-back of a secret")
                             .with_help("remove `confirm`: a PIN or password is never echoed"),
                     );
                 }
-                Some(p)
+                // How the input is read back: as asked, else a date, a number or digits.
+                let as_kind = match kind {
+                    None if date => bc::SayKind::Date,
+                    None if numeric => bc::SayKind::Number,
+                    None => bc::SayKind::Digits,
+                    Some(k) => {
+                        let allowed: &[(&str, bc::SayKind, bool)] = &[
+                            ("number", bc::SayKind::Number, true),
+                            ("money", bc::SayKind::Money, true),
+                            ("percent", bc::SayKind::Percent, true),
+                            ("digits", bc::SayKind::Digits, false),
+                            ("date", bc::SayKind::Date, false),
+                        ];
+                        match allowed.iter().find(|a| a.0 == k.name) {
+                            Some(&(_, sk, needs_number)) if needs_number && !numeric => {
+                                self.diags.push(
+                                    Diagnostic::new(Code::InvalidInputRules, format!("`confirm … as {}` reads a number, and this input is text", k.name), k.span, "not a number")
+                                        .with_help("add `decimal` or a `range` to make the input a number, or read it back `as digits`"),
+                                );
+                                sk
+                            }
+                            Some(&(_, bc::SayKind::Date, _)) if !date => {
+                                self.diags.push(Diagnostic::new(Code::InvalidInputRules, "`confirm … as date` needs `date` input", k.span, "not a date").with_help("add `date`: the caller types YYYYMMDD"));
+                                bc::SayKind::Date
+                            }
+                            Some(&(_, sk, _)) => sk,
+                            None => {
+                                self.diags.push(Diagnostic::new(Code::InvalidInputRules, format!("cannot read input back as `{}`", k.name), k.span, "unknown reading").with_help("write `as number`, `as money`, `as percent`, `as digits` or `as date`"));
+                                bc::SayKind::Digits
+                            }
+                        }
+                    }
+                };
+                Some((p, as_kind))
             }
             _ => None,
         };
@@ -1310,6 +1371,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             decimal,
             patterns,
             range,
+            date,
+            matches,
             keys: String::new(),
         };
         let first_timeout_ms = spec.first_timeout_ms;
@@ -1319,11 +1382,10 @@ impl<'a, 'd> Lowerer<'a, 'd> {
         let retry_pc = self.retry_tail(options, table, retry_slot, retries, try_pc, ctx);
         let ok_pc = self.here();
         self.patch(ok_jump, ok_pc);
-        if let Some(p) = confirm {
+        if let Some((p, as_kind)) = confirm {
             // Read back, then "1 to confirm, 2 to re-enter".
             self.emit(Instr::Load(slot));
-            let numeric = decimal || get("range").is_some();
-            self.emit(Instr::Say(if numeric { bc::SayKind::Number } else { bc::SayKind::Digits }));
+            self.emit(Instr::Say(as_kind));
             let key_slot = self.hidden_slot(&format!("{}.confirm", var.name), bc::Type::Text, false);
             let prompt = self.prompt(p).into_iter().collect();
             let c = self.p.collects.len() as u32;
@@ -1341,6 +1403,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 decimal: false,
                 patterns: Vec::new(),
                 range: None,
+                date: false,
+                matches: None,
                 keys: "12".into(),
             });
             self.push_num(0);

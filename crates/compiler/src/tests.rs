@@ -283,3 +283,33 @@ fn a_secret_cannot_decide_a_branch() {
     let c = compile(&world, "main.ivr");
     assert_eq!(codes(&c), vec![Code::SecretExposed], "{:#?}", c.diagnostics);
 }
+
+#[test]
+fn dates_regular_expressions_and_read_backs_of_collected_input() {
+    let flow = |opts: &str| format!("entry 1 -> s\nstep s {{\n    collect x {{\n        prompt welcome\n{opts}\n        on exhausted {{ hangup }}\n    }}\n    hangup\n}}\n");
+    let ok = |opts: &str| {
+        let c = check_src(&flow(opts)).unwrap();
+        assert!(errors(&c).is_empty(), "{opts}: {:#?}", c.diagnostics);
+        c
+    };
+    let bad = |opts: &str, says: &str| {
+        let c = check_src(&flow(opts)).unwrap();
+        let d = c.diagnostics.iter().find(|d| d.rule() == Code::InvalidInputRules).unwrap_or_else(|| panic!("{opts}: {:#?}", c.diagnostics));
+        assert!(d.message.contains(says), "{opts}: {}", d.message);
+    };
+    let c = ok("        date\n        confirm bye");
+    let spec = &c.program.unwrap().collects[0];
+    assert!(spec.date && (spec.min_digits, spec.max_digits) == (8, 8));
+    ok("        matches \"1[3-9][0-9]{9}\"");
+    ok("        decimal\n        confirm bye as money");
+    ok("        date\n        confirm bye as date");
+    bad("        matches \"1[3-9\"", "not a regular expression");
+    bad("        date\n        decimal", "cannot also be `decimal`");
+    bad("        date\n        length 6", "eight digits");
+    bad("        confirm bye as money", "reads a number");
+    bad("        confirm bye as date", "needs `date` input");
+    bad("        decimal\n        confirm bye as euros", "cannot read input back as `euros`");
+    // `say date` reads what a caller types.
+    let c = check_src("entry 1 -> s\nstep s {\n    say date \"20261123\"\n    say date \"2026-11-23\"\n    hangup\n}\n").unwrap();
+    assert!(errors(&c).is_empty(), "{:#?}", c.diagnostics);
+}

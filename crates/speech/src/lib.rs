@@ -376,10 +376,11 @@ const EN_ORDINAL: [&str; 20] = [
 ];
 
 fn date(v: &str, lang: Lang, out: &mut Vec<&'static str>) -> Result<(), Unreadable> {
-    let parts: Vec<&str> = v.split('-').collect();
-    let [y, m, d] = parts[..] else { return Err(bad("date (YYYY-MM-DD)", v)) };
+    // `2026-11-23`, or as a caller types it, `20261123`.
+    let parts: Vec<&str> = if v.len() == 8 && v.bytes().all(|b| b.is_ascii_digit()) { vec![&v[..4], &v[4..6], &v[6..]] } else { v.split('-').collect() };
+    let [y, m, d] = parts[..] else { return Err(bad("date (YYYY-MM-DD or YYYYMMDD)", v)) };
     let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
-        return Err(bad("date (YYYY-MM-DD)", v));
+        return Err(bad("date (YYYY-MM-DD or YYYYMMDD)", v));
     };
     // A day the calendar has (no 31 February, 29 February only in leap years).
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
@@ -390,7 +391,7 @@ fn date(v: &str, lang: Lang, out: &mut Vec<&'static str>) -> Result<(), Unreadab
         _ => 31,
     };
     if !(1..=12).contains(&m) || !(1000..=9999).contains(&y) || d < 1 || d > days_in(m) {
-        return Err(bad("date (YYYY-MM-DD)", v));
+        return Err(bad("date (YYYY-MM-DD or YYYYMMDD)", v));
     }
     match lang {
         Lang::Zh => {

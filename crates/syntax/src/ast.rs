@@ -227,7 +227,12 @@ pub enum OptKind {
     Decimal,
     Pattern(Vec<Str>),
     Range(String, String),
-    Confirm(Ident),
+    /// The input is a date typed as YYYYMMDD.
+    Date,
+    /// A regular expression the whole input must match.
+    Matches(Str),
+    /// Read the input back with this prompt, as this kind (`as money`).
+    Confirm(Ident, Option<Ident>),
     Key(KeyBinding),
     On(HandlerKind, Block),
     /// An option line that failed to parse (already reported).
@@ -250,7 +255,9 @@ impl OptKind {
             OptKind::Decimal => "decimal",
             OptKind::Pattern(_) => "pattern",
             OptKind::Range(..) => "range",
-            OptKind::Confirm(_) => "confirm",
+            OptKind::Date => "date",
+            OptKind::Matches(_) => "matches",
+            OptKind::Confirm(..) => "confirm",
             OptKind::Key(_) => "key",
             OptKind::On(..) => "on",
             OptKind::Broken => "?",

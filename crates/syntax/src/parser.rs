@@ -604,7 +604,13 @@ impl<'s> Builder<'s> {
                 let b = inner.next().unwrap().as_str().to_string();
                 OptKind::Range(a, b)
             }
-            Rule::opt_confirm => OptKind::Confirm(self.ident(inner.next().unwrap())),
+            Rule::opt_confirm => {
+                let prompt = self.ident(inner.next().unwrap());
+                let kind = inner.nth(1).map(|k| self.ident(k));
+                OptKind::Confirm(prompt, kind)
+            }
+            Rule::opt_date => OptKind::Date,
+            Rule::opt_matches => OptKind::Matches(self.string(inner.next().unwrap())),
             Rule::handler => {
                 // `inner.next()` above consumed `on`'s keyword; the kind follows.
                 let k = match inner.next().unwrap().as_str() {

@@ -442,6 +442,15 @@ fn validate(spec: &ivr_bytecode::CollectSpec, digits: &str) -> Option<Value> {
     if !spec.patterns.is_empty() && !spec.patterns.iter().any(|p| matches_pattern(p, digits)) {
         return None;
     }
+    if spec.date && !is_calendar_date(digits) {
+        return None;
+    }
+    if let Some(re) = &spec.matches {
+        // Checked by the compiler; a program from elsewhere with a bad one matches nothing.
+        if !regex_lite::Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(digits)) {
+            return None;
+        }
+    }
     if !spec.decimal && spec.range.is_none() {
         return Some(Value::text(digits));
     }
@@ -455,6 +464,16 @@ fn validate(spec: &ivr_bytecode::CollectSpec, digits: &str) -> Option<Value> {
         }
     }
     Some(Value::Num(num))
+}
+
+/// Eight digits YYYYMMDD naming a day the calendar has (years 1000–9999).
+pub(crate) fn is_calendar_date(digits: &str) -> bool {
+    if digits.len() != 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let (y, m, d) = (digits[..4].parse::<i16>(), digits[4..6].parse::<i8>(), digits[6..].parse::<i8>());
+    let (Ok(y), Ok(m), Ok(d)) = (y, m, d) else { return false };
+    y >= 1000 && jiff::civil::Date::new(y, m, d).is_ok()
 }
 
 /// `X` matches any digit; any other character matches itself.
@@ -505,6 +524,12 @@ fn builtin(f: Builtin, args: &[Value]) -> Result<Value, Fault> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_typed_as_yyyymmdd() {
+        assert!(is_calendar_date("20261123") && is_calendar_date("20240229"));
+        assert!(!is_calendar_date("20250229") && !is_calendar_date("20261301") && !is_calendar_date("20261100") && !is_calendar_date("2026112") && !is_calendar_date("09991231"));
+    }
 
     #[test]
     fn patterns() {
