@@ -116,6 +116,8 @@ impl Builtin {
 pub enum SayKind {
     Number,
     Digits,
+    /// Digits as a telephone or account number is read: 幺 for 1 in Mandarin.
+    Phone,
     Money,
     Percent,
     Date,
@@ -127,6 +129,7 @@ impl SayKind {
         match self {
             SayKind::Number => "number",
             SayKind::Digits => "digits",
+            SayKind::Phone => "phone",
             SayKind::Money => "money",
             SayKind::Percent => "percent",
             SayKind::Date => "date",

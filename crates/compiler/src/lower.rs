@@ -39,6 +39,18 @@ fn type_error(span: Span, expected: &str, found: Type) -> Diagnostic {
     Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
 }
 
+/// Whether a computed sum can carry fractions of a fen: a `*` or `/`
+/// outside a `round(…, 0|1|2)`.
+fn may_have_fractions_of_a_fen(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Call(f, args) if f.name == "round" => !matches!(args.get(1).map(|a| &a.kind), Some(ExprKind::Num(n)) if n.parse::<u32>().is_ok_and(|n| n <= 2)),
+        ExprKind::Binary(BinOp::Mul | BinOp::Div, ..) => true,
+        ExprKind::Binary(_, a, b) => may_have_fractions_of_a_fen(a) || may_have_fractions_of_a_fen(b),
+        ExprKind::Unary(_, a) => may_have_fractions_of_a_fen(a),
+        _ => false,
+    }
+}
+
 /// The value of a literal (`"2026-10-01"`, `12.5`, `-3`), as the VM would hold it.
 fn literal_value(e: &Expr) -> Option<Value> {
     match &e.kind {
@@ -699,23 +711,29 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                     }
                     let ok = match kind {
                         SayKind::Number | SayKind::Money | SayKind::Percent => t == Type::Number,
-                        SayKind::Digits => t != Type::Bool,
+                        SayKind::Digits | SayKind::Phone => t != Type::Bool,
                         SayKind::Date | SayKind::Time => t == Type::Text,
                     };
                     if !ok {
                         let want = match kind {
-                            SayKind::Digits => "text or a number",
+                            SayKind::Digits | SayKind::Phone => "text or a number",
                             SayKind::Date | SayKind::Time => "text",
                             _ => "number",
                         };
                         self.diags.push(type_error(e.span, want, t).with_help(format!("`say {}` speaks {want}", kind.name())));
                     } else if let Some(value) = literal_value(e) {
                         self.speakable(*kind, &value, e.span);
+                    } else if *kind == SayKind::Money && may_have_fractions_of_a_fen(e) {
+                        self.diags.push(
+                            Diagnostic::new(Code::MoneyRounded, "this sum may have more than two decimals: `say money` would round it to the fen", e.span, "computed with * or /")
+                                .with_help("say how it is rounded: `say money round(…, 2)` (half away from zero), so the caller hears what the records keep"),
+                        );
                     }
                 }
                 self.emit(Instr::Say(match kind {
                     SayKind::Number => bc::SayKind::Number,
                     SayKind::Digits => bc::SayKind::Digits,
+                    SayKind::Phone => bc::SayKind::Phone,
                     SayKind::Money => bc::SayKind::Money,
                     SayKind::Percent => bc::SayKind::Percent,
                     SayKind::Date => bc::SayKind::Date,
@@ -846,7 +864,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 let example = match kind {
                     SayKind::Date => "dates are read as YYYY-MM-DD, e.g. \"2026-10-01\"",
                     SayKind::Time => "times are read as HH:MM, e.g. \"09:30\"",
-                    SayKind::Digits => "digits are read from 0-9 (a leading - and a . are read too)",
+                    SayKind::Digits | SayKind::Phone => "digits are read from 0-9 (a leading - and a . are read too)",
                     _ => "numbers are read up to sixteen digits before the point",
                 };
                 self.diags.push(

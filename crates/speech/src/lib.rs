@@ -22,6 +22,8 @@ pub use segments::{segment_text, SEGMENTS};
 pub enum Kind {
     Number,
     Digits,
+    /// Digits read as a telephone or account number: 幺 for 1 in Mandarin.
+    Phone,
     Money,
     Percent,
     Date,
@@ -33,6 +35,7 @@ impl Kind {
         Some(match s {
             "number" => Kind::Number,
             "digits" => Kind::Digits,
+            "phone" => Kind::Phone,
             "money" => Kind::Money,
             "percent" => Kind::Percent,
             "date" => Kind::Date,
@@ -92,6 +95,13 @@ pub fn read(kind: Kind, value: &str, lang: Lang) -> Result<Reading, Unreadable> 
     match (kind, lang) {
         (Kind::Number, _) => number(value, lang, &mut out)?,
         (Kind::Digits, _) => digits(value, lang, &mut out)?,
+        (Kind::Phone, _) => {
+            digits(value, lang, &mut out)?;
+            // 幺 for 1, so 1 and 7 (yī, qī) are not confused over the phone.
+            for s in out.iter_mut().filter(|s| **s == "zh_1") {
+                *s = "zh_yao";
+            }
+        }
         (Kind::Money, Lang::Zh) => money_zh(value, &mut out)?,
         (Kind::Money, Lang::En) => money_en(value, &mut out)?,
         (Kind::Percent, Lang::Zh) => {

@@ -15,6 +15,7 @@ pub const SEGMENTS: &[(&str, &str)] = &[
     ("zh_8", "八"),
     ("zh_9", "九"),
     ("zh_liang", "两"),
+    ("zh_yao", "幺"),
     ("zh_shi", "十"),
     ("zh_bai", "百"),
     ("zh_qian", "千"),

@@ -157,3 +157,10 @@ fn dates_the_calendar_does_not_have_are_not_read() {
         assert!(read(Kind::Date, good, Lang::Zh).is_ok(), "{good}");
     }
 }
+
+#[test]
+fn phone_and_account_numbers_read_one_as_yao() {
+    assert_eq!(zh(Kind::Phone, "13800138000"), "幺三八零零幺三八零零零");
+    assert_eq!(zh(Kind::Digits, "13800138000"), "一三八零零一三八零零零", "digits keep 一");
+    assert_eq!(en(Kind::Phone, "110"), "one one zero");
+}

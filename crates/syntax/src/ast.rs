@@ -130,6 +130,8 @@ pub struct Stmt {
 pub enum SayKind {
     Number,
     Digits,
+    /// Digits as a telephone or account number is read: 幺 for 1 in Mandarin.
+    Phone,
     Money,
     Percent,
     Date,
@@ -141,6 +143,7 @@ impl SayKind {
         match self {
             SayKind::Number => "number",
             SayKind::Digits => "digits",
+            SayKind::Phone => "phone",
             SayKind::Money => "money",
             SayKind::Percent => "percent",
             SayKind::Date => "date",

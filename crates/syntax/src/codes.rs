@@ -94,6 +94,7 @@ codes! {
     NoWayOut = "W0402", "menu or collection with no way out when retries run out";
     UnhandledOutcome = "W0403", "operation outcome not handled";
     UnspokenLanguage = "W0405", "a language `say` has no readings for";
+    MoneyRounded = "W0406", "`say money` of a computed value that may have more than two decimals";
     UnknownQueue = "E0501", "queue not configured in this deployment";
     UnknownTier = "E0502", "priority is not a configured caller tier";
     UncheckedPriority = "W0501", "priority cannot be checked against the caller tiers";

@@ -636,6 +636,7 @@ impl<'s> Builder<'s> {
                 let k = match inner.next().unwrap().as_str() {
                     "number" => SayKind::Number,
                     "digits" => SayKind::Digits,
+                    "phone" => SayKind::Phone,
                     "money" => SayKind::Money,
                     "percent" => SayKind::Percent,
                     "date" => SayKind::Date,
