@@ -98,13 +98,20 @@ fn deploy_keeps_calls_in_progress_rollback_restores_and_a_broken_deploy_is_refus
     assert!(back.status.success(), "{}", stderr(&back));
     assert!(stdout(&back).contains(&one), "{}", stdout(&back));
     assert_eq!(call(&s, 4), ("one_done".to_string(), one.clone()));
+    // A reload (SIGHUP, as logrotate sends) with the flows on disk unchanged
+    // since their last deploy keeps the rollback.
+    std::fs::write(&file, flow("two")).unwrap();
+    let reload = ivr(&["reload", "--data", s.data.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", stderr(&reload));
+    assert!(stderr(&reload).contains("unchanged"), "{}", stderr(&reload));
+    assert_eq!(call(&s, 5).1, one, "still rolled back");
 
     // A canary: release three for listed callers only (sipp calls as 13800138000).
     std::fs::write(&file, flow("three")).unwrap();
     let canary = deploy(&s, &dir, &["--canary", "0", "--canary-callers", "13800138000"]);
     assert!(canary.status.success(), "{}", stderr(&canary));
     assert!(stdout(&canary).contains("canary release"), "{}", stdout(&canary));
-    let (node, three) = call(&s, 5);
+    let (node, three) = call(&s, 6);
     assert_eq!(node, "three_done");
     let versions = ivr(&[&["versions"][..], &ops_arg].concat());
     let text = stdout(&versions);
@@ -120,7 +127,7 @@ fn deploy_keeps_calls_in_progress_rollback_restores_and_a_broken_deploy_is_refus
     // Promoted, it serves everyone.
     let promoted = ivr(&[&["promote"][..], &ops_arg].concat());
     assert!(promoted.status.success(), "{}", stderr(&promoted));
-    assert_eq!(call(&s, 6).1, three);
+    assert_eq!(call(&s, 7).1, three);
     let again = ivr(&[&["promote"][..], &ops_arg].concat());
     assert!(!again.status.success() && stderr(&again).contains("no canary"), "{}", stderr(&again));
     // The releases are kept in the data directory.

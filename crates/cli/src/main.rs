@@ -676,7 +676,9 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
         return Err("no flows to serve: put them in flows/ or list them in ivr.toml".into());
     }
     let flows_dir = flows.first().and_then(|f| f.parent()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let programs = compile_all(&flows)?;
+    // Flows that do not compile do not stop the server when a release it
+    // served before can be served again (the server decides, and says so).
+    let programs = compile_all(&flows);
     let data = cfg.data.unwrap_or_else(|| flows_dir.join("data"));
     let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
     let store = Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
@@ -703,10 +705,17 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
         latch_rtp: cfg.latch_rtp,
         // A reload recompiles the flows and reads the agents and queues again
         // (other settings need a restart).
-        reload: Some(Box::new(move || {
+        reload: Some(std::sync::Arc::new(move || {
             let acd = match &config {
                 Some(p) => read_config(p)?.acd().map_err(|e| format!("`{}`: {e}", p.display()))?,
                 None => ivr_acd::AcdConfig::default(),
+            };
+            // The flows as the configuration names them now (a flow added to
+            // `flows = […]` is deployed with the rest).
+            let flows = match config.as_ref().map(|p| read_config(p)).transpose()?.and_then(|c| c.flows) {
+                Some(f) => f,
+                None if config.is_some() => flows.clone(),
+                None => root_flows(Path::new("flows"))?,
             };
             Ok(ivr_server::Reloaded { programs: compile_all(&flows)?, acd })
         })),
@@ -843,7 +852,12 @@ fn deploy_cmd(config: Option<PathBuf>, canary: Option<u8>, canary_callers: Vec<S
         body["canary_percent"] = serde_json::json!(canary.unwrap_or(0));
         body["canary_callers"] = serde_json::json!(canary_callers);
     }
-    release_changed(&admin_call(admin, "POST", "/releases", Some(body))?)
+    // The server compiles the flows again and decodes their prompts: it may take a while.
+    let v = admin_call_at(admin, config.as_deref(), "POST", "/releases", Some(body), 120)?;
+    if v["current"]["id"].is_string() && v["canary"].is_null() && v["previous"] == v["current"]["id"] {
+        println!("nothing changed: release {} was already current", v["current"]["id"].as_str().unwrap_or("?"));
+    }
+    release_changed(&v)
 }
 
 /// `ivr versions`.
@@ -878,8 +892,10 @@ fn versions_cmd(admin: Option<String>, json: bool) -> Result<ExitCode, String> {
 }
 
 /// The admin API's base URL and token: `--admin`, else ./ivr.toml, else the default.
-fn admin_base(admin: Option<String>) -> Result<(String, Option<String>), String> {
-    let cfg = Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()).map(|p| read_config(&p)).transpose()?;
+/// The admin API's base URL and token: `--admin`, else `config` (or ./ivr.toml), else the default.
+fn admin_base_of(admin: Option<String>, config: Option<&Path>) -> Result<(String, Option<String>), String> {
+    let path = config.map(Path::to_path_buf).or_else(|| Some(PathBuf::from("ivr.toml")).filter(|p| p.is_file()));
+    let cfg = path.map(|p| read_config(&p)).transpose()?;
     let token = std::env::var("IVR_ADMIN_TOKEN").ok().or_else(|| cfg.as_ref().and_then(|c| c.admin_token.clone()));
     let configured = cfg.as_ref().map(Config::ops_addr).transpose()?.flatten();
     let addr = admin.or_else(|| configured.map(|a| a.to_string())).unwrap_or_else(|| DEFAULT_OPS.to_string());
@@ -888,9 +904,14 @@ fn admin_base(admin: Option<String>) -> Result<(String, Option<String>), String>
 }
 
 fn admin_call(admin: Option<String>, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<serde_json::Value, String> {
-    let (base, token) = admin_base(admin)?;
+    admin_call_at(admin, None, method, path, body, 5)
+}
+
+/// An operations API call to the server `--admin` or `config` names, waiting up to `secs`.
+fn admin_call_at(admin: Option<String>, config: Option<&Path>, method: &str, path: &str, body: Option<serde_json::Value>, secs: u64) -> Result<serde_json::Value, String> {
+    let (base, token) = admin_base_of(admin, config)?;
     let url = format!("{base}{path}");
-    let mut req = ureq::request(method, &url).timeout(std::time::Duration::from_secs(5));
+    let mut req = ureq::request(method, &url).timeout(std::time::Duration::from_secs(secs));
     if let Some(t) = token {
         req = req.set("Authorization", &format!("Bearer {t}"));
     }
@@ -1148,6 +1169,11 @@ fn reload(data: &Path) -> Result<ExitCode, String> {
     let read = || -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(&result).ok()?).ok() };
     let seq_of = |v: &serde_json::Value| if v["pid"].as_u64().map(|p| p.to_string()).as_deref() == Some(pid) { v["seq"].as_u64().unwrap_or(0) } else { 0 };
     let before = read().map_or(0, |v| seq_of(&v));
+    // A pid file left by a server that died may name another process by now.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).replace('\0', " ")).unwrap_or_default();
+    if cfg!(target_os = "linux") && !(cmdline.contains("ivr") && cmdline.contains("serve")) {
+        return Err(format!("{} names pid {pid}, which is not a running `ivr serve` (a server that stopped without cleaning up?)", pid_file.display()));
+    }
     let status = std::process::Command::new("kill").args(["-HUP", pid]).status().map_err(|e| format!("cannot signal {pid}: {e}"))?;
     if !status.success() {
         return Err(format!("the server (pid {pid}) is not running"));
@@ -1155,6 +1181,10 @@ fn reload(data: &Path) -> Result<ExitCode, String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if let Some(v) = read().filter(|v| seq_of(v) > before) {
+            if v["ok"] == true && v["unchanged"] == true {
+                eprintln!("the server (pid {pid}) found the flows on disk unchanged since they were last deployed: it keeps what it serves");
+                return Ok(ExitCode::SUCCESS);
+            }
             if v["ok"] == true {
                 eprintln!("the server (pid {pid}) reloaded its flows; new calls get them, calls in progress keep theirs");
                 return Ok(ExitCode::SUCCESS);

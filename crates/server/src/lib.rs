@@ -12,6 +12,7 @@ mod exposition;
 mod media;
 mod ops;
 mod records;
+mod deploys;
 pub mod releases;
 pub mod services;
 mod tcp;
@@ -23,8 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ivr_bytecode::Program;
-use ivr_call::{CallKey, Core, CoreConfig, Flow, Input, OpId, Output, PromptAudio, Value};
-use ivr_media::audio::EncodedPrompt;
+use ivr_call::{CallKey, Core, CoreConfig, Input, OpId, Output, Value};
 use ivr_services::Backend;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -43,8 +43,9 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// RTP ports to use, inclusive.
     pub rtp_ports: (u16, u16),
-    /// The flows served (each answers the numbers of its entries).
-    pub programs: Vec<(String, Arc<Program>)>,
+    /// The flows on disk, compiled (each answers the numbers of its entries),
+    /// or why they do not compile: the release last served is served instead.
+    pub programs: Result<Vec<(String, Arc<Program>)>, String>,
     /// Directory the prompt audio paths are relative to.
     pub flows_dir: PathBuf,
     pub backend: Option<Arc<dyn Backend>>,
@@ -102,8 +103,9 @@ pub struct Reloaded {
     pub acd: ivr_acd::AcdConfig,
 }
 
-/// Produces a fresh set of compiled flows and agents, or says why not.
-pub type Reloader = Box<dyn Fn() -> Result<Reloaded, String>>;
+/// Produces a fresh set of compiled flows and agents, or says why not (run
+/// on a blocking thread: compiling takes longer than a media tick).
+pub type Reloader = Arc<dyn Fn() -> Result<Reloaded, String> + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -131,12 +133,16 @@ enum Internal {
     Admin(ivr_call::AdminRequest, tokio::sync::oneshot::Sender<(u16, serde_json::Value)>),
     /// A request about releases (deploy, rollback, promote, list), answered on the channel.
     Releases(ivr_call::AdminRequest, tokio::sync::oneshot::Sender<(u16, serde_json::Value)>),
+    /// A deploy's flows compiled on a blocking thread.
+    Compiled(Box<deploys::Compiled>),
+    /// A release's prompts decoded on a blocking thread, for the core.
+    Prepared(Box<deploys::Prepared>),
     /// Health, readiness or metrics, answered on the channel.
     Ops(ops::Query, tokio::sync::oneshot::Sender<ops::Reply>),
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
-pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
+pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Internal>();
     let sockets = listen(&cfg, &tx).await?;
     let Some((local, sip)) = sockets.first().cloned() else {
@@ -146,12 +152,12 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     let now_ms = || started.elapsed().as_millis() as u64;
     let core_cfg = core_config(&cfg, &sockets);
     std::fs::create_dir_all(&cfg.data_dir)?;
-    let mut releases = releases::Releases::start(&cfg.data_dir, cfg.programs.clone(), wall_ms()).map_err(std::io::Error::other)?;
+    let releases = releases::Releases::start(&cfg.data_dir, cfg.programs.clone(), deploys::wall_ms()).map_err(std::io::Error::other)?;
     let mut core = Core::new(core_cfg, Vec::new(), cfg.acd.clone(), 0);
-    serve_releases(&mut core, 0, &releases, &cfg.flows_dir, cfg.acd.clone());
+    let mut deploys = deploys::Deploys::new(releases, cfg.reload.clone(), cfg.flows_dir.clone(), cfg.data_dir.clone(), cfg.acd.clone(), tx.clone());
+    deploys.serve_now(&mut core, 0);
     let pid_file = cfg.data_dir.join("ivr.pid");
     let mut hangups = reload_signal();
-    let mut reloads = 0u64;
     let tokens = ops::Tokens { admin: cfg.admin_token.clone(), metrics: cfg.metrics_token.clone(), loopback: true };
     let ops_at = ops::listen(cfg.ops_listen, tokens, &tx).await?;
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
@@ -164,7 +170,7 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
     tokio::pin!(shutdown);
     let mut draining: Option<Instant> = None;
     let names: Vec<String> = shell.sockets.iter().map(|(l, _)| format!("sip:{l}")).collect();
-    info!(listen = %names.join(", "), flows = cfg.programs.len(), release = %releases.serving().current.0.id, "listening for SIP over UDP and TCP");
+    info!(listen = %names.join(", "), release = %deploys.releases.serving().current.0.id, "listening for SIP over UDP and TCP");
     let ops_at = ops_at.map(|a| format!(", operations on http://{a}")).unwrap_or_default();
     println!("ivr serving on {} (UDP and TCP){ops_at}; Ctrl-C to stop", names.join(", "));
     loop {
@@ -198,33 +204,14 @@ pub async fn run(mut cfg: ServerConfig) -> Result<(), ServerError> {
                 Internal::Audio(call, pcm) => core.handle(now_ms(), Input::Audio { call, pcm: &pcm }),
                 Internal::Completed(call, op, outcome, fields) => core.handle(now_ms(), Input::Completed { call, op, outcome, fields }),
                 Internal::Admin(req, reply) => { let _ = reply.send(core.admin(now_ms(), &req)); }
-                Internal::Releases(req, reply) => {
-                    let answer = release_request(&req, &mut releases, &cfg);
-                    if answer.0 == 200 && req.method == "POST" {
-                        if let Some(acd) = answer.2 { cfg.acd = acd; }
-                        serve_releases(&mut core, now_ms(), &releases, &cfg.flows_dir, cfg.acd.clone());
-                    }
-                    let _ = reply.send((answer.0, answer.1));
-                }
+                Internal::Releases(req, reply) => deploys.request(&req, reply),
+                Internal::Compiled(c) => deploys.compiled(*c),
+                Internal::Prepared(p) => deploys.prepared(&mut core, now_ms(), *p),
                 Internal::Ops(query, reply) => { let _ = reply.send(ops::answer(&core, &shell.records, query)); }
             },
             _ = sleep => core.handle_timeout(now_ms()),
-            _ = hangups.recv() => {
-                // A reload is a deploy of the flows on disk (calls in progress keep theirs).
-                let req = ivr_call::AdminRequest { method: "POST".into(), path: "/releases".into(), body: br#"{"by": "reload (SIGHUP)"}"#.to_vec() };
-                let (code, body, acd) = release_request(&req, &mut releases, &cfg);
-                let outcome = if code == 200 {
-                    if let Some(acd) = acd { cfg.acd = acd; }
-                    serve_releases(&mut core, now_ms(), &releases, &cfg.flows_dir, cfg.acd.clone());
-                    Ok(())
-                } else {
-                    let e = body["error"].as_str().unwrap_or("refused").to_string();
-                    warn!("reload refused, keeping the current flows: {e}");
-                    Err(e)
-                };
-                reloads += 1;
-                report_reload(&cfg.data_dir, reloads, &outcome);
-            }
+            // A reload deploys the flows on disk if they changed (calls in progress keep theirs).
+            _ = hangups.recv() => deploys.signal(),
             _ = &mut shutdown, if draining.is_none() => {
                 core.handle(now_ms(), Input::Drain);
                 draining = Some(Instant::now());
@@ -360,111 +347,6 @@ fn save_message(store: Option<&ivr_services::Embedded>, dir: &Path, m: &ivr_call
             ("failed", Vec::new())
         }
         None => ("failed", Vec::new()),
-    }
-}
-
-/// What each flow needs once, not per call: its prompt audio, decoded and
-/// encoded, and its version fingerprint.
-fn prepare(programs: &[(String, Arc<Program>)], flows_dir: &Path, release: &str) -> Vec<Flow> {
-    programs
-        .iter()
-        .map(|(name, p)| {
-            let read = |rel: &str| EncodedPrompt::load(&flows_dir.join(rel)).map_err(|e| e.to_string());
-            Flow::new(name, p.clone(), Arc::new(PromptAudio::build(p, &read))).in_release(release)
-        })
-        .collect()
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Hands the core what the releases say new calls get (calls in progress keep theirs).
-fn serve_releases(core: &mut Core, now: u64, releases: &releases::Releases, flows_dir: &Path, acd: ivr_acd::AcdConfig) {
-    let serving = releases.serving();
-    let flows = prepare(&serving.current.1, flows_dir, &serving.current.0.id);
-    let canary = serving.canary.map(|(spec, programs)| ivr_call::Canary { flows: prepare(&programs, flows_dir, &spec.release), percent: spec.percent, callers: spec.callers });
-    core.handle(now, Input::Reload { flows, canary, acd });
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct ReleaseBody {
-    #[serde(default)]
-    by: Option<String>,
-    #[serde(default)]
-    note: Option<String>,
-    /// Deploy as a canary: this share of new calls (0–100) …
-    #[serde(default)]
-    canary_percent: Option<u8>,
-    /// … and these callers.
-    #[serde(default)]
-    canary_callers: Vec<String>,
-    /// Roll back to this release.
-    #[serde(default)]
-    release: Option<String>,
-}
-
-/// `GET /releases`, `POST /releases` (deploy the flows on disk),
-/// `POST /releases/promote`, `POST /releases/rollback`: the answer, and the
-/// agents and queues read again by a deploy.
-fn release_request(req: &ivr_call::AdminRequest, releases: &mut releases::Releases, cfg: &ServerConfig) -> (u16, serde_json::Value, Option<ivr_acd::AcdConfig>) {
-    let path = req.path.split('?').next().unwrap_or("");
-    let body: ReleaseBody = if req.body.iter().all(u8::is_ascii_whitespace) {
-        ReleaseBody::default()
-    } else {
-        match serde_json::from_slice(&req.body) {
-            Ok(b) => b,
-            Err(e) => return (400, serde_json::json!({"error": format!("the body: {e}")}), None),
-        }
-    };
-    // Who, as the operator said (bounded, one line: it goes into the history).
-    let by: String = body.by.as_deref().unwrap_or("ops API").chars().filter(|c| !c.is_control()).take(80).collect();
-    let note: String = body.note.as_deref().unwrap_or("").chars().filter(|c| !c.is_control()).take(200).collect();
-    let now = wall_ms();
-    match (req.method.as_str(), path) {
-        ("GET", "/releases") => {
-            let (code, v) = releases.list();
-            (code, v, None)
-        }
-        ("POST", "/releases") => {
-            if body.canary_percent.is_some_and(|p| p > 100) {
-                return (400, serde_json::json!({"error": "canary_percent is a share of new calls, 0-100"}), None);
-            }
-            let canary = (body.canary_percent.is_some() || !body.canary_callers.is_empty()).then(|| (body.canary_percent.unwrap_or(0), body.canary_callers.clone()));
-            let reloaded = match cfg.reload.as_ref().map(|r| r()) {
-                Some(Ok(r)) => r,
-                Some(Err(e)) => {
-                    let (code, v) = releases.refused(now, &by, &note, &e);
-                    return (code, v, None);
-                }
-                None => return (409, serde_json::json!({"error": "this server was started without a reloader"}), None),
-            };
-            let (code, v) = releases.deploy(reloaded.programs, &by, &note, canary, now);
-            (code, v, (code == 200).then_some(reloaded.acd))
-        }
-        ("POST", "/releases/promote") => {
-            let (code, v) = releases.promote(&by, now);
-            (code, v, None)
-        }
-        ("POST", "/releases/rollback") => {
-            let (code, v) = releases.rollback(body.release.as_deref(), &by, now);
-            (code, v, None)
-        }
-        (_, "/releases" | "/releases/promote" | "/releases/rollback") => (405, serde_json::json!({"error": "use GET /releases or POST"}), None),
-        _ => (404, serde_json::json!({"error": "no such route"}), None),
-    }
-}
-
-/// The outcome of the last reload, for `ivr reload` to wait on and report:
-/// `reload.json` in the data directory (written whole, then renamed).
-/// `seq` counts reloads since this server started; `pid` tells one server's
-/// counts from another's.
-fn report_reload(dir: &std::path::Path, seq: u64, outcome: &Result<(), String>) {
-    let body = serde_json::json!({"pid": std::process::id(), "seq": seq, "ok": outcome.is_ok(), "error": outcome.as_ref().err()});
-    let tmp = dir.join("reload.json.tmp");
-    if let Err(e) = std::fs::write(&tmp, body.to_string()).and_then(|()| std::fs::rename(&tmp, dir.join("reload.json"))) {
-        warn!("cannot write reload.json: {e}");
     }
 }
 

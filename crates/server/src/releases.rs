@@ -105,31 +105,68 @@ impl Releases {
     /// Opens the store under `data_dir` and decides what to serve: the flows on
     /// disk (`disk`, just compiled), or what was served before they were last
     /// changed (see the module's comment).
-    pub fn start(data_dir: &Path, disk: Programs, now_ms: i64) -> Result<Releases, String> {
+    pub fn start(data_dir: &Path, disk: Result<Programs, String>, now_ms: i64) -> Result<Releases, String> {
         let dir = data_dir.join("releases");
         std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
-        let disk_id = id_of(&disk);
-        let before: Option<Served> = std::fs::read(dir.join("served.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let disk_id = disk.as_ref().ok().map(id_of);
+        let before: Option<Served> = match std::fs::read(dir.join("served.json")) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("`{}` cannot be read ({e}): what was served before is not known", dir.join("served.json").display());
+                    None
+                }
+            },
+            Err(_) => None,
+        };
         let mut r = Releases { dir, served: Served::default(), current: (Release { id: String::new(), at_ms: now_ms, by: String::new(), note: String::new(), flows: Vec::new() }, Vec::new()), canary: None };
-        if let Some(before) = before.filter(|b| b.disk == disk_id) {
-            // The flows on disk are the ones last deployed: keep serving what was served.
+        // Serve again what was served: when the flows on disk are the ones last
+        // deployed (a rollback or a canary stays), or when they do not compile
+        // (a broken edit must not keep the hotline down).
+        let keep = before.filter(|b| disk_id.is_none() || disk_id.as_deref() == Some(b.disk.as_str()));
+        if let Some(before) = keep {
             match r.load(&before.current) {
                 Ok(current) => {
-                    r.canary = before.canary.as_ref().and_then(|c| Some((c.clone(), r.load(&c.release).ok()?.1)));
+                    let note = match &disk {
+                        Err(e) => {
+                            tracing::error!("the flows on disk do not compile ({e}): serving release {} again", before.current);
+                            format!("the flows on disk do not compile: {e}")
+                        }
+                        Ok(_) => String::new(),
+                    };
+                    r.canary = before.canary.as_ref().and_then(|c| match r.load(&c.release) {
+                        Ok((_, p)) => Some((c.clone(), p)),
+                        Err(e) => {
+                            tracing::warn!("the canary release {} cannot be served again ({e}): ended", c.release);
+                            r.event(now_ms, "rollback", &before.current, "server", &format!("canary {} ended: {e}", c.release), None);
+                            None
+                        }
+                    });
                     r.current = current;
                     r.served = Served { canary: r.canary.as_ref().map(|c| c.0.clone()), ..before };
-                    r.event(now_ms, "start", &r.current.0.id.clone(), "server", "", None);
+                    r.write_served()?;
+                    r.event(now_ms, "start", &r.current.0.id.clone(), "server", &note, Some(json!({"kept": true})));
                     return Ok(r);
                 }
-                Err(e) => tracing::warn!("release {} cannot be served again ({e}): serving the flows on disk", before.current),
+                Err(e) => {
+                    tracing::warn!("release {} cannot be served again ({e})", before.current);
+                    r.event(now_ms, "damaged", &before.current, "server", &e, None);
+                }
             }
         }
+        let disk = disk.map_err(|e| format!("{e}, and no release kept in `{}` can be served instead", r.dir.display()))?;
+        let disk_id = id_of(&disk);
         let release = r.save(&disk, "server", "started with the flows on disk", now_ms)?;
         r.current = (release, disk);
         r.served = Served { current: disk_id.clone(), canary: None, disk: disk_id.clone() };
         r.write_served()?;
         r.event(now_ms, "start", &disk_id, "server", "", None);
         Ok(r)
+    }
+
+    /// Whether `programs` are the flows on disk as last deployed.
+    pub fn is_last_deployed(&self, programs: &Programs) -> bool {
+        id_of(programs) == self.served.disk
     }
 
     /// What new calls get.
@@ -224,6 +261,7 @@ impl Releases {
     /// New flows (just compiled from disk): served to every new call, or with
     /// `canary` to some of them first.
     pub fn deploy(&mut self, programs: Programs, by: &str, note: &str, canary: Option<(u8, Vec<String>)>, now_ms: i64) -> Answer {
+        let previous = self.current.0.id.clone();
         let release = match self.save(&programs, by, note, now_ms) {
             Ok(r) => r,
             Err(e) => return self.refused(now_ms, by, note, &e),
@@ -252,7 +290,9 @@ impl Releases {
         if let Err(e) = self.write_served() {
             tracing::warn!("{e}");
         }
-        (200, self.summary())
+        let mut v = self.summary();
+        v["previous"] = json!(previous);
+        (200, v)
     }
 
     /// The canary becomes the current release.
@@ -287,21 +327,30 @@ impl Releases {
                     self.event(now_ms, "rollback", &self.current.0.id.clone(), by, "canary ended", Some(json!({"canary": spec.release})));
                     return (200, self.summary());
                 }
-                // The last release that was current before this one.
+                // The release deployed before the current one was (rollbacks
+                // are not deploys: rolling back twice goes further back, not
+                // back and forth), skipping any that can no longer be served.
                 let now_current = self.current.0.id.clone();
-                let previous = self
-                    .history()
-                    .iter()
-                    .rev()
-                    .filter(|e| matches!(e["action"].as_str(), Some("start" | "deploy" | "promote" | "rollback")) && e.get("canary").is_none())
-                    .filter_map(|e| e["release"].as_str().map(str::to_string))
-                    .find(|r| *r != now_current && !r.is_empty());
+                let mut deployed: Vec<String> = Vec::new();
+                for e in self.history() {
+                    if matches!(e["action"].as_str(), Some("start" | "deploy" | "promote")) && e["kept"] != true {
+                        if let Some(r) = e["release"].as_str().filter(|r| !r.is_empty()) {
+                            deployed.retain(|x| x != r);
+                            deployed.push(r.to_string());
+                        }
+                    }
+                }
+                let upto = deployed.iter().position(|r| *r == now_current).unwrap_or(deployed.len());
+                let previous = deployed[..upto].iter().rev().find(|r| self.load(r).is_ok()).cloned();
                 match previous {
                     Some(p) => p,
                     None => return (409, json!({"error": "no earlier release to go back to", "current": now_current})),
                 }
             }
         };
+        if target == self.current.0.id && self.canary.is_none() {
+            return (409, json!({"error": format!("release {target} is already the current one"), "current": target}));
+        }
         let (release, programs) = match self.load(&target) {
             Ok(r) => r,
             Err(e) => return (404, json!({"error": e, "current": self.current.0.id})),
@@ -366,7 +415,7 @@ mod tests {
     fn deploy_rollback_and_a_restart_that_keeps_the_rollback() {
         let d = dir("rollback");
         let (a, b) = (vec![("main".to_string(), program(A))], vec![("main".to_string(), program(B))]);
-        let mut r = Releases::start(&d, a.clone(), 1).unwrap();
+        let mut r = Releases::start(&d, Ok(a.clone()), 1).unwrap();
         let id_a = r.serving().current.0.id;
         assert_eq!(r.deploy(b.clone(), "ops", "longer pause", None, 2).0, 200);
         let id_b = r.serving().current.0.id;
@@ -374,11 +423,11 @@ mod tests {
         // Back to A; a restart with B still on disk keeps A.
         assert_eq!(r.rollback(None, "ops", 3).0, 200);
         assert_eq!(r.serving().current.0.id, id_a);
-        let r = Releases::start(&d, b.clone(), 4).unwrap();
+        let r = Releases::start(&d, Ok(b.clone()), 4).unwrap();
         assert_eq!(r.serving().current.0.id, id_a, "a rollback survives a restart");
         // Editing the flows on disk and restarting serves them.
         let c = vec![("main".to_string(), program("entry 100 -> main\nstep main {\n    goto end\n}\nstep end {\n    hangup\n}\n"))];
-        let mut r = Releases::start(&d, c, 5).unwrap();
+        let mut r = Releases::start(&d, Ok(c), 5).unwrap();
         assert_ne!(r.serving().current.0.id, id_a);
         // Any kept release by id; an unknown one is refused and nothing changes.
         let before = r.serving().current.0.id;
@@ -398,7 +447,7 @@ mod tests {
     fn a_canary_is_promoted_or_ended() {
         let d = dir("canary");
         let (a, b) = (vec![("main".to_string(), program(A))], vec![("main".to_string(), program(B))]);
-        let mut r = Releases::start(&d, a.clone(), 1).unwrap();
+        let mut r = Releases::start(&d, Ok(a.clone()), 1).unwrap();
         let id_a = r.serving().current.0.id;
         assert_eq!(r.deploy(a.clone(), "ops", "", Some((10, vec![])), 2).0, 409, "the current release is no canary");
         assert_eq!(r.promote("ops", 2).0, 409, "no canary yet");
@@ -408,7 +457,7 @@ mod tests {
         let (spec, _) = s.canary.unwrap();
         assert_eq!((spec.percent, spec.callers.len()), (10, 1));
         // A restart keeps the canary running.
-        let mut r = Releases::start(&d, b.clone(), 4).unwrap();
+        let mut r = Releases::start(&d, Ok(b.clone()), 4).unwrap();
         assert!(r.serving().canary.is_some());
         assert_eq!(r.rollback(None, "ops", 5).0, 200, "ends the canary");
         assert!(r.serving().canary.is_none());
@@ -421,10 +470,42 @@ mod tests {
     }
 
     #[test]
+    fn flows_that_do_not_compile_at_start_serve_the_release_served_before() {
+        let d = dir("broken");
+        assert!(Releases::start(&d, Err("main.ivr does not compile".into()), 1).is_err(), "nothing to fall back on");
+        let (a, b) = (vec![("main".to_string(), program(A))], vec![("main".to_string(), program(B))]);
+        let mut r = Releases::start(&d, Ok(a.clone()), 2).unwrap();
+        r.deploy(b.clone(), "ops", "", None, 3);
+        let id_b = r.serving().current.0.id;
+        let r = Releases::start(&d, Err("main.ivr does not compile".into()), 4).unwrap();
+        assert_eq!(r.serving().current.0.id, id_b, "the hotline stays up on the last good release");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rolling_back_twice_goes_further_back_not_back_and_forth() {
+        let d = dir("twice");
+        let c = vec![("main".to_string(), program("entry 100 -> main\nstep main {\n    goto end\n}\nstep end {\n    hangup\n}\n"))];
+        let (a, b) = (vec![("main".to_string(), program(A))], vec![("main".to_string(), program(B))]);
+        let mut r = Releases::start(&d, Ok(a.clone()), 1).unwrap();
+        let id_a = r.serving().current.0.id;
+        r.deploy(b.clone(), "ops", "", None, 2);
+        let id_b = r.serving().current.0.id;
+        r.deploy(c.clone(), "ops", "", None, 3);
+        assert_eq!(r.rollback(None, "ops", 4).0, 200);
+        assert_eq!(r.serving().current.0.id, id_b);
+        assert_eq!(r.rollback(None, "ops", 5).0, 200);
+        assert_eq!(r.serving().current.0.id, id_a, "further back");
+        assert_eq!(r.rollback(None, "ops", 6).0, 409, "nothing before the first");
+        assert_eq!(r.rollback(Some(&id_a), "ops", 7).0, 409, "already current");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_damaged_release_is_not_served() {
         let d = dir("damaged");
         let (a, b) = (vec![("main".to_string(), program(A))], vec![("main".to_string(), program(B))]);
-        let mut r = Releases::start(&d, a.clone(), 1).unwrap();
+        let mut r = Releases::start(&d, Ok(a.clone()), 1).unwrap();
         let id_a = r.serving().current.0.id;
         r.deploy(b.clone(), "ops", "", None, 2);
         std::fs::write(d.join("releases").join(&id_a).join("main.ivrc"), b"IVRB garbage").unwrap();
