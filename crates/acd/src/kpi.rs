@@ -43,17 +43,18 @@ impl Kpi {
         for r in records.into_iter().filter(|r| r.queue.is_some()) {
             k.offered += 1;
             k.longest_wait_ms = k.longest_wait_ms.max(r.waited_ms);
+            // Sums saturate: a damaged record cannot overflow them.
             // Queued: no agent was offered the call as it joined, or the first
             // one offered did not answer and it was offered again.
             if r.queued_ms > 0 || r.offers > 1 {
                 k.queued += 1;
-                k.wait_total_ms += r.waited_ms;
+                k.wait_total_ms = k.wait_total_ms.saturating_add(r.waited_ms);
             }
             match r.result.as_str() {
                 "answered" => {
                     k.answered += 1;
-                    wait_sum += r.waited_ms;
-                    handle_sum += r.talk_ms + r.wrap_up_ms;
+                    wait_sum = wait_sum.saturating_add(r.waited_ms);
+                    handle_sum = handle_sum.saturating_add(r.talk_ms.saturating_add(r.wrap_up_ms));
                     if r.waited_ms <= threshold_ms {
                         in_time += 1;
                     }

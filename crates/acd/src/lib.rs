@@ -91,11 +91,17 @@ pub enum OfferFailure {
 /// One call's life in the ACD, for the KPIs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CallRecord {
+    /// The ACD's own number for the call (records read back may lack it).
+    #[serde(default)]
     pub call: CallId,
+    #[serde(default)]
     pub queue: Option<String>,
     /// The work number dialled, for direct calls.
+    #[serde(default)]
     pub dialed_agent: Option<String>,
+    #[serde(default)]
     pub priority: i64,
+    #[serde(default)]
     pub joined_ms: Millis,
     /// Time from joining to answer or to leaving.
     pub waited_ms: Millis,

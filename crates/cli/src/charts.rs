@@ -47,10 +47,13 @@ pub fn calls_by_hour(r: &Report) -> String {
         chart.configure_secondary_axes().y_desc("service level %").draw()?;
         let bars = Histogram::vertical(&chart).style(BLUE.mix(0.75).filled()).margin(3).data(r.hours.iter().map(|h| (u32::from(h.hour), h.ivr_calls)));
         chart.draw_series(bars)?.label("IVR calls").legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BLUE.filled()));
-        let sl: Vec<(f64, f64)> = r.hours.iter().filter(|h| h.offered > 0).map(|h| (f64::from(h.hour) + 0.5, h.service_level)).collect();
-        chart.draw_secondary_series(LineSeries::new(sl.clone(), ORANGE.stroke_width(3)))?.label("service level %").legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], ORANGE.stroke_width(3)));
-        chart.draw_secondary_series(sl.into_iter().map(|p| Circle::new(p, 4, ORANGE.filled())))?;
-        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK.mix(0.3)).position(SeriesLabelPosition::UpperLeft).draw()?;
+        // The service level where there is one (answered or abandoned calls),
+        // joined only from one hour to the next: a gap is no calls, not a trend.
+        let sl: Vec<(f64, f64)> = r.hours.iter().filter(|h| h.decided > 0).map(|h| (f64::from(h.hour) + 0.5, h.service_level)).collect();
+        let joined: Vec<PathElement<(f64, f64)>> = sl.windows(2).filter(|w| w[1].0 - w[0].0 < 1.5).map(|w| PathElement::new(vec![w[0], w[1]], ORANGE.stroke_width(3))).collect();
+        chart.draw_secondary_series(joined)?;
+        chart.draw_secondary_series(sl.into_iter().map(|p| Circle::new(p, 4, ORANGE.filled())))?.label("service level %").legend(|(x, y)| PathElement::new([(x, y), (x + 12, y)], ORANGE.stroke_width(3)));
+        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK.mix(0.3)).position(SeriesLabelPosition::UpperRight).draw()?;
         Ok(())
     })
 }
@@ -116,15 +119,18 @@ pub fn abandon_curve(r: &Report) -> String {
             let x = b.up_to_s.unwrap_or(right);
             points.push((x as f64, if total == 0 { 0.0 } else { gone as f64 * 100.0 / total as f64 }));
         }
+        let caption = if total == 0 { "Abandon curve: nobody abandoned".to_string() } else { format!("Abandon curve ({total} abandoned)") };
         let mut chart = ChartBuilder::on(root)
-            .caption(format!("Abandon curve ({total} abandoned)"), (FONT, 22))
+            .caption(caption, (FONT, 22))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(48)
             .build_cartesian_2d(0f64..right as f64, 0f64..100f64)?;
         chart.configure_mesh().x_desc("seconds waited").y_desc("% of abandons by then").draw()?;
-        chart.draw_series(LineSeries::new(points.clone(), RED_.stroke_width(3)))?;
-        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, RED_.filled())))?;
+        if total > 0 {
+            chart.draw_series(LineSeries::new(points.clone(), RED_.stroke_width(3)))?;
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, RED_.filled())))?;
+        }
         Ok(())
     })
 }
@@ -134,10 +140,11 @@ pub fn abandon_curve(r: &Report) -> String {
 pub fn funnel(r: &Report, flow: &str) -> String {
     let Some(f) = r.funnel.get(flow) else { return String::new() };
     let nodes: Vec<_> = f.nodes.iter().take(15).collect();
-    let height = 90 + 28 * nodes.len().max(1) as u32;
+    let height = 90 + 28 * nodes.len().max(6) as u32;
     svg(height, |root| {
         let top = nodes.iter().map(|n| n.reached).max().unwrap_or(0).max(1);
-        let names: Vec<String> = nodes.iter().map(|n| n.node.clone()).collect();
+        // Long names shortened to fit the label column.
+        let names: Vec<String> = nodes.iter().map(|n| if n.node.chars().count() > 26 { format!("{}…", n.node.chars().take(25).collect::<String>()) } else { n.node.clone() }).collect();
         let rows = names.len().max(1) as u32;
         let mut chart = ChartBuilder::on(root)
             .caption(format!("Funnel of {flow}: {} calls, {} contained", f.calls, f.contained), (FONT, 22))
@@ -173,7 +180,14 @@ pub fn all(r: &Report) -> Vec<(String, String)> {
     ];
     for flow in r.funnel.keys() {
         let safe: String = flow.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
-        charts.push((format!("funnel_{safe}.svg"), funnel(r, flow)));
+        // Names that are not plain ASCII get a hash, so two never share a file.
+        let name = if safe == *flow {
+            format!("funnel_{safe}.svg")
+        } else {
+            let h = flow.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+            format!("funnel_{safe}_{:08x}.svg", h as u32)
+        };
+        charts.push((name, funnel(r, flow)));
     }
     charts
 }
@@ -188,7 +202,6 @@ pub fn html(r: &Report) -> String {
     let mut o = String::new();
     let k = &r.all_queues;
     let sl_s = k.service_level_threshold_ms / 1000;
-    let secs = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let _ = write!(
         o,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ivr report {from} to {to}</title>\n<style>\
@@ -200,22 +213,24 @@ figure{{margin:1em 0}}</style></head><body>\n<h1>Report {from} to {to}</h1>\n",
         from = esc(&r.from),
         to = esc(&r.to)
     );
+    let rate = |x: f64, over: u64| if over == 0 { "–".to_string() } else { format!("{x:.1}%") };
+    let secs_over = |ms: u64, over: u64| if over == 0 { "–".to_string() } else { format!("{:.1} s", ms as f64 / 1000.0) };
     let tile = |o: &mut String, label: &str, value: String| {
         let _ = write!(o, "<div class=\"tile\">{}<b>{}</b></div>", esc(label), esc(&value));
     };
     o.push_str("<div class=\"tiles\">");
     tile(&mut o, "IVR calls", r.ivr.calls.to_string());
-    tile(&mut o, "Contained 自助完成", format!("{:.1}%", r.ivr.containment));
+    tile(&mut o, "Contained 自助完成", rate(r.ivr.containment, r.ivr.calls));
     tile(&mut o, "Offered to agents", k.offered.to_string());
-    tile(&mut o, "Answer rate 接通率", format!("{:.1}%", k.answer_rate));
-    tile(&mut o, &format!("Service level ({sl_s} s) 服务水平"), format!("{:.1}%", k.service_level));
-    tile(&mut o, "Abandon rate 放弃率", format!("{:.1}%", k.abandon_rate));
-    tile(&mut o, "ASA", secs(k.asa_ms));
-    tile(&mut o, "AHT", secs(k.aht_ms));
-    tile(&mut o, "Queued 排队率", format!("{:.1}%", k.queue_rate));
+    tile(&mut o, "Answer rate 接通率", rate(k.answer_rate, k.offered));
+    tile(&mut o, &format!("Service level ({sl_s} s) 服务水平"), rate(k.service_level, k.answered + k.abandoned));
+    tile(&mut o, "Abandon rate 放弃率", rate(k.abandon_rate, k.offered));
+    tile(&mut o, "ASA", secs_over(k.asa_ms, k.answered));
+    tile(&mut o, "AHT", secs_over(k.aht_ms, k.answered));
+    tile(&mut o, "Queued 排队率", rate(k.queue_rate, k.offered));
     tile(&mut o, "Average waiting 排队均长", format!("{:.2}", r.average_waiting));
-    tile(&mut o, "First-contact resolution 一次解决率", format!("{:.1}%", r.first_contact.rate));
-    tile(&mut o, "Satisfied 满意度", format!("{:.1}%", r.survey.satisfied));
+    tile(&mut o, "First-contact resolution 一次解决率", rate(r.first_contact.rate, r.first_contact.identified));
+    tile(&mut o, "Satisfied 满意度", rate(r.survey.satisfied, r.survey.answers));
     o.push_str("</div>\n");
     let table = |o: &mut String, head: &[&str], rows: Vec<Vec<String>>| {
         o.push_str("<table><tr>");
@@ -232,12 +247,18 @@ figure{{margin:1em 0}}</style></head><body>\n<h1>Report {from} to {to}</h1>\n",
         }
         o.push_str("</table>\n");
     };
-    let pct = |x: f64| format!("{x:.1}%");
     o.push_str("<h2>Queues</h2>\n");
-    let queue_rows = r.queues.iter().map(|(q, k)| (q.as_str(), k)).chain([("(all)", k)]).map(|(q, k)| vec![q.to_string(), k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), pct(k.service_level), secs(k.asa_ms), pct(k.abandon_rate), secs(k.aht_ms), secs(k.longest_wait_ms)]).collect();
+    let queue_rows = r.queues.iter().map(|(q, k)| (q.as_str(), k)).chain([("(all)", k)]).map(|(q, k)| vec![q.to_string(), k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), rate(k.service_level, k.answered + k.abandoned), secs_over(k.asa_ms, k.answered), rate(k.abandon_rate, k.offered), secs_over(k.aht_ms, k.answered), secs_over(k.longest_wait_ms, k.offered)]).collect();
     table(&mut o, &["queue", "offered", "answered", "abandoned", "sent on", &format!("SL {sl_s}s"), "ASA", "abandon", "AHT", "longest wait"], queue_rows);
     let _ = write!(o, "<h2>By {}</h2>\n", esc(&r.by));
-    let period_rows = r.periods.iter().map(|p| vec![p.period.clone(), p.ivr_calls.to_string(), pct(p.containment), p.all_queues.offered.to_string(), p.all_queues.answered.to_string(), p.all_queues.abandoned.to_string(), pct(p.all_queues.service_level), secs(p.all_queues.asa_ms), pct(p.all_queues.abandon_rate)]).collect();
+    let period_rows = r
+        .periods
+        .iter()
+        .map(|p| {
+            let q = &p.all_queues;
+            vec![p.period.clone(), p.ivr_calls.to_string(), rate(p.containment, p.ivr_calls), q.offered.to_string(), q.answered.to_string(), q.abandoned.to_string(), rate(q.service_level, q.answered + q.abandoned), secs_over(q.asa_ms, q.answered), rate(q.abandon_rate, q.offered)]
+        })
+        .collect();
     table(&mut o, &[&r.by, "IVR calls", "contained", "offered", "answered", "abandoned", &format!("SL {sl_s}s"), "ASA", "abandon"], period_rows);
     o.push_str("<h2>Charts</h2>\n");
     for (name, chart) in all(r) {
@@ -249,7 +270,14 @@ figure{{margin:1em 0}}</style></head><body>\n<h1>Report {from} to {to}</h1>\n",
         table(&mut o, &["node", "reached", "hung up here", "keys pressed"], rows);
     }
     o.push_str("<h2>Agents</h2>\n");
-    let agent_rows = r.agents.iter().map(|a| vec![a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), pct(a.utilisation)]).collect();
+    let agent_rows = r
+        .agents
+        .iter()
+        .map(|a| {
+            let on: u64 = a.states_s.iter().filter(|(k, _)| *k != "logged_out").map(|(_, v)| *v).sum();
+            vec![a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), rate(a.utilisation, on)]
+        })
+        .collect();
     table(&mut o, &["agent", "calls", "talk s", "wrap-up s", "utilisation"], agent_rows);
     o.push_str("<h2>Menu hits 点击率排名</h2>\n");
     let hit_rows = r.ivr.menu_hits.iter().take(20).map(|(n, c)| vec![n.clone(), c.to_string()]).collect();

@@ -105,6 +105,8 @@ pub struct Period {
 pub struct HourLine {
     pub hour: u8,
     pub ivr_calls: u64,
+    /// Answered or abandoned: what the service level is taken over.
+    pub decided: u64,
     pub offered: u64,
     pub service_level: f64,
 }
@@ -178,13 +180,13 @@ fn identified(caller: &str) -> bool {
 }
 
 fn lines(path: &Path) -> Result<Vec<Value>, String> {
-    let text = match std::fs::read_to_string(path) {
+    let bytes = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
     };
-    // A line cut short by a crash is skipped, not fatal.
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    // A line cut short by a crash (even mid-character) is skipped, not fatal.
+    Ok(bytes.split(|&b| b == b'\n').filter_map(|l| serde_json::from_slice(l).ok()).collect())
 }
 
 /// Each call's record: `ivr serve` writes a call's line when it starts, again
@@ -217,7 +219,7 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     // IVR calls and the survey.
     let mut ivr = Ivr::default();
     let mut survey = Survey::default();
-    let mut hits: BTreeMap<String, u64> = BTreeMap::new();
+    let mut hits: BTreeMap<(String, String), u64> = BTreeMap::new();
     let (mut duration_ms, mut ended) = (0i64, 0u64);
     let mut period_calls = vec![(0u64, 0u64); w.periods.len()];
     let mut hours: Vec<HourLine> = (0..24).map(|hour| HourLine { hour, ..HourLine::default() }).collect();
@@ -235,7 +237,7 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
         funnel.calls += 1;
         for n in &nodes {
             if seen.insert(*n) {
-                *hits.entry(n.to_string()).or_default() += 1;
+                *hits.entry((c["flow"].as_str().unwrap_or("").to_string(), n.to_string())).or_default() += 1;
                 step(steps, n).reached += 1;
             }
         }
@@ -246,12 +248,15 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
         }
         for m in c["timeline"].as_array().into_iter().flatten().filter(|m| m["event"] == "key") {
             let (Some(k), Some(n)) = (m["key"].as_str(), m["node"].as_str()) else { continue };
+            // A secret's digit (or a key typed before the flow listened) is not the star key.
+            let k = if m["hidden"] == true { "hidden" } else { k };
             *step(steps, n).keys.entry(k.to_string()).or_default() += 1;
         }
         // Calls still open, or closed by a crash, have no known end.
         let end = c["end_ms"].as_i64().unwrap_or(0);
-        if end > 0 && c["state"] != "open" && c["outcome"] != "server_crashed" {
-            duration_ms += (end - start).max(0);
+        // A duration beyond a week is a damaged record, not a call.
+        if end > 0 && c["state"] != "open" && c["outcome"] != "server_crashed" && (0..=7 * 86_400_000).contains(&end.saturating_sub(start)) {
+            duration_ms = duration_ms.saturating_add(end - start);
             ended += 1;
         }
         let contained = !asked_for_agent(c);
@@ -271,7 +276,10 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
             *survey.scores.entry(score.to_string()).or_default() += 1;
         }
     }
-    let mut ranking: Vec<(String, u64)> = hits.into_iter().collect();
+    // Nodes are named within their flow: with several flows, the flow says whose.
+    let flows: std::collections::BTreeSet<&String> = hits.keys().map(|(f, _)| f).collect();
+    let several = flows.len() > 1;
+    let mut ranking: Vec<(String, u64)> = hits.iter().map(|((f, n), c)| (if several { format!("{f}: {n}") } else { n.clone() }, *c)).collect();
     ranking.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ivr.menu_hits = ranking;
     ivr.average_duration_s = if ended == 0 { 0.0 } else { (duration_ms as f64 / ended as f64 / 100.0).round() / 10.0 };
@@ -339,7 +347,8 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
         let rs: Vec<&ivr_acd::CallRecord> = records.iter().filter(|(t, _)| (w.hour_of)(*t) == h).map(|(_, r)| r).collect();
         let k = ivr_acd::Kpi::from_records(rs, sl_threshold_ms);
         hours[usize::from(h)].offered = k.offered;
-        hours[usize::from(h)].service_level = if k.offered == 0 { 0.0 } else { k.service_level };
+        hours[usize::from(h)].decided = k.answered + k.abandoned;
+        hours[usize::from(h)].service_level = if k.answered + k.abandoned == 0 { 0.0 } else { k.service_level };
     }
     let mut waits: Vec<WaitBand> = WAIT_BANDS_S.iter().map(|&s| Some(s)).chain([None]).map(|up_to_s| WaitBand { up_to_s, answered: 0, abandoned: 0 }).collect();
     for (_, r) in records.iter().filter(|(_, r)| r.queue.is_some()) {
@@ -359,15 +368,16 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
         let Some(a) = r.agent.as_deref() else { continue };
         let e = agents.entry(a.to_string()).or_insert_with(|| line(a));
         e.calls += 1;
-        e.talk_s += r.talk_ms / 1000;
-        e.wrap_up_s += r.wrap_up_ms / 1000;
+        e.talk_s = e.talk_s.saturating_add(r.talk_ms / 1000);
+        e.wrap_up_s = e.wrap_up_s.saturating_add(r.wrap_up_ms / 1000);
     }
     let mut state_ms: BTreeMap<(String, String), i64> = BTreeMap::new();
     for s in lines(&data.join("agents.jsonl"))? {
         let (Some(a), Some(st), Some(f), Some(t)) = (s["agent"].as_str(), s["state"].as_str(), s["from_at_ms"].as_i64(), s["to_at_ms"].as_i64()) else { continue };
-        let ms = t.min(w.to_ms) - f.max(w.from_ms);
+        let ms = t.min(w.to_ms).saturating_sub(f.max(w.from_ms));
         if ms > 0 {
-            *state_ms.entry((a.to_string(), st.to_string())).or_default() += ms;
+            let e = state_ms.entry((a.to_string(), st.to_string())).or_default();
+            *e = e.saturating_add(ms);
         }
     }
     for ((a, st), ms) in state_ms {
@@ -413,8 +423,14 @@ pub fn render(r: &Report) -> String {
     w(format!("  contained in the IVR (自助完成): {} ({})", r.ivr.contained, rate(r.ivr.containment, r.ivr.calls, 1)));
     let fc = &r.first_contact;
     w(format!("  first-contact resolution (一次解决率, no repeat call within 24 h): {} of {} identified callers ({} called again)", rate(fc.rate, fc.identified, 1), fc.identified, fc.repeated));
-    for (n, c) in &r.ivr.by_number {
+    // The busiest numbers (a scanner dialling at random would list thousands).
+    let mut numbers: Vec<(&String, &u64)> = r.ivr.by_number.iter().collect();
+    numbers.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (n, c) in numbers.iter().take(10) {
         w(format!("  dialed {n}: {c}"));
+    }
+    if numbers.len() > 10 {
+        w(format!("  dialed {} other numbers: {} calls", numbers.len() - 10, numbers[10..].iter().map(|(_, c)| **c).sum::<u64>()));
     }
     w(format!("  ended: {}", r.ivr.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")));
     w("  menu hits (calls reaching each):".into());
@@ -498,7 +514,8 @@ pub fn render(r: &Report) -> String {
         rate(r.survey.satisfied, r.survey.answers, 1),
         r.survey.scores.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
     ));
-    o
+    // Numbers and names come from callers and the network: never a terminal's control sequence.
+    o.chars().map(|c| if c.is_control() && c != '\n' { format!("\\u{{{:x}}}", c as u32) } else { c.to_string() }).collect()
 }
 
 /// Which table `--format csv` writes.
@@ -515,6 +532,8 @@ pub enum Section {
 }
 
 fn csv_field(s: &str) -> String {
+    // A name a spreadsheet would take for a formula is kept as text.
+    let s = &if s.starts_with(['=', '+', '@', '\t', '\r']) || (s.starts_with('-') && s.parse::<f64>().is_err()) { format!("'{s}") } else { s.to_string() };
     if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
 }
 
@@ -532,13 +551,14 @@ pub fn csv(r: &Report, section: Section) -> String {
             csv_row(&mut o, &["period", "queue", "ivr_calls", "contained_pct", "offered", "answered", "abandoned", "sent_on", "answer_rate_pct", "service_level_pct", "asa_s", "abandon_rate_pct", "aht_s", "queue_rate_pct", "average_waiting", "longest_wait_s"].map(String::from));
             for p in &r.periods {
                 for (q, k) in p.queues.iter().map(|(q, k)| (q.as_str(), k)).chain([("(all)", &p.all_queues)]) {
-                    let avg = if q == "(all)" { format!("{:.3}", p.average_waiting) } else { String::new() };
+                    // The IVR's figures are the period's: on its `(all)` row only, so a column sums right.
+                    let all = q == "(all)";
+                    let avg = if all { format!("{:.3}", p.average_waiting) } else { String::new() };
                     // Rates over no calls are left empty, not 0 or 100.
-                    let some = k.offered > 0;
-                    let s = |ms: u64| if some { format!("{:.1}", ms as f64 / 1000.0) } else { String::new() };
-                    let r = |x: f64| if some { f1(x) } else { String::new() };
-                    let contained = if p.ivr_calls > 0 { f1(p.containment) } else { String::new() };
-                    csv_row(&mut o, &[p.period.clone(), q.to_string(), p.ivr_calls.to_string(), contained, k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), r(k.answer_rate), r(k.service_level), s(k.asa_ms), r(k.abandon_rate), s(k.aht_ms), r(k.queue_rate), avg, s(k.longest_wait_ms)]);
+                    let over = |n: u64, v: String| if n > 0 { v } else { String::new() };
+                    let secs = |n: u64, ms: u64| over(n, format!("{:.1}", ms as f64 / 1000.0));
+                    let (ivr_calls, contained) = if all { (p.ivr_calls.to_string(), over(p.ivr_calls, f1(p.containment))) } else { (String::new(), String::new()) };
+                    csv_row(&mut o, &[p.period.clone(), q.to_string(), ivr_calls, contained, k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), over(k.offered, f1(k.answer_rate)), over(k.answered + k.abandoned, f1(k.service_level)), secs(k.answered, k.asa_ms), over(k.offered, f1(k.abandon_rate)), secs(k.answered, k.aht_ms), over(k.offered, f1(k.queue_rate)), avg, secs(k.offered, k.longest_wait_ms)]);
                 }
             }
         }
@@ -555,13 +575,16 @@ pub fn csv(r: &Report, section: Section) -> String {
             csv_row(&mut o, &["agent", "calls", "talk_s", "wrap_up_s", "ready_s", "not_ready_s", "utilisation_pct"].map(String::from));
             for a in &r.agents {
                 let get = |k: &str| a.states_s.get(k).copied().unwrap_or(0).to_string();
-                csv_row(&mut o, &[a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), get("ready"), get("not_ready"), f1(a.utilisation)]);
+                let on: u64 = a.states_s.iter().filter(|(k, _)| *k != "logged_out").map(|(_, v)| *v).sum();
+                let utilisation = if on > 0 { f1(a.utilisation) } else { String::new() };
+                csv_row(&mut o, &[a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), get("ready"), get("not_ready"), utilisation]);
             }
         }
         Section::Hours => {
             csv_row(&mut o, &["hour", "ivr_calls", "offered", "service_level_pct"].map(String::from));
             for h in &r.hours {
-                csv_row(&mut o, &[format!("{:02}", h.hour), h.ivr_calls.to_string(), h.offered.to_string(), f1(h.service_level)]);
+                let sl = if h.decided > 0 { f1(h.service_level) } else { String::new() };
+                csv_row(&mut o, &[format!("{:02}", h.hour), h.ivr_calls.to_string(), h.offered.to_string(), sl]);
             }
         }
     }

@@ -1092,7 +1092,10 @@ fn report_window(date: Option<String>, days: u32, tz: &str, by: By) -> Result<kp
 /// `ivr report`.
 fn report_cmd(data: &Path, (date, days, tz, by): (Option<String>, u32, &str, By), sl: u64, format: ReportFormat, section: kpis::Section, charts: Option<&Path>) -> Result<ExitCode, String> {
     let window = report_window(date, days, tz, by)?;
-    let report = kpis::build(data, &window, sl * 1000)?;
+    if !["calls.jsonl", "queue.jsonl", "agents.jsonl"].iter().any(|f| data.join(f).is_file()) {
+        eprintln!("warning: no records in `{}` (calls.jsonl, queue.jsonl, agents.jsonl): is it the server's data directory? (--data)", data.display());
+    }
+    let report = kpis::build(data, &window, sl.saturating_mul(1000))?;
     if let Some(dir) = charts {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
         for (name, svg) in charts::all(&report) {
