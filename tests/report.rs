@@ -117,3 +117,29 @@ fn a_staffing_plan_from_the_records() {
     assert_eq!(v["hours"][0]["sim_sl"], 0.0, "nobody answers with nobody there");
     assert_eq!(ivr(&["plan", "--data", "tests/report", "--roster", "25:1"]).status.code(), Some(2));
 }
+
+#[test]
+fn damaged_and_hostile_records_neither_panic_nor_reach_the_terminal() {
+    let dir = std::env::temp_dir().join(format!("ivr-report-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let call = |id: &str, dialed: &str, end: i64| serde_json::json!({"call_id": id, "start_ms": 1795397400000i64, "end_ms": end, "dialed": dialed, "caller": "1", "flow": "a", "nodes": ["m"], "outcome": "caller_hung_up"}).to_string();
+    let mut calls = format!("{}\n{}\n", call("x1", "\u{1b}[2J\u{1b}]0;pwned\u{7}", i64::MAX), call("x2", "=cmd|' /C calc'!A0", i64::MAX)).into_bytes();
+    calls.extend_from_slice(b"{\"call_id\":\"torn\",\"dialed\":\"\xe9\x93");
+    std::fs::write(dir.join("calls.jsonl"), calls).unwrap();
+    // Only the documented fields, and sums that would overflow.
+    let q = serde_json::json!({"joined_at_ms": 1795397400000i64, "queue": "general", "waited_ms": u64::MAX, "result": "answered", "talk_ms": u64::MAX, "wrap_up_ms": 5, "agent": "1"});
+    std::fs::write(dir.join("queue.jsonl"), format!("{q}\n{q}\n")).unwrap();
+    std::fs::write(dir.join("agents.jsonl"), serde_json::json!({"agent": "1", "state": "ready", "from_at_ms": i64::MIN, "to_at_ms": 1795397400000i64}).to_string() + "\n").unwrap();
+    let data = dir.to_str().unwrap();
+    for format in ["table", "csv", "json", "html"] {
+        let out = ivr(&["report", "--data", data, "--date", "2026-11-23", "--format", format, "--sl", "18446744073709552"]);
+        assert!(out.status.success(), "{format}: {}", stderr(&out));
+        assert!(!stdout(&out).contains('\u{1b}'), "{format}: a control sequence reached the terminal");
+    }
+    let table = stdout(&ivr(&["report", "--data", data, "--date", "2026-11-23"]));
+    assert!(table.contains("IVR: 2 calls") && table.contains("offered") && table.contains("general"), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["report", "--data", data, "--date", "2026-11-23", "--format", "json"]))).unwrap();
+    assert_eq!(json["all_queues"]["offered"], 2, "queue records with only the documented fields count");
+    let _ = std::fs::remove_dir_all(&dir);
+}
