@@ -108,10 +108,14 @@ pub struct CallRecord {
     /// `answered`, `abandoned` (hung up while waiting), `left`, `timeout`,
     /// `no_agents`, `full`, `busy`, `absent`, `no_answer`, `failed`.
     pub result: String,
+    #[serde(default)]
     pub agent: Option<String>,
+    #[serde(default)]
     pub talk_ms: Millis,
+    #[serde(default)]
     pub wrap_up_ms: Millis,
     /// Agents offered the call (ring-no-answer moves on to the next).
+    #[serde(default)]
     pub offers: u32,
     /// Time from joining until the call was first offered to an agent (until
     /// it left, if it never was): above zero, the caller had to queue (排队).
