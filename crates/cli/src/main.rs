@@ -741,7 +741,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             Some(s) => Some(s.to_string()),
         },
         force_rport: cfg.force_rport,
-        overload_at_ms: cfg.overload_at_ms.unwrap_or(14.0),
+        overload_at_ms: cfg.overload_at_ms.unwrap_or(20.0),
         rtp_timeout_ms: cfg.rtp_timeout_s.unwrap_or(60).saturating_mul(1_000),
         tcp: {
             let d = ivr_server::TcpLimits::default();
