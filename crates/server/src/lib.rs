@@ -131,6 +131,8 @@ enum Internal {
     Completed(CallKey, OpId, String, Vec<(String, Value)>),
     /// An admin API request, answered on the channel.
     Admin(ivr_call::AdminRequest, tokio::sync::oneshot::Sender<(u16, serde_json::Value)>),
+    /// A tick of the media clock (its own thread): plays finished, its load, silent callers.
+    Ticked(media::Ticked),
     /// A request about releases (deploy, rollback, promote, list), answered on the channel.
     Releases(ivr_call::AdminRequest, tokio::sync::oneshot::Sender<(u16, serde_json::Value)>),
     /// A deploy's flows compiled on a blocking thread.
@@ -162,9 +164,7 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
     let ops_at = ops::listen(cfg.ops_listen, tokens, &tx).await?;
     let mut shell = Shell { sockets, sip: sip.clone(), tcp_peers: HashMap::new(), media: media::Plane::new(tx.clone()), records: records::Writer::open(&cfg.data_dir)?, tx: tx.clone(), backend: cfg.backend.clone(), messages: cfg.messages.clone(), data_dir: cfg.data_dir.clone() };
     let _ = std::fs::write(&pid_file, std::process::id().to_string());
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut ticks = 0u64;
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    shell.media.start_clock(cfg.rtp_timeout_ms)?;
     let mut buf = vec![0u8; 65_536];
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -179,22 +179,17 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             r = sip.recv_from(&mut buf) => if let Ok((n, from)) = r {
                 core.handle(now_ms(), Input::Sip { local, from, data: &buf[..n] });
             },
-            due = tick.tick() => {
-                let late_ms = due.elapsed().as_secs_f64() * 1_000.0;
-                let work = Instant::now();
-                let played = shell.media.tick();
-                ticks += 1;
-                if cfg.rtp_timeout_ms > 0 && ticks % 50 == 0 {
-                    for call in shell.media.silent(cfg.rtp_timeout_ms) {
+            Some(msg) = rx.recv() => match msg {
+                Internal::Ticked(t) => {
+                    // The media clock's thread sent every call's next 20 ms.
+                    for call in t.silent {
                         core.handle(now_ms(), Input::MediaTimeout { call });
                     }
+                    core.handle(now_ms(), Input::MediaTick { late_ms: t.late_ms, work_ms: t.work_ms });
+                    for (call, id) in t.played {
+                        core.handle(now_ms(), Input::PlayDone { call, id });
+                    }
                 }
-                core.handle(now_ms(), Input::MediaTick { late_ms, work_ms: work.elapsed().as_secs_f64() * 1_000.0 });
-                for (call, id) in played {
-                    core.handle(now_ms(), Input::PlayDone { call, id });
-                }
-            },
-            Some(msg) = rx.recv() => match msg {
                 Internal::Sip(at, from, data) => core.handle(now_ms(), Input::Sip { local: at, from, data: &data }),
                 Internal::TcpOpen(peer, writer) => { shell.tcp_peers.insert(peer, writer); }
                 Internal::TcpClosed(peer) => { shell.tcp_peers.remove(&peer); }

@@ -1,8 +1,9 @@
 //! The media plane of `ivr serve`: each call's RTP socket, its outgoing
-//! [`Stream`] driven by one shared 20 ms tick, the receive task that turns the
-//! caller's RFC 4733 packets (and tones) into keys, and the relays of bridged
-//! calls. It does what the call core's [`Media`] commands say and reports
-//! back; it decides nothing.
+//! [`Stream`] driven by one shared 20 ms clock on a thread of its own (so
+//! signalling bursts on the main loop never delay the callers' audio), the
+//! receive task that turns the caller's RFC 4733 packets (and tones) into
+//! keys, and the relays of bridged calls. It does what the call core's
+//! [`Media`] commands say and reports back; it decides nothing.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,9 +51,27 @@ impl Drop for Endpoint {
     }
 }
 
+/// What the main loop and the clock thread share.
+#[derive(Default)]
+struct Calls {
+    calls: HashMap<CallKey, Endpoint>,
+    /// Plays that finished as they were queued (reported with the next tick's).
+    played_early: Vec<(CallKey, PlayId)>,
+}
+
+/// What one tick of the media clock did, for the core.
+pub struct Ticked {
+    pub played: Vec<(CallKey, PlayId)>,
+    /// How late the tick started after it was due, and how long its work took.
+    pub late_ms: f64,
+    pub work_ms: f64,
+    /// Calls whose caller has been silent for the RTP timeout (checked once a second).
+    pub silent: Vec<CallKey>,
+}
+
 /// Every call's media.
 pub struct Plane {
-    calls: HashMap<CallKey, Endpoint>,
+    shared: Arc<std::sync::Mutex<Calls>>,
     tx: UnboundedSender<Internal>,
     /// The plane's clock (receive tasks stamp packets on it).
     started: std::time::Instant,
@@ -60,8 +79,12 @@ pub struct Plane {
     /// own, so 50 packets a second from every caller never queue ahead of
     /// the signalling (SIP, keys, the tick) on the main loop's thread.
     receive: tokio::runtime::Handle,
-    /// Plays that finished as they were queued (reported with the next tick's).
-    played_early: Vec<(CallKey, PlayId)>,
+}
+
+/// The shared state, even if a thread panicked holding it (each call's state
+/// stays consistent on its own).
+fn lock(shared: &std::sync::Mutex<Calls>) -> std::sync::MutexGuard<'_, Calls> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Calls at which the media tick splits its work over two threads.
@@ -87,32 +110,51 @@ impl Plane {
                 tokio::runtime::Handle::current()
             }
         };
-        Plane { calls: HashMap::new(), tx, started: std::time::Instant::now(), receive, played_early: Vec::new() }
+        Plane { shared: Arc::default(), tx, started: std::time::Instant::now(), receive }
+    }
+
+    /// Starts the 20 ms media clock on a thread of its own: each tick sends
+    /// every call's next 20 ms and reports to the main loop ([`Ticked`]).
+    /// It stops when the main loop is gone.
+    pub fn start_clock(&self, rtp_timeout_ms: u64) -> std::io::Result<()> {
+        let (shared, tx, started) = (self.shared.clone(), self.tx.clone(), self.started);
+        let period = std::time::Duration::from_millis(20);
+        std::thread::Builder::new().name("media-clock".into()).spawn(move || {
+            let mut next = std::time::Instant::now() + period;
+            let mut ticks = 0u64;
+            loop {
+                let now = std::time::Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                let late_ms = next.elapsed().as_secs_f64() * 1_000.0;
+                let work = std::time::Instant::now();
+                let (played, silent) = {
+                    let mut g = lock(&shared);
+                    let mut played = tick(&mut g.calls);
+                    played.append(&mut g.played_early);
+                    ticks += 1;
+                    let silent = if rtp_timeout_ms > 0 && ticks % 50 == 0 { silent(&mut g.calls, started.elapsed().as_millis() as u64, rtp_timeout_ms) } else { Vec::new() };
+                    (played, silent)
+                };
+                let work_ms = work.elapsed().as_secs_f64() * 1_000.0;
+                if tx.send(Internal::Ticked(Ticked { played, late_ms, work_ms, silent })).is_err() {
+                    return;
+                }
+                // Ticks missed are skipped, not sent in a burst.
+                next += period;
+                let now = std::time::Instant::now();
+                if now > next + period {
+                    let behind = ((now - next).as_nanos() / period.as_nanos()) as u32;
+                    next += period * behind;
+                }
+            }
+        })?;
+        Ok(())
     }
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
-    }
-
-    /// Calls whose caller has sent no accepted RTP for `timeout_ms` since they
-    /// were acknowledged (each reported once): a caller who has gone, or an
-    /// offer that pointed our audio at someone else. Calls on hold both ways
-    /// (we do not send) are left alone.
-    pub fn silent(&mut self, timeout_ms: u64) -> Vec<CallKey> {
-        let now = self.now_ms();
-        let mut out = Vec::new();
-        for (call, e) in self.calls.iter_mut() {
-            if e.stream.is_none() || !e.confirmed || e.reported_silent || !e.spec.send {
-                continue;
-            }
-            let last = e.last_rx.load(std::sync::atomic::Ordering::Relaxed).max(e.confirmed_at);
-            if now.saturating_sub(last) > timeout_ms {
-                e.reported_silent = true;
-                out.push(*call);
-            }
-        }
-        out.sort_unstable();
-        out
     }
 
     /// Carries out one command; `Open` answers whether the port could be
@@ -141,7 +183,7 @@ impl Plane {
                     let receiver = spawn_receiver(&self.receive, rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
                     (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
                 };
-                self.calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false });
+                lock(&self.shared).calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false });
                 return Some((call, true));
             }
             Media::Confirmed { call } => {
@@ -153,12 +195,13 @@ impl Plane {
             }
             Media::Play { call, id, audio, .. } => {
                 // Nothing playing: the first frame goes now, not at the next tick.
-                let Some(e) = self.calls.get_mut(&call) else { return None };
+                let mut g = lock(&self.shared);
+                let Some(e) = g.calls.get_mut(&call) else { return None };
                 let (rtp, confirmed) = (&e.rtp, e.confirmed);
                 if let Some(done) = e.stream.as_mut().and_then(|s| s.queue_now(id.0, audio, confirmed, |packet, to| {
                     let _ = rtp.try_send_to(packet, to);
                 })) {
-                    self.played_early.push((call, PlayId(done)));
+                    g.played_early.push((call, PlayId(done)));
                 }
             }
             Media::Stop { call } => self.stream(call, Stream::stop),
@@ -189,71 +232,91 @@ impl Plane {
                 }
             }),
             Media::Close { call } => {
-                self.calls.remove(&call);
+                // Dropped outside the lock: its receive task is aborted.
+                let gone = lock(&self.shared).calls.remove(&call);
+                drop(gone);
             }
         }
         None
     }
 
     fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint)) {
-        if let Some(e) = self.calls.get_mut(&call) {
+        if let Some(e) = lock(&self.shared).calls.get_mut(&call) {
             f(e);
         }
     }
 
     fn stream(&mut self, call: CallKey, f: impl FnOnce(&mut Stream)) {
-        if let Some(s) = self.calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
+        if let Some(s) = lock(&self.shared).calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
             f(s);
         }
     }
 
     fn bridge(&mut self, caller: CallKey, leg: CallKey, to_leg: RelaySpec, to_caller: RelaySpec) {
-        let (Some(c), Some(l)) = (self.calls.get(&caller), self.calls.get(&leg)) else { return };
+        let rt = self.receive.clone();
+        let mut g = lock(&self.shared);
+        let (Some(c), Some(l)) = (g.calls.get(&caller), g.calls.get(&leg)) else { return };
         let caller_remote = c.stream.as_ref().map_or(c.spec.remote, Stream::remote);
         let leg_remote = to_leg.to.unwrap_or(l.spec.remote);
         let relay_to_leg = Relay::new(l.rtp.clone(), leg_remote, to_leg.seed, to_leg.audio_pt, to_leg.dtmf);
         let relay_to_caller = Relay::new(c.rtp.clone(), to_caller.to.unwrap_or(caller_remote), to_caller.seed, to_caller.audio_pt, to_caller.dtmf);
         set_relay(&c.relay, Some(relay_to_leg));
-        let rt = self.receive.clone();
-        let Some(l) = self.calls.get_mut(&leg) else { return };
+        let Some(l) = g.calls.get_mut(&leg) else { return };
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
             l.receiver = Some(spawn_leg_receiver(&rt, l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
         }
-        self.stream(caller, |s| {
+        if let Some(s) = g.calls.get_mut(&caller).and_then(|e| e.stream.as_mut()) {
             s.stop();
             s.set_hold(None);
             s.set_muted(true);
-        });
-    }
-
-    /// Sends the next 20 ms of every call; returns the plays that finished.
-    pub fn tick(&mut self) -> Vec<(CallKey, PlayId)> {
-        let early = std::mem::take(&mut self.played_early);
-        let mut all: Vec<(&CallKey, &mut Endpoint)> = self.calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
-        let mut played = if all.len() >= PARALLEL_TICK_CALLS {
-            // The tick's sends are the server's biggest cost: with many calls
-            // they are split over two threads (sockets are shared, streams are
-            // per call).
-            let mid = all.len() / 2;
-            let (a, b) = all.split_at_mut(mid);
-            std::thread::scope(|scope| {
-                let other = scope.spawn(|| tick_some(a));
-                let mut mine = tick_some(b);
-                mine.extend(other.join().unwrap_or_default());
-                mine
-            })
-        } else {
-            tick_some(&mut all)
-        };
-        played.extend(early);
-        played
+        }
     }
 
     /// The caller's RTP comes from elsewhere than negotiated (NAT): send there.
     pub fn latch(&mut self, call: CallKey, addr: SocketAddr) {
         info!(%addr, "RTP latched to the caller's source address");
         self.stream(call, |s| s.latch(addr));
+    }
+}
+
+/// Calls whose caller has sent no accepted RTP for `timeout_ms` since they
+/// were acknowledged (each reported once): a caller who has gone, or an
+/// offer that pointed our audio at someone else. Calls on hold both ways
+/// (we do not send) are left alone.
+fn silent(calls: &mut HashMap<CallKey, Endpoint>, now: u64, timeout_ms: u64) -> Vec<CallKey> {
+    let mut out = Vec::new();
+    for (call, e) in calls.iter_mut() {
+        if e.stream.is_none() || !e.confirmed || e.reported_silent || !e.spec.send {
+            continue;
+        }
+        let last = e.last_rx.load(std::sync::atomic::Ordering::Relaxed).max(e.confirmed_at);
+        if now.saturating_sub(last) > timeout_ms {
+            e.reported_silent = true;
+            out.push(*call);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Sends the next 20 ms of every call; returns the plays that finished.
+fn tick(calls: &mut HashMap<CallKey, Endpoint>) -> Vec<(CallKey, PlayId)> {
+    let mut all: Vec<(&CallKey, &mut Endpoint)> = calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
+    if all.len() >= PARALLEL_TICK_CALLS {
+        // The tick's sends are the server's biggest cost: with many calls
+        // they are split over two threads (sockets are shared, streams are
+        // per call).
+        let mid = all.len() / 2;
+        let (a, b) = all.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| tick_some(a));
+            let mut mine = tick_some(b);
+            mine.extend(other.join().unwrap_or_default());
+            mine
+        })
+    } else {
+        tick_some(&mut all)
     }
 }
 
