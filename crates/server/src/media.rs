@@ -51,7 +51,8 @@ impl Drop for Endpoint {
     }
 }
 
-/// What the main loop and the clock thread share.
+/// Every call's media state, owned by the clock thread; the main loop sends
+/// it commands ([`Cmd`]) and never waits for it.
 #[derive(Default)]
 struct Calls {
     calls: HashMap<CallKey, Endpoint>,
@@ -69,9 +70,14 @@ pub struct Ticked {
     pub silent: Vec<CallKey>,
 }
 
+/// A change to the media state, carried out on the clock thread.
+type Cmd = Box<dyn FnOnce(&mut Calls) + Send>;
+
 /// Every call's media.
 pub struct Plane {
-    shared: Arc<std::sync::Mutex<Calls>>,
+    cmds: std::sync::mpsc::Sender<Cmd>,
+    /// Taken by the clock thread when it starts.
+    cmd_rx: Option<std::sync::mpsc::Receiver<Cmd>>,
     tx: UnboundedSender<Internal>,
     /// The plane's clock (receive tasks stamp packets on it).
     started: std::time::Instant,
@@ -81,11 +87,7 @@ pub struct Plane {
     receive: tokio::runtime::Handle,
 }
 
-/// The shared state, even if a thread panicked holding it (each call's state
-/// stays consistent on its own).
-fn lock(shared: &std::sync::Mutex<Calls>) -> std::sync::MutexGuard<'_, Calls> {
-    shared.lock().unwrap_or_else(|p| p.into_inner())
-}
+
 
 /// Calls at which the media tick splits its work over two threads.
 const PARALLEL_TICK_CALLS: usize = 256;
@@ -110,33 +112,38 @@ impl Plane {
                 tokio::runtime::Handle::current()
             }
         };
-        Plane { shared: Arc::default(), tx, started: std::time::Instant::now(), receive }
+        let (cmds, cmd_rx) = std::sync::mpsc::channel();
+        Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive }
     }
 
     /// Starts the 20 ms media clock on a thread of its own: each tick sends
     /// every call's next 20 ms and reports to the main loop ([`Ticked`]).
     /// It stops when the main loop is gone.
-    pub fn start_clock(&self, rtp_timeout_ms: u64) -> std::io::Result<()> {
-        let (shared, tx, started) = (self.shared.clone(), self.tx.clone(), self.started);
+    pub fn start_clock(&mut self, rtp_timeout_ms: u64) -> std::io::Result<()> {
+        let Some(cmds) = self.cmd_rx.take() else { return Ok(()) };
+        let (tx, started) = (self.tx.clone(), self.started);
         let period = std::time::Duration::from_millis(20);
         std::thread::Builder::new().name("media-clock".into()).spawn(move || {
+            let mut calls = Calls::default();
             let mut next = std::time::Instant::now() + period;
             let mut ticks = 0u64;
             loop {
-                let now = std::time::Instant::now();
-                if next > now {
-                    std::thread::sleep(next - now);
+                // Between ticks, commands are carried out as they come: a
+                // prompt queued on an idle call starts now, not at the tick.
+                match cmds.recv_timeout(next.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(cmd) => {
+                        cmd(&mut calls);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
                 let late_ms = next.elapsed().as_secs_f64() * 1_000.0;
                 let work = std::time::Instant::now();
-                let (played, silent) = {
-                    let mut g = lock(&shared);
-                    let mut played = tick(&mut g.calls);
-                    played.append(&mut g.played_early);
-                    ticks += 1;
-                    let silent = if rtp_timeout_ms > 0 && ticks % 50 == 0 { silent(&mut g.calls, started.elapsed().as_millis() as u64, rtp_timeout_ms) } else { Vec::new() };
-                    (played, silent)
-                };
+                let mut played = tick(&mut calls.calls);
+                played.append(&mut calls.played_early);
+                ticks += 1;
+                let silent = if rtp_timeout_ms > 0 && ticks % 50 == 0 { silent(&mut calls.calls, started.elapsed().as_millis() as u64, rtp_timeout_ms) } else { Vec::new() };
                 let work_ms = work.elapsed().as_secs_f64() * 1_000.0;
                 if tx.send(Internal::Ticked(Ticked { played, late_ms, work_ms, silent })).is_err() {
                     return;
@@ -151,6 +158,11 @@ impl Plane {
             }
         })?;
         Ok(())
+    }
+
+    /// Has the clock thread carry out `f` (in order with every other command).
+    fn on(&self, f: impl FnOnce(&mut Calls) + Send + 'static) {
+        let _ = self.cmds.send(Box::new(f));
     }
 
     fn now_ms(&self) -> u64 {
@@ -183,30 +195,32 @@ impl Plane {
                     let receiver = spawn_receiver(&self.receive, rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
                     (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
                 };
-                lock(&self.shared).calls.insert(call, Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false });
+                let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false };
+                self.on(move |c| {
+                    c.calls.insert(call, e);
+                });
                 return Some((call, true));
             }
             Media::Confirmed { call } => {
                 let now = self.now_ms();
-                self.with(call, |e| {
+                self.with(call, move |e| {
                     e.confirmed = true;
                     e.confirmed_at = now;
                 });
             }
-            Media::Play { call, id, audio, .. } => {
+            Media::Play { call, id, audio, .. } => self.on(move |c| {
                 // Nothing playing: the first frame goes now, not at the next tick.
-                let mut g = lock(&self.shared);
-                let Some(e) = g.calls.get_mut(&call) else { return None };
+                let Some(e) = c.calls.get_mut(&call) else { return };
                 let (rtp, confirmed) = (&e.rtp, e.confirmed);
                 if let Some(done) = e.stream.as_mut().and_then(|s| s.queue_now(id.0, audio, confirmed, |packet, to| {
                     let _ = rtp.try_send_to(packet, to);
                 })) {
-                    g.played_early.push((call, PlayId(done)));
+                    c.played_early.push((call, PlayId(done)));
                 }
-            }
+            }),
             Media::Stop { call } => self.stream(call, Stream::stop),
-            Media::Hold { call, music } => self.stream(call, |s| s.set_hold(music)),
-            Media::Renegotiate { call, stream } => self.with(call, |e| {
+            Media::Hold { call, music } => self.stream(call, move |s| s.set_hold(music)),
+            Media::Renegotiate { call, stream } => self.with(call, move |e| {
                 if let Some(s) = e.stream.as_mut() {
                     s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms);
                 }
@@ -215,7 +229,7 @@ impl Plane {
                     *m = Some(stream);
                 }
             }),
-            Media::Capture { call, on } => self.with(call, |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
+            Media::Capture { call, on } => self.with(call, move |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
             Media::Bridge { caller, leg, to_leg, to_caller } => self.bridge(caller, leg, to_leg, to_caller),
             Media::Unbridge { caller, leg } => {
                 self.with(leg, |e| set_relay(&e.relay, None));
@@ -226,35 +240,43 @@ impl Plane {
                     }
                 });
             }
-            Media::Retarget { call, to } => self.with(call, |e| {
+            Media::Retarget { call, to } => self.with(call, move |e| {
                 if let Some(r) = e.relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
                     r.retarget(to);
                 }
             }),
-            Media::Close { call } => {
-                // Dropped outside the lock: its receive task is aborted.
-                let gone = lock(&self.shared).calls.remove(&call);
-                drop(gone);
-            }
+            Media::Close { call } => self.on(move |c| {
+                // Dropped: its receive task is aborted.
+                c.calls.remove(&call);
+            }),
         }
         None
     }
 
-    fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint)) {
-        if let Some(e) = lock(&self.shared).calls.get_mut(&call) {
-            f(e);
-        }
+    fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint) + Send + 'static) {
+        self.on(move |c| {
+            if let Some(e) = c.calls.get_mut(&call) {
+                f(e);
+            }
+        });
     }
 
-    fn stream(&mut self, call: CallKey, f: impl FnOnce(&mut Stream)) {
-        if let Some(s) = lock(&self.shared).calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
-            f(s);
-        }
+    fn stream(&mut self, call: CallKey, f: impl FnOnce(&mut Stream) + Send + 'static) {
+        self.on(move |c| {
+            if let Some(s) = c.calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
+                f(s);
+            }
+        });
     }
 
     fn bridge(&mut self, caller: CallKey, leg: CallKey, to_leg: RelaySpec, to_caller: RelaySpec) {
         let rt = self.receive.clone();
-        let mut g = lock(&self.shared);
+        self.on(move |g| bridge(g, &rt, caller, leg, to_leg, to_caller));
+    }
+}
+
+fn bridge(g: &mut Calls, rt: &tokio::runtime::Handle, caller: CallKey, leg: CallKey, to_leg: RelaySpec, to_caller: RelaySpec) {
+    {
         let (Some(c), Some(l)) = (g.calls.get(&caller), g.calls.get(&leg)) else { return };
         let caller_remote = c.stream.as_ref().map_or(c.spec.remote, Stream::remote);
         let leg_remote = to_leg.to.unwrap_or(l.spec.remote);
@@ -264,7 +286,7 @@ impl Plane {
         let Some(l) = g.calls.get_mut(&leg) else { return };
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
-            l.receiver = Some(spawn_leg_receiver(&rt, l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
+            l.receiver = Some(spawn_leg_receiver(rt, l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
         }
         if let Some(s) = g.calls.get_mut(&caller).and_then(|e| e.stream.as_mut()) {
             s.stop();
@@ -272,11 +294,13 @@ impl Plane {
             s.set_muted(true);
         }
     }
+}
 
+impl Plane {
     /// The caller's RTP comes from elsewhere than negotiated (NAT): send there.
     pub fn latch(&mut self, call: CallKey, addr: SocketAddr) {
         info!(%addr, "RTP latched to the caller's source address");
-        self.stream(call, |s| s.latch(addr));
+        self.stream(call, move |s| s.latch(addr));
     }
 }
 
