@@ -11,6 +11,10 @@ use crate::audio::{EncodedPrompt, SAMPLES_PER_20MS};
 use crate::rtp::Packetizer;
 use crate::sdp::Codec;
 
+/// Frames a stream may run ahead of the clock by starting prompts at once
+/// (bounded: given back in silence, it never drifts further than this).
+const MAX_AHEAD: u32 = 3;
+
 /// One call's outgoing audio.
 pub struct Stream {
     codec: Codec,
@@ -29,8 +33,10 @@ pub struct Stream {
     hold: Option<(Arc<EncodedPrompt>, usize)>,
     /// Bridged to an agent: the relay carries the audio, this stream is silent.
     muted: bool,
-    /// The next tick's 20 ms was already sent (see [`Stream::queue_now`]).
-    ahead: bool,
+    /// Frames sent ahead of the clock (see [`Stream::queue_now`]), given
+    /// back by sending nothing for as many ticks while the stream is idle;
+    /// at most [`MAX_AHEAD`].
+    ahead: u32,
 }
 
 impl Stream {
@@ -49,7 +55,7 @@ impl Stream {
             packet: [0; 12 + 480],
             hold: None,
             muted: false,
-            ahead: false,
+            ahead: 0,
         }
     }
 
@@ -100,16 +106,19 @@ impl Stream {
 
     /// Queues audio and, when nothing was playing, sends its first 20 ms at
     /// once instead of at the next tick (a key's answer is heard up to a
-    /// tick sooner); the next tick then sends nothing, so the stream never
-    /// runs ahead of the clock. Returns a play that already finished.
+    /// tick sooner). The new talkspurt (marked) then runs one frame ahead of
+    /// the clock, evenly spaced from its first packet, which is what a
+    /// receiver's playout is anchored on; the frame is given back in the
+    /// next silence (one comfort-noise packet not sent), so the stream never
+    /// drifts ahead. Returns a play that already finished.
     pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
         let was_idle = self.queue.is_empty();
         self.queue(id, audio);
-        if !was_idle || self.ahead || !confirmed || self.muted {
+        if !was_idle || self.ahead >= MAX_AHEAD || !confirmed || self.muted {
             return None;
         }
-        let done = self.tick(confirmed, send);
-        self.ahead = true;
+        let done = self.produce(send);
+        self.ahead += 1;
         done
     }
 
@@ -127,13 +136,20 @@ impl Stream {
     /// Produces the next 20 ms (prompt audio, or silence) and hands `send` every
     /// packet now complete (one per tick at 20 ms ptime; two at 10 ms; one every
     /// other tick at 40 ms); returns the play that just finished, if one did.
-    pub fn tick(&mut self, confirmed: bool, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
+    pub fn tick(&mut self, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
         if !confirmed || self.muted {
             return None;
         }
-        if std::mem::take(&mut self.ahead) {
+        if self.ahead > 0 && self.queue.is_empty() {
+            // Idle: the frame sent ahead is given back.
+            self.ahead -= 1;
             return None;
         }
+        self.produce(send)
+    }
+
+    /// The next 20 ms, sent.
+    fn produce(&mut self, mut send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
         let silence = match self.codec {
             Codec::Pcmu => 0xff,
             Codec::Pcma => 0xd5,
@@ -216,22 +232,26 @@ mod tests {
     #[test]
     fn audio_queued_while_idle_starts_at_once_and_never_runs_ahead_of_the_clock() {
         let mut s = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
-        let out: std::cell::RefCell<Vec<(u32, u8)>> = Default::default();
+        let out: std::cell::RefCell<Vec<(u32, u8, bool)>> = Default::default();
         let take = |p: &[u8], _: SocketAddr| {
             let r = rtp::parse(p).unwrap();
-            out.borrow_mut().push((r.timestamp, r.payload[0]));
+            out.borrow_mut().push((r.timestamp, r.payload[0], r.marker));
         };
-        // Silence for two ticks, then a key: the prompt's first frame goes now.
+        // Silence for two ticks, then a key: the prompt's first frame goes now, marked.
         s.tick(true, &take);
         s.tick(true, &take);
         assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, &take), None);
         assert_eq!(out.borrow().len(), 3, "sent when queued, not at the next tick");
-        // The next tick sends nothing (its frame went early); then one a tick.
+        assert!(out.borrow()[2].2, "a new talkspurt");
+        // The rest follows a tick apart, evenly spaced from the first.
         s.tick(true, &take);
-        assert_eq!(out.borrow().len(), 3);
-        s.tick(true, &take);
-        assert_eq!(s.tick(true, &take), Some(1), "three frames: the play ends on time");
+        assert_eq!(s.tick(true, &take), Some(1), "three frames: the play ends");
         assert_eq!(out.borrow().len(), 5);
+        // Idle again: one tick sends nothing (the frame sent ahead given back), then silence as before.
+        s.tick(true, &take);
+        assert_eq!(out.borrow().len(), 5);
+        s.tick(true, &take);
+        assert_eq!(out.borrow().len(), 6);
         assert!(out.borrow().windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160), "timestamps one frame apart: {out:?}");
         // Queued behind audio already playing: nothing extra is sent.
         s.queue(2, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 1600]))]);
