@@ -130,3 +130,17 @@ fn a_flow_going_round_without_the_caller_is_stopped_and_sim_exits_non_zero() {
     assert_eq!(rounds, 100, "the guard's limit of steps without a key");
     assert_eq!(lines.iter().filter(|l| l["event"] == "fault").count(), 1);
 }
+
+#[test]
+fn a_flow_that_uses_no_embedded_service_leaves_no_database_beside_it() {
+    let dir = std::env::temp_dir().join(format!("ivr-sim-nodb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["short.ivr", "prompts.toml"] {
+        std::fs::copy(root().join("tests/e2e").join(f), dir.join(f)).unwrap();
+    }
+    let out = ivr(&["sim", dir.join("short.ivr").to_str().unwrap(), "--keys", ""]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!dir.join("data").exists(), "no data directory, no ivr.db");
+    let _ = std::fs::remove_dir_all(&dir);
+}

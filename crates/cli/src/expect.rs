@@ -79,7 +79,7 @@ pub fn clean(records: Vec<Record>) -> (Vec<Record>, Vec<u32>) {
             "collect" => next_secret = r.data.get("secret") == Some(&json!(true)),
             "key" if next_secret && r.data.get("ahead") == Some(&json!(true)) => {
                 let n = field(r, "key").chars().count();
-                r.data.insert("key".into(), json!("*".repeat(n)));
+                r.data.insert("key".into(), json!(crate::sim::SECRET_KEY.repeat(n)));
             }
             _ => {}
         }

@@ -1700,6 +1700,37 @@ struct Terminal {
     queued: VecDeque<sim::Step>,
 }
 
+/// The terminal's echo turned off until dropped (for a secret typed at `ivr sim`).
+struct NoEcho(libc::termios);
+
+impl NoEcho {
+    fn on() -> Option<NoEcho> {
+        // SAFETY: tcgetattr/tcsetattr on stdin with a termios we own; on any
+        // failure (not a terminal) nothing is changed.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return None;
+            }
+            let saved = t;
+            t.c_lflag &= !libc::ECHO;
+            if libc::tcsetattr(0, libc::TCSANOW, &t) != 0 {
+                return None;
+            }
+            Some(NoEcho(saved))
+        }
+    }
+}
+
+impl Drop for NoEcho {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `on`.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.0);
+        }
+    }
+}
+
 impl sim::Caller for Terminal {
     fn next(&mut self, moment: &sim::Moment) -> sim::Move {
         if !moment.asked() {
@@ -1711,11 +1742,19 @@ impl sim::Caller for Terminal {
                 break s;
             }
             if self.interactive {
-                eprint!("keys for {listening_for} (Enter = silence, h = hang up)> ");
+                let secret = if moment.secret { ", secret: not shown as you type" } else { "" };
+                eprint!("keys for {listening_for} (Enter = silence, h = hang up{secret})> ");
                 let _ = std::io::stderr().flush();
             }
             let mut line = String::new();
-            match std::io::stdin().lock().read_line(&mut line) {
+            // A PIN typed at the terminal is not echoed (nor left on the screen).
+            let quiet = (self.interactive && moment.secret).then(NoEcho::on).flatten();
+            let read = std::io::stdin().lock().read_line(&mut line);
+            if quiet.is_some() {
+                eprintln!();
+            }
+            drop(quiet);
+            match read {
                 Ok(0) | Err(_) => break sim::Step::Hangup,
                 Ok(_) => {}
             }
@@ -1779,7 +1818,14 @@ fn sim_cmd(
     for a in &stub_args {
         overrides.add_arg(a).map_err(|e| format!("--stub {a}: {e}"))?;
     }
-    let backend: Option<Arc<dyn ivr_services::Backend>> = match backend {
+    // The embedded services keep a database beside the flow: opened only for
+    // a flow that asks one of them (or records a message), never left behind otherwise.
+    let embedded_needed = program.ops.iter().any(|o| match &o.kind {
+        ivr_bytecode::OpKind::Request { service, .. } => ivr_services::EMBEDDED_SERVICES.contains(&service.as_str()),
+        ivr_bytecode::OpKind::Record { .. } => true,
+        _ => false,
+    });
+    let backend: Option<Arc<dyn ivr_services::Backend>> = match backend.filter(|_| embedded_needed) {
         Some((data, quotes)) => Some(Arc::new(
             ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?,
         )),

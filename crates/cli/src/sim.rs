@@ -264,6 +264,8 @@ pub struct SimConfig {
 pub struct Moment<'a> {
     /// The variable the flow listens for, when a menu or `collect` is active.
     pub listening: Option<&'a str>,
+    /// What it listens for is secret (a PIN): not to be echoed.
+    pub secret: bool,
     /// A prompt (or hold music) is still playing.
     pub playing: bool,
 }
@@ -294,6 +296,9 @@ pub enum Move {
 }
 
 /// Where the next keys come from.
+/// How a secret's digit shows in transcripts (a real `*` key shows as `*`).
+pub const SECRET_KEY: &str = "•";
+
 pub trait Caller {
     /// The caller's move at this moment of the call.
     fn next(&mut self, moment: &Moment) -> Move;
@@ -565,7 +570,8 @@ impl Sim<'_> {
     fn press(&mut self, keys: &str) {
         for k in keys.chars() {
             let listening = self.session.is_collecting();
-            let shown = if self.secret && listening { "*".to_string() } else { k.to_string() };
+            // A secret's digit is shown as •, never as a `*` key the caller did not press.
+            let shown = if self.secret && listening { SECRET_KEY.to_string() } else { k.to_string() };
             if listening {
                 self.out(json!({"event": "key", "key": shown}));
             } else {
@@ -630,7 +636,7 @@ pub fn run(program: Arc<Program>, cfg: &SimConfig, caller: &mut dyn Caller, emit
         }
         if caller_busy_until.is_none() {
             let listening = sim.session.is_collecting().then(|| sim.listening.clone());
-            let moment = Moment { listening: listening.as_deref(), playing: sim.playing() };
+            let moment = Moment { listening: listening.as_deref(), secret: sim.secret, playing: sim.playing() };
             match caller.next(&moment) {
                 Move::Keys(keys) => {
                     sim.press(&keys);
