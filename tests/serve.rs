@@ -41,6 +41,27 @@ fn rfc_4733_dtmf_walks_the_menu() {
     assert!(text.contains("path = [\"welcome\", \"main_menu\", \"quotes\"]") && text.contains("outcome = \"caller hangup\""), "{text}");
     let replay = ivr(&["test", scenario.to_str().unwrap()]);
     assert!(replay.status.success(), "the replay passes on the version it ran:\n{text}\n{}{}", stdout(&replay), stderr(&replay));
+    // The same call against a changed flow (key 1 now leads elsewhere) fails:
+    // the regression the scenario is there to catch.
+    let copy = s.data.join("flows-copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["securities_hotline.ivr", "prompts.toml", "segments.toml"] {
+        std::fs::copy(root().join("flows").join(f), copy.join(f)).unwrap();
+    }
+    for d in ["lib", "securities", "calendars"] {
+        assert!(std::process::Command::new("cp").arg("-r").arg(root().join("flows").join(d)).arg(&copy).status().unwrap().success());
+    }
+    let flow = copy.join("securities_hotline.ivr");
+    let scenario2 = copy.join("replay.test.toml");
+    let out = ivr(&["test", "--from-record", calls.to_str().unwrap(), id, "--flow", flow.to_str().unwrap(), "-o", scenario2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(ivr(&["test", scenario2.to_str().unwrap()]).status.success(), "passes on the copy as it was");
+    let text = std::fs::read_to_string(&flow).unwrap();
+    assert!(text.contains("key 1 -> quotes"));
+    std::fs::write(&flow, text.replacen("key 1 -> quotes", "key 1 -> subscriptions", 1)).unwrap();
+    let changed = ivr(&["test", scenario2.to_str().unwrap()]);
+    assert!(!changed.status.success(), "fails once the flow changed:\n{}", stdout(&changed));
+    assert!(stdout(&changed).contains("subscriptions"), "{}", stdout(&changed));
     let unknown = ivr(&["test", "--from-record", calls.to_str().unwrap(), "no-such-call"]);
     assert!(!unknown.status.success() && stderr(&unknown).contains("no call"), "{}", stderr(&unknown));
 }
