@@ -144,3 +144,12 @@ fn a_flow_that_uses_no_embedded_service_leaves_no_database_beside_it() {
     assert!(!dir.join("data").exists(), "no data directory, no ivr.db");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_value_read_in_a_menu_prompt_is_read_again_on_repeat() {
+    let out = ivr(&["sim", "tests/sim_flows/menu_say.ivr", "--no-embedded", "--stub", "balance=ok,available=1234.5", "--keys", "# h"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let heard: Vec<&str> = text.lines().filter(|l| l.contains('♪')).map(|l| l.rsplit('[').next().unwrap_or("").trim_end_matches(']')).collect();
+    assert_eq!(heard, ["balance_is", "say money 1234.5", "confirm_it", "balance_is", "say money 1234.5", "confirm_it"], "{text}");
+}

@@ -275,8 +275,20 @@ pub struct CollectSpec {
     pub date: bool,
     /// A regular expression (regex-lite syntax) the whole input must match.
     pub matches: Option<String>,
+    /// Values read out among `prompts` (before the prompt at `at`; at the end
+    /// when `at` is the number of prompts), whenever `prompts` play.
+    pub reads: Vec<PromptRead>,
     /// Keys accepted (menus); empty means digits (and `*` when decimal).
     pub keys: String,
+}
+
+/// A value read out among a menu's or collection's prompts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRead {
+    pub at: u32,
+    pub kind: SayKind,
+    /// Where the value is: set just before the menu or collection starts.
+    pub slot: u32,
 }
 
 /// An operation the host carries out and answers with a named outcome.

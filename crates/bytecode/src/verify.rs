@@ -85,6 +85,7 @@ pub fn verify(p: &Program) -> Result<(), VerifyError> {
     for (i, c) in p.collects.iter().enumerate() {
         let bad = c.slot as usize >= p.slots.len()
             || c.prompts.iter().chain(&c.reprompts).any(|&x| x as usize >= nprompts)
+            || c.reads.iter().any(|r| r.slot as usize >= p.slots.len() || r.at as usize > c.prompts.len())
             || c.min_digits > c.max_digits
             || c.max_digits == 0;
         if bad {

@@ -39,6 +39,18 @@ fn type_error(span: Span, expected: &str, found: Type) -> Diagnostic {
     Diagnostic::new(Code::TypeMismatch, format!("expected {expected}, found {}", found.name()), span, format!("this is {}", found.name()))
 }
 
+fn bc_say_kind(kind: SayKind) -> bc::SayKind {
+    match kind {
+        SayKind::Number => bc::SayKind::Number,
+        SayKind::Digits => bc::SayKind::Digits,
+        SayKind::Phone => bc::SayKind::Phone,
+        SayKind::Money => bc::SayKind::Money,
+        SayKind::Percent => bc::SayKind::Percent,
+        SayKind::Date => bc::SayKind::Date,
+        SayKind::Time => bc::SayKind::Time,
+    }
+}
+
 /// Whether a computed sum can carry fractions of a fen: a `*` or `/`
 /// outside a `round(…, 0|1|2)`.
 fn may_have_fractions_of_a_fen(e: &Expr) -> bool {
@@ -268,6 +280,61 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn push_num(&mut self, n: u32) {
         let k = self.konst(Value::Num(n.into()));
         self.emit(Instr::Const(k));
+    }
+
+    /// Emits `e` for `say KIND`, with its checks (a secret is never spoken,
+    /// the type fits the reading, a literal can be read, money is rounded).
+    fn say_value(&mut self, kind: SayKind, e: &Expr, ctx: &Ctx) -> bc::SayKind {
+        if let Some((t, secret)) = self.expr(e, ctx) {
+            if secret {
+                self.diags.push(
+                    Diagnostic::new(Code::SecretExposed, "a secret would be spoken back to the caller", e.span, "secret input")
+                        .with_help("secret fields (PINs, passwords) are never echoed; remove this `say`"),
+                );
+            }
+            let ok = match kind {
+                SayKind::Number | SayKind::Money | SayKind::Percent => t == Type::Number,
+                SayKind::Digits | SayKind::Phone => t != Type::Bool,
+                SayKind::Date | SayKind::Time => t == Type::Text,
+            };
+            if !ok {
+                let want = match kind {
+                    SayKind::Digits | SayKind::Phone => "text or a number",
+                    SayKind::Date | SayKind::Time => "text",
+                    _ => "number",
+                };
+                self.diags.push(type_error(e.span, want, t).with_help(format!("`say {}` speaks {want}", kind.name())));
+            } else if let Some(value) = literal_value(e) {
+                self.speakable(kind, &value, e.span);
+            } else if kind == SayKind::Money && may_have_fractions_of_a_fen(e) {
+                self.diags.push(
+                    Diagnostic::new(Code::MoneyRounded, "this sum may have more than two decimals: `say money` would round it to the fen", e.span, "computed with * or /")
+                        .with_help("say how it is rounded: `say money round(…, 2)` (half away from zero), so the caller hears what the records keep"),
+                );
+            }
+        }
+        bc_say_kind(kind)
+    }
+
+    /// The `say` lines of a menu or collection: each value computed into a
+    /// slot of its own now (so `repeat`, which comes back here, reads it
+    /// afresh), and read out among the prompts where it stands.
+    fn prompt_reads(&mut self, options: &[Opt], owner: &str, ctx: &Ctx) -> Vec<bc::PromptRead> {
+        let mut reads = Vec::new();
+        let mut at = 0u32;
+        for o in options {
+            match &o.kind {
+                OptKind::Prompt(_) => at += 1,
+                OptKind::Say(kind, e) => {
+                    let k = self.say_value(*kind, e, ctx);
+                    let slot = self.hidden_slot(&format!("{owner}.say{}", reads.len()), bc::Type::Text, false);
+                    self.emit(Instr::Store(slot));
+                    reads.push(bc::PromptRead { at, kind: k, slot });
+                }
+                _ => {}
+            }
+        }
+        reads
     }
 
     fn hidden_slot(&mut self, name: &str, ty: bc::Type, secret: bool) -> u32 {
@@ -702,43 +769,8 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 }
             }
             StmtKind::Say(kind, e) => {
-                if let Some((t, secret)) = self.expr(e, ctx) {
-                    if secret {
-                        self.diags.push(
-                            Diagnostic::new(Code::SecretExposed, "a secret would be spoken back to the caller", e.span, "secret input")
-                                .with_help("secret fields (PINs, passwords) are never echoed; remove this `say`"),
-                        );
-                    }
-                    let ok = match kind {
-                        SayKind::Number | SayKind::Money | SayKind::Percent => t == Type::Number,
-                        SayKind::Digits | SayKind::Phone => t != Type::Bool,
-                        SayKind::Date | SayKind::Time => t == Type::Text,
-                    };
-                    if !ok {
-                        let want = match kind {
-                            SayKind::Digits | SayKind::Phone => "text or a number",
-                            SayKind::Date | SayKind::Time => "text",
-                            _ => "number",
-                        };
-                        self.diags.push(type_error(e.span, want, t).with_help(format!("`say {}` speaks {want}", kind.name())));
-                    } else if let Some(value) = literal_value(e) {
-                        self.speakable(*kind, &value, e.span);
-                    } else if *kind == SayKind::Money && may_have_fractions_of_a_fen(e) {
-                        self.diags.push(
-                            Diagnostic::new(Code::MoneyRounded, "this sum may have more than two decimals: `say money` would round it to the fen", e.span, "computed with * or /")
-                                .with_help("say how it is rounded: `say money round(…, 2)` (half away from zero), so the caller hears what the records keep"),
-                        );
-                    }
-                }
-                self.emit(Instr::Say(match kind {
-                    SayKind::Number => bc::SayKind::Number,
-                    SayKind::Digits => bc::SayKind::Digits,
-                    SayKind::Phone => bc::SayKind::Phone,
-                    SayKind::Money => bc::SayKind::Money,
-                    SayKind::Percent => bc::SayKind::Percent,
-                    SayKind::Date => bc::SayKind::Date,
-                    SayKind::Time => bc::SayKind::Time,
-                }));
+                let k = self.say_value(*kind, e, ctx);
+                self.emit(Instr::Say(k));
             }
             StmtKind::Set(name, e) => self.set(name, e, ctx),
             StmtKind::If { arms, otherwise } => {
@@ -1030,7 +1062,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 OptKind::InterKey(d) => self.zero_duration(d, "inter-key", "input would end at the first key (the default is 3s)"),
                 _ => {}
             }
-            let repeatable = matches!(o.kind, OptKind::Prompt(_) | OptKind::Reprompt(_) | OptKind::Key(_) | OptKind::On(..));
+            let repeatable = matches!(o.kind, OptKind::Prompt(_) | OptKind::Reprompt(_) | OptKind::Say(..) | OptKind::Key(_) | OptKind::On(..));
             if !repeatable {
                 if let Some(first) = seen.get(kw) {
                     self.diags.push(
@@ -1127,10 +1159,11 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     }
 
     fn menu(&mut self, m: &MenuDecl) {
-        const ALLOWED: &[&str] = &["prompt", "reprompt", "timeout", "retries", "barge-in", "key", "on"];
+        const ALLOWED: &[&str] = &["prompt", "reprompt", "say", "timeout", "retries", "barge-in", "key", "on"];
         let seen = self.check_opts(&m.options, ALLOWED, "a menu");
         let start = self.here();
         let ctx = Ctx { menu: Some(MenuCtx { start }), ..Ctx::default() };
+        let reads = self.prompt_reads(&m.options, &m.name.name, &ctx);
         // Local bindings override anywhere bindings with the same key.
         let mut bindings: Vec<&KeyBinding> = Vec::new();
         for o in &m.options {
@@ -1192,6 +1225,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             range: None,
             date: false,
             matches: None,
+            reads,
             keys,
         };
         let (try_pc, table) = self.collect_loop(spec, retry_slot);
@@ -1218,7 +1252,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
     fn collect(&mut self, var: &Ident, options: &[Opt], ctx: &Ctx) {
         const ALLOWED: &[&str] = &[
             "prompt", "reprompt", "timeout", "inter-key", "retries", "barge-in", "length", "terminator", "secret",
-            "decimal", "pattern", "range", "date", "matches", "confirm", "on",
+            "decimal", "pattern", "range", "date", "matches", "confirm", "say", "on",
         ];
         let seen = self.check_opts(options, ALLOWED, "`collect`");
         let get = |k: &str| seen.get(k).map(|o| (&o.kind, o.span));
@@ -1369,6 +1403,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             },
         };
         let retry_slot = self.hidden_slot(&format!("{}.retry", var.name), bc::Type::Number, false);
+        let reads = self.prompt_reads(options, &var.name, ctx);
         let spec = CollectSpec {
             slot,
             prompts: self.prompt_list(options, false),
@@ -1391,6 +1426,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
             range,
             date,
             matches,
+            reads,
             keys: String::new(),
         };
         let first_timeout_ms = spec.first_timeout_ms;
@@ -1423,6 +1459,7 @@ impl<'a, 'd> Lowerer<'a, 'd> {
                 range: None,
                 date: false,
                 matches: None,
+                reads: Vec::new(),
                 keys: "12".into(),
             });
             self.push_num(0);

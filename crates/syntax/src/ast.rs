@@ -236,6 +236,8 @@ pub enum OptKind {
     Matches(Str),
     /// Read the input back with this prompt, as this kind (`as money`).
     Confirm(Ident, Option<Ident>),
+    /// A value read out in the prompt's place among the `prompt` lines.
+    Say(SayKind, Expr),
     Key(KeyBinding),
     On(HandlerKind, Block),
     /// An option line that failed to parse (already reported).
@@ -261,6 +263,7 @@ impl OptKind {
             OptKind::Date => "date",
             OptKind::Matches(_) => "matches",
             OptKind::Confirm(..) => "confirm",
+            OptKind::Say(..) => "say",
             OptKind::Key(_) => "key",
             OptKind::On(..) => "on",
             OptKind::Broken => "?",

@@ -32,6 +32,18 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
 
 /// Parses one source file. Never fails: syntax errors come back as diagnostics and
 /// the tree holds everything that could be read.
+fn say_kind(s: &str) -> SayKind {
+    match s {
+        "number" => SayKind::Number,
+        "digits" => SayKind::Digits,
+        "phone" => SayKind::Phone,
+        "money" => SayKind::Money,
+        "percent" => SayKind::Percent,
+        "date" => SayKind::Date,
+        _ => SayKind::Time,
+    }
+}
+
 pub fn parse(file: FileId, src: &str) -> (File, Vec<Diagnostic>) {
     let mut p = Builder { file, src, diags: Vec::new() };
     let ast = match IvrParser::parse(Rule::file, src) {
@@ -610,6 +622,10 @@ impl<'s> Builder<'s> {
                 OptKind::Confirm(prompt, kind)
             }
             Rule::opt_date => OptKind::Date,
+            Rule::opt_say => {
+                let k = say_kind(inner.next().unwrap().as_str());
+                OptKind::Say(k, self.expr(inner.next().unwrap()))
+            }
             Rule::opt_matches => OptKind::Matches(self.string(inner.next().unwrap())),
             Rule::handler => {
                 // `inner.next()` above consumed `on`'s keyword; the kind follows.
@@ -633,15 +649,7 @@ impl<'s> Builder<'s> {
         let kind = match rule {
             Rule::play => StmtKind::Play(self.ident(inner.next().unwrap())),
             Rule::say => {
-                let k = match inner.next().unwrap().as_str() {
-                    "number" => SayKind::Number,
-                    "digits" => SayKind::Digits,
-                    "phone" => SayKind::Phone,
-                    "money" => SayKind::Money,
-                    "percent" => SayKind::Percent,
-                    "date" => SayKind::Date,
-                    _ => SayKind::Time,
-                };
+                let k = say_kind(inner.next().unwrap().as_str());
                 StmtKind::Say(k, self.expr(inner.next().unwrap()))
             }
             Rule::set => {

@@ -218,10 +218,20 @@ impl Session {
             }
             return;
         }
-        let prompts = if first || spec.reprompts.is_empty() { &spec.prompts } else { &spec.reprompts };
-        for &pr in prompts {
-            let id = self.play_id();
-            self.actions.push_back(Action::Play { id, prompt: pr, lang: self.lang, barge_in: spec.barge_in });
+        let full = first || spec.reprompts.is_empty();
+        let prompts = if full { &spec.prompts } else { &spec.reprompts };
+        // Values read among the prompts, in their places (the short reprompt has none).
+        let reads = if full { spec.reads.as_slice() } else { &[] };
+        for i in 0..=prompts.len() {
+            for r in reads.iter().filter(|r| r.at as usize == i) {
+                let id = self.play_id();
+                let value = self.slots.get(r.slot as usize).cloned().unwrap_or_else(|| Value::text(""));
+                self.actions.push_back(Action::Say { id, kind: r.kind, value, lang: self.lang });
+            }
+            if let Some(&pr) = prompts.get(i) {
+                let id = self.play_id();
+                self.actions.push_back(Action::Play { id, prompt: pr, lang: self.lang, barge_in: spec.barge_in });
+            }
         }
         self.actions.push_back(listen);
         col.phase = match self.playing {
