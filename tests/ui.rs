@@ -81,3 +81,10 @@ fn an_unclosed_string_is_reported_where_it_starts() {
 fn misspelt_names_get_a_suggestion() {
     check_hint("did_you_mean");
 }
+
+#[test]
+fn one_mistake_is_one_error() {
+    check_hint("one_mistake_one_error");
+    let out = ivr(&["check", "tests/ui/hints/one_mistake_one_error.ivr"]);
+    assert!(stderr(&out).contains("checked 1 flow: 1 error"), "{}", stderr(&out));
+}
