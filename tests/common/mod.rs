@@ -55,6 +55,8 @@ pub fn ivr(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env("NO_COLOR", "1")
+        // The checks that look ahead (a calendar running out) see one fixed day.
+        .env("IVR_TODAY", "2026-01-05")
         .output()
         .expect("run ivr")
 }

@@ -40,6 +40,10 @@ impl World for Overlay<'_> {
             None => std::fs::read_to_string(&full).map_err(|e| e.to_string().to_lowercase()),
         }
     }
+
+    fn today(&self) -> Option<u32> {
+        ivr_compiler::today_from_env()
+    }
 }
 
 /// `a/b/../c` → `a/c` (no file system access).

@@ -158,6 +158,10 @@ impl World for FsWorld {
         let full = if path.starts_with('/') { PathBuf::from(path) } else { self.root.join(path) };
         std::fs::read_to_string(&full).map_err(|e| e.to_string().to_lowercase())
     }
+
+    fn today(&self) -> Option<u32> {
+        ivr_compiler::today_from_env()
+    }
 }
 
 #[derive(Parser)]

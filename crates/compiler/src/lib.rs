@@ -28,6 +28,22 @@ pub use site::Site;
 pub trait World {
     /// The text of a file, or a message saying why it cannot be read.
     fn read(&self, path: &str) -> Result<String, String>;
+
+    /// Today (YYYYMMDD), for the checks that look ahead (a holiday calendar
+    /// running out); `None` skips them, so a compilation is the same any day.
+    fn today(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// Today as the checker sees it: `$IVR_TODAY` (YYYY-MM-DD, for tests and
+/// for checking a deploy ahead of time) or the date in Beijing.
+pub fn today_from_env() -> Option<u32> {
+    let date = match std::env::var("IVR_TODAY") {
+        Ok(d) => d.parse::<jiff::civil::Date>().ok()?,
+        Err(_) => jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").ok()?).date(),
+    };
+    Some(date.year() as u32 * 10_000 + date.month() as u32 * 100 + date.day() as u32)
 }
 
 /// A world held in memory, for tests and embedding.

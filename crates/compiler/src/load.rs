@@ -191,6 +191,9 @@ pub fn calendar_path(main: &str, name: &str) -> String {
     }
 }
 
+/// How far ahead a holiday calendar running out is warned of.
+const CALENDAR_WARN_DAYS: i64 = 60;
+
 fn load_calendars(world: &dyn World, l: &mut Loaded) {
     let mut wanted = Vec::new();
     for (_, f) in &l.files {
@@ -208,6 +211,7 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
         if l.calendars.contains_key(&path) {
             continue;
         }
+        let named_at = span;
         let text = match world.read(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -254,6 +258,30 @@ fn load_calendars(world: &dyn World, l: &mut Loaded) {
                     days.dedup();
                     days
                 };
+                // The calendar covers the years it names days in; opening
+                // hours past its end would treat every holiday as a working day.
+                let last_year = holidays.iter().chain(&makeup).map(|(d, _)| d / 10_000).max();
+                // Warned 60 days ahead: next year's days are published only in
+                // November or December, so a 12-month horizon would warn all year.
+                let horizon = world.today().and_then(|t| {
+                    let d = jiff::civil::Date::new((t / 10_000) as i16, (t / 100 % 100) as i8, (t % 100) as i8).ok()?.checked_add(jiff::Span::new().days(CALENDAR_WARN_DAYS)).ok()?;
+                    Some((t, d.year() as u32 * 10_000 + d.month() as u32 * 100 + d.day() as u32))
+                });
+                if let (Some((today, horizon)), Some(year)) = (horizon, last_year) {
+                    let covered_until = year * 10_000 + 1231;
+                    if covered_until < horizon {
+                        let (y, m, d) = (today / 10_000, today / 100 % 100, today % 100);
+                        let (message, label) = if covered_until < today {
+                            (format!("holiday calendar `{path}` has expired: it lists days up to {year}, and today is {y}-{m:02}-{d:02}"), "an expired calendar")
+                        } else {
+                            (format!("holiday calendar `{path}` lists days up to {year}: it runs out within {CALENDAR_WARN_DAYS} days"), "runs out soon")
+                        };
+                        l.diags.push(
+                            Diagnostic::new(Code::CalendarRunsOut, message, named_at, label)
+                                .with_help(format!("add the holidays and make-up working days of {} (the State Council publishes them in November or December); until then those days are ordinary days", year + 1)),
+                        );
+                    }
+                }
                 l.calendars.insert(path, Calendar { holidays: sorted(holidays), makeup_days: sorted(makeup) });
             }
             Err(e) => l.diags.push(toml_error(file, &e)),
