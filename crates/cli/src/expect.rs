@@ -405,7 +405,7 @@ mod tests {
         let (out, probes) = clean(records);
         assert_eq!(probes, [3]);
         let keys: Vec<String> = out.iter().filter(|r| field(r, "event") == "key").map(|r| field(r, "key")).collect();
-        assert_eq!(keys, ["**", "1"]);
+        assert_eq!(keys, ["••", "1"]);
     }
 
     #[test]
