@@ -42,7 +42,7 @@ impl World for Overlay<'_> {
     }
 
     fn today(&self) -> Option<u32> {
-        ivr_compiler::today_from_env()
+        crate::today_from_env()
     }
 }
 

@@ -160,8 +160,18 @@ impl World for FsWorld {
     }
 
     fn today(&self) -> Option<u32> {
-        ivr_compiler::today_from_env()
+        today_from_env()
     }
+}
+
+/// Today as the checker sees it (the compiler reads no clock): `$IVR_TODAY`
+/// (YYYY-MM-DD, for tests and for checking a deploy ahead of time) or the date in Beijing.
+pub(crate) fn today_from_env() -> Option<u32> {
+    let date = match std::env::var("IVR_TODAY") {
+        Ok(d) => d.parse::<jiff::civil::Date>().ok()?,
+        Err(_) => jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").ok()?).date(),
+    };
+    Some(date.year() as u32 * 10_000 + date.month() as u32 * 100 + date.day() as u32)
 }
 
 #[derive(Parser)]

@@ -36,15 +36,6 @@ pub trait World {
     }
 }
 
-/// Today as the checker sees it: `$IVR_TODAY` (YYYY-MM-DD, for tests and
-/// for checking a deploy ahead of time) or the date in Beijing.
-pub fn today_from_env() -> Option<u32> {
-    let date = match std::env::var("IVR_TODAY") {
-        Ok(d) => d.parse::<jiff::civil::Date>().ok()?,
-        Err(_) => jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").ok()?).date(),
-    };
-    Some(date.year() as u32 * 10_000 + date.month() as u32 * 100 + date.day() as u32)
-}
 
 /// A world held in memory, for tests and embedding.
 #[derive(Debug, Default, Clone)]
