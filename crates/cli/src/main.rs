@@ -692,7 +692,8 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
     let flows_dir = flows.first().and_then(|f| f.parent()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     // Flows that do not compile do not stop the server when a release it
     // served before can be served again (the server decides, and says so).
-    let programs = compile_all(&flows);
+    let json_logs = log_format == LogFormat::Json;
+    let programs = compile_all_logged(&flows, json_logs);
     let data = cfg.data.unwrap_or_else(|| flows_dir.join("data"));
     let quotes = cfg.quotes.unwrap_or_else(|| data.join("quotes.csv"));
     let store = Arc::new(ivr_services::Embedded::open(&data, &quotes).map_err(|e| format!("embedded services ({}): {e}", data.display()))?);
@@ -731,7 +732,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
                 None if config.is_some() => flows.clone(),
                 None => root_flows(Path::new("flows"))?,
             };
-            Ok(ivr_server::Reloaded { programs: compile_all(&flows)?, acd })
+            Ok(ivr_server::Reloaded { programs: compile_all_logged(&flows, json_logs)?, acd })
         })),
         acd,
         ops_listen,
@@ -773,10 +774,27 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
 
 /// Compiles every flow to serve; any error refuses the whole set.
 fn compile_all(flows: &[PathBuf]) -> Result<Vec<(String, Arc<ivr_bytecode::Program>)>, String> {
+    compile_all_logged(flows, false)
+}
+
+/// The same, the diagnostics written as log events (`--log-format json`:
+/// one JSON object per line, never a drawing) when `as_logs`.
+fn compile_all_logged(flows: &[PathBuf], as_logs: bool) -> Result<Vec<(String, Arc<ivr_bytecode::Program>)>, String> {
     let mut programs = Vec::new();
     for f in flows {
         let (c, root) = compile_flow(f)?;
-        print_human(&c, &root);
+        if as_logs {
+            for d in &c.diagnostics {
+                let v = report::json(&c.sources, &root, d);
+                let at = format!("{}:{}:{}", v["file"].as_str().unwrap_or(""), v["line"], v["column"]);
+                match d.severity {
+                    ivr_compiler::Severity::Error => tracing::error!(code = d.code, at = %at, "{}", d.message),
+                    ivr_compiler::Severity::Warning => tracing::warn!(code = d.code, at = %at, "{}", d.message),
+                }
+            }
+        } else {
+            print_human(&c, &root);
+        }
         let Some(p) = c.program else {
             return Err(format!("{} does not compile", f.display()));
         };
