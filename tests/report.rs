@@ -50,6 +50,12 @@ fn the_funnel_containment_and_first_contact_resolution() {
     assert_eq!(node("main_menu")["hung_up"], 1, "the anonymous caller hung up at the menu");
     assert_eq!(node("quotes")["hung_up"], 2);
     assert_eq!(node("to_agent")["hung_up"], 1, "the caller who abandoned the queue; not the ones served");
+    // A canary's calls beside the current release's.
+    assert_eq!(v["releases"]["a1b2c3d4e5f6"]["calls"], 5);
+    assert_eq!(v["releases"]["b2c3d4e5f6a7"]["calls"], 2);
+    assert_eq!(v["releases"]["b2c3d4e5f6a7"]["hung_up_in_ivr"], 1, "the anonymous caller");
+    let csv = stdout(&ivr(&["report", "--data", "tests/report", "--date", "2026-11-23", "--format", "csv", "--section", "releases"]));
+    assert!(csv.contains("b2c3d4e5f6a7,2,100.0,1,"), "{csv}");
     // Queued: two of three callers waited for an agent to be free.
     assert_eq!(v["all_queues"]["queued"], 2);
     assert_eq!(v["all_queues"]["answer_rate"].as_f64().unwrap().round(), 67.0);

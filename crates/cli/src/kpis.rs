@@ -46,6 +46,9 @@ pub struct Report {
     /// Where callers went in each flow, and where they hung up.
     pub funnel: BTreeMap<String, Funnel>,
     pub first_contact: FirstContact,
+    /// Calls by the release (deployed version of the flows) they ran on: a
+    /// canary beside the current release.
+    pub releases: BTreeMap<String, ReleaseLine>,
     /// Queue waits: answered and abandoned callers by how long they waited.
     pub waits: Vec<WaitBand>,
 }
@@ -98,6 +101,18 @@ pub struct Period {
     pub queues: BTreeMap<String, ivr_acd::Kpi>,
     pub all_queues: ivr_acd::Kpi,
     pub average_waiting: f64,
+}
+
+/// The calls one release took.
+#[derive(Debug, Default, Serialize)]
+pub struct ReleaseLine {
+    pub calls: u64,
+    pub contained: u64,
+    pub containment: f64,
+    /// Callers who hung up in the IVR, before any agent answered.
+    pub hung_up_in_ivr: u64,
+    /// How calls ended (as in `ivr.outcomes`).
+    pub outcomes: BTreeMap<String, u64>,
 }
 
 /// One hour of the day (local), over every day of the span.
@@ -173,6 +188,12 @@ fn caller_left_in_ivr(c: &Value) -> bool {
     by_caller && !c["handoffs"].as_array().is_some_and(|h| h.iter().any(|h| h["outcome"] == "served"))
 }
 
+/// An outcome without the numbers in it (`transferred:1001` → `transferred`;
+/// a `hangup:` keeps its reason).
+fn outcome_class(outcome: &str) -> String {
+    outcome.split(':').take(if outcome.starts_with("hangup") { 2 } else { 1 }).collect::<Vec<_>>().join(":")
+}
+
 /// A number that identifies a caller (not withheld or anonymous).
 fn identified(caller: &str) -> bool {
     let c = caller.trim();
@@ -224,13 +245,12 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     let mut period_calls = vec![(0u64, 0u64); w.periods.len()];
     let mut hours: Vec<HourLine> = (0..24).map(|hour| HourLine { hour, ..HourLine::default() }).collect();
     let mut funnels: BTreeMap<String, (Funnel, BTreeMap<String, FunnelNode>)> = BTreeMap::new();
+    let mut releases: BTreeMap<String, ReleaseLine> = BTreeMap::new();
     for c in &calls {
         let start = c["start_ms"].as_i64().unwrap_or(0);
         ivr.calls += 1;
         *ivr.by_number.entry(c["dialed"].as_str().unwrap_or("").to_string()).or_default() += 1;
-        let outcome = c["outcome"].as_str().unwrap_or("unknown");
-        let outcome = outcome.split(':').take(if outcome.starts_with("hangup") { 2 } else { 1 }).collect::<Vec<_>>().join(":");
-        *ivr.outcomes.entry(outcome).or_default() += 1;
+        *ivr.outcomes.entry(outcome_class(c["outcome"].as_str().unwrap_or("unknown"))).or_default() += 1;
         let nodes: Vec<&str> = c["nodes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         let mut seen = std::collections::BTreeSet::new();
         let (funnel, steps) = funnels.entry(c["flow"].as_str().unwrap_or("").to_string()).or_default();
@@ -260,6 +280,12 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
             ended += 1;
         }
         let contained = !asked_for_agent(c);
+        let release = c["release"].as_str().filter(|r| !r.is_empty()).unwrap_or("(none)").to_string();
+        let rl = releases.entry(release).or_insert_with(ReleaseLine::default);
+        rl.calls += 1;
+        rl.contained += u64::from(contained);
+        rl.hung_up_in_ivr += u64::from(caller_left_in_ivr(c));
+        *rl.outcomes.entry(outcome_class(c["outcome"].as_str().unwrap_or("unknown"))).or_default() += 1;
         if contained {
             funnel.contained += 1;
             ivr.contained += 1;
@@ -394,7 +420,10 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     }
     let agents_utilisation = pct(all_busy, all_on);
     let agents = agents.into_values().filter(|a| a.calls > 0 || a.states_s.keys().any(|k| k != "logged_out")).collect();
-    Ok(Report { from: w.labels.0.clone(), to: w.labels.1.clone(), ivr, queues, all_queues, average_waiting, agents, agents_utilisation, survey, by: w.by.clone(), periods, hours, funnel, first_contact, waits })
+    for r in releases.values_mut() {
+        r.containment = pct(r.contained, r.calls);
+    }
+    Ok(Report { from: w.labels.0.clone(), to: w.labels.1.clone(), ivr, queues, all_queues, average_waiting, agents, agents_utilisation, survey, by: w.by.clone(), periods, hours, funnel, first_contact, releases, waits })
 }
 
 fn secs(ms: u64) -> String {
@@ -478,6 +507,14 @@ pub fn render(r: &Report) -> String {
             w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", p.period, p.ivr_calls, contained, q.offered, q.answered, q.abandoned, sl, asa, abandon));
         }
     }
+    if r.releases.len() > 1 {
+        w(String::new());
+        w(format!("{:<14} {:>6} {:>10} {:>13}  ended", "release", "calls", "contained", "hung up (IVR)"));
+        for (id, l) in &r.releases {
+            let ended = l.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+            w(format!("{:<14} {:>6} {:>10} {:>13}  {ended}", id, l.calls, rate(l.containment, l.calls, 1), l.hung_up_in_ivr));
+        }
+    }
     for (flow, f) in &r.funnel {
         w(String::new());
         w(format!("funnel {flow}: {} calls, {} contained", f.calls, f.contained));
@@ -529,6 +566,8 @@ pub enum Section {
     Agents,
     /// One row per hour of the day.
     Hours,
+    /// One row per release the calls ran on (a canary beside the current one).
+    Releases,
 }
 
 fn csv_field(s: &str) -> String {
@@ -578,6 +617,14 @@ pub fn csv(r: &Report, section: Section) -> String {
                 let on: u64 = a.states_s.iter().filter(|(k, _)| *k != "logged_out").map(|(_, v)| *v).sum();
                 let utilisation = if on > 0 { f1(a.utilisation) } else { String::new() };
                 csv_row(&mut o, &[a.agent.clone(), a.calls.to_string(), a.talk_s.to_string(), a.wrap_up_s.to_string(), get("ready"), get("not_ready"), utilisation]);
+            }
+        }
+        Section::Releases => {
+            csv_row(&mut o, &["release", "calls", "contained_pct", "hung_up_in_ivr", "outcomes"].map(String::from));
+            for (id, l) in &r.releases {
+                let ended = l.outcomes.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(" ");
+                let contained = if l.calls > 0 { f1(l.containment) } else { String::new() };
+                csv_row(&mut o, &[id.clone(), l.calls.to_string(), contained, l.hung_up_in_ivr.to_string(), ended]);
             }
         }
         Section::Hours => {
