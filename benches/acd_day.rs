@@ -27,10 +27,10 @@ const MEAN_PATIENCE_MS: f64 = 120_000.0;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive(u64),
-    Answer(u64, String),
+    Answer(u64, ivr_acd::AgentId),
     TalkEnd(u64),
     GiveUp(u64),
-    Ready(String),
+    Ready(ivr_acd::AgentId),
     Staff(u64),
 }
 

@@ -39,7 +39,7 @@ impl Strategy {
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
     /// The work number callers dial and supervisors use.
-    pub id: String,
+    pub id: crate::AgentId,
     #[serde(default)]
     pub name: String,
     /// Skill name and level (1 = basic … 10 = expert).
@@ -72,7 +72,7 @@ pub struct Widen {
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// The name flows use in `enqueue NAME`.
-    pub name: String,
+    pub name: crate::QueueId,
     /// The skill agents need; defaults to the queue's name.
     #[serde(default)]
     pub skill: Option<String>,
@@ -137,7 +137,7 @@ impl QueueConfig {
     /// A queue with every default, for tests and examples.
     pub fn new(name: &str) -> QueueConfig {
         QueueConfig {
-            name: name.to_string(),
+            name: name.into(),
             skill: None,
             strategy: Strategy::default(),
             ring_ms: default_ring_ms(),
@@ -170,7 +170,7 @@ impl QueueConfig {
 impl AgentConfig {
     pub fn new(id: &str, skills: &[(&str, u8)]) -> AgentConfig {
         AgentConfig {
-            id: id.to_string(),
+            id: id.into(),
             name: String::new(),
             skills: skills.iter().map(|(s, l)| (s.to_string(), *l)).collect(),
             address: None,

@@ -12,6 +12,7 @@
 
 mod config;
 pub mod erlang;
+mod ids;
 mod kpi;
 #[cfg(test)]
 mod proptests;
@@ -21,6 +22,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 pub use config::{AcdConfig, AgentConfig, QueueConfig, Strategy, Tier, Widen};
+pub use ids::{AgentId, QueueId};
 pub use kpi::Kpi;
 
 pub type Millis = u64;
@@ -66,9 +68,9 @@ pub use ivr_bytecode::contract::Outcome;
 pub enum Command {
     /// Ring `agent` (at `contact`) for `call`; report `answered` or `offer_failed`.
     /// The ACD withdraws the offer itself after `ring_ms`.
-    Offer { call: CallId, agent: String, contact: Option<String>, queue: Option<String>, priority: i64 },
+    Offer { call: CallId, agent: AgentId, contact: Option<String>, queue: Option<QueueId>, priority: i64 },
     /// Stop ringing `agent` for `call` (another answered, the caller left, it rang out).
-    Withdraw { call: CallId, agent: String },
+    Withdraw { call: CallId, agent: AgentId },
     /// The hand-off is over: resume the caller's flow with this outcome.
     Finish { call: CallId, outcome: Outcome },
     /// Tell the waiting caller their position (only ever when it improved) and
@@ -95,10 +97,10 @@ pub struct CallRecord {
     #[serde(default)]
     pub call: CallId,
     #[serde(default)]
-    pub queue: Option<String>,
+    pub queue: Option<QueueId>,
     /// The work number dialled, for direct calls.
     #[serde(default)]
-    pub dialed_agent: Option<String>,
+    pub dialed_agent: Option<AgentId>,
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]
@@ -109,7 +111,7 @@ pub struct CallRecord {
     /// `no_agents`, `full`, `busy`, `absent`, `no_answer`, `failed`.
     pub result: String,
     #[serde(default)]
-    pub agent: Option<String>,
+    pub agent: Option<AgentId>,
     #[serde(default)]
     pub talk_ms: Millis,
     #[serde(default)]
@@ -126,7 +128,7 @@ pub struct CallRecord {
 /// An agent's time in one state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AgentStateRecord {
-    pub agent: String,
+    pub agent: AgentId,
     pub state: &'static str,
     pub reason: Option<String>,
     pub from_ms: Millis,
@@ -238,7 +240,7 @@ impl Queue {
 
 pub struct Acd {
     agents: Vec<Agent>,
-    by_id: HashMap<String, usize>,
+    by_id: HashMap<AgentId, usize>,
     queues: Vec<Queue>,
     tiers: Vec<Tier>,
     direct_wrap_up_ms: Millis,
@@ -438,7 +440,7 @@ impl Acd {
                 None => self.queues.push(Queue::new(qc)),
             }
         }
-        let removed: Vec<String> = self.by_id.keys().filter(|id| !cfg.agents.iter().any(|a| &a.id == *id)).cloned().collect();
+        let removed: Vec<AgentId> = self.by_id.keys().filter(|id| !cfg.agents.iter().any(|a| &a.id == *id)).cloned().collect();
         for id in removed {
             let _ = self.logout(now, &id);
             if let Some(a) = self.by_id.remove(&id) {
@@ -1013,7 +1015,7 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueView {
-    pub name: String,
+    pub name: QueueId,
     pub strategy: &'static str,
     pub waiting: usize,
     pub longest_wait_ms: Millis,
@@ -1034,7 +1036,7 @@ pub struct CallerView {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentView {
-    pub id: String,
+    pub id: AgentId,
     pub name: String,
     pub state: &'static str,
     pub reason: Option<String>,

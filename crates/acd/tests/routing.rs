@@ -37,7 +37,7 @@ fn drain(acd: &mut Acd) -> Vec<Command> {
 fn offers(cmds: &[Command]) -> Vec<(u64, String)> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::Offer { call, agent, .. } => Some((*call, agent.clone())),
+            Command::Offer { call, agent, .. } => Some((*call, agent.to_string())),
             _ => None,
         })
         .collect()

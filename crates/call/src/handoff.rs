@@ -326,7 +326,7 @@ impl Core {
                     }
                 }
                 Command::Withdraw { call, agent } => {
-                    let leg = self.agents.legs.iter().find(|(_, l)| l.caller == CallKey(call) && l.agent == agent).map(|(k, _)| *k);
+                    let leg = self.agents.legs.iter().find(|(_, l)| l.caller == CallKey(call) && l.agent == agent.as_str()).map(|(k, _)| *k);
                     if let Some(leg) = leg {
                         self.endpoint.hangup(now, leg);
                         self.drop_leg(leg);

@@ -1355,7 +1355,7 @@ fn check(paths: &[PathBuf], format: Format, deny_warnings: bool, config: Option<
         Some(p) => {
             let cfg = read_config(p)?;
             let acd = cfg.acd().map_err(|e| format!("`{}`: {e}", p.display()))?;
-            Some(ivr_compiler::Site { queues: acd.queues.iter().map(|q| q.name.clone()).collect(), tiers: acd.tiers.iter().map(|t| (t.name.clone(), t.priority)).collect() })
+            Some(ivr_compiler::Site { queues: acd.queues.iter().map(|q| q.name.to_string()).collect(), tiers: acd.tiers.iter().map(|t| (t.name.clone(), t.priority)).collect() })
         }
         None => None,
     };

@@ -90,7 +90,7 @@ pub struct HourPlan {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive,
-    Answer(u64, String),
+    Answer(u64, ivr_acd::AgentId),
     TalkEnd(u64),
     GiveUp(u64),
     Staff(usize),
