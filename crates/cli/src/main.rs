@@ -849,8 +849,10 @@ fn operator() -> String {
     if host.is_empty() { user } else { format!("{user}@{host}") }
 }
 
+/// A wall-clock instant in the centre's time zone (`$IVR_TZ`, else Asia/Shanghai, as `ivr report`).
 fn when(ms: &serde_json::Value) -> String {
-    ms.as_i64().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map_or_else(|| "?".into(), |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+    let zone = std::env::var("IVR_TZ").ok().and_then(|z| jiff::tz::TimeZone::get(&z).ok()).or_else(|| jiff::tz::TimeZone::get("Asia/Shanghai").ok()).unwrap_or(jiff::tz::TimeZone::UTC);
+    ms.as_i64().and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()).map_or_else(|| "?".into(), |t| t.to_zoned(zone).strftime("%Y-%m-%d %H:%M:%S %Z").to_string())
 }
 
 /// Says what new calls get after a deploy, promote or rollback.
