@@ -72,6 +72,9 @@ fn reports_by_hour_week_and_month_and_as_csv() {
     assert_eq!(periods[10]["all_queues"]["abandoned"], 1);
     assert_eq!(periods.iter().map(|p| p["ivr_calls"].as_u64().unwrap()).sum::<u64>(), 7, "every call in one period");
     assert_eq!(v["hours"][10]["offered"], 2);
+    // Agents' utilisation hour by hour: the peak hour (员工利用率最高) is read off it.
+    assert_eq!(periods[10]["utilisation"], 8.1);
+    assert_eq!(periods[3]["logged_in_s"], 0, "nobody logged in at 03:00");
     // Weeks run Monday to Sunday, clipped to the span: Sun 22nd, then Mon 23rd–Sat 28th.
     let weekly = ivr(&["report", "--data", "tests/report", "--date", "2026-11-22", "--days", "7", "--by", "week", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&weekly)).unwrap();

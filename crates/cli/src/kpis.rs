@@ -101,6 +101,11 @@ pub struct Period {
     pub queues: BTreeMap<String, ivr_acd::Kpi>,
     pub all_queues: ivr_acd::Kpi,
     pub average_waiting: f64,
+    /// All agents' busy time (ringing, talking, wrap-up) of their logged-in
+    /// time in the period (%), and that logged-in time (s): the peak hour
+    /// of 员工利用率 is read off `--by hour`.
+    pub utilisation: f64,
+    pub logged_in_s: u64,
 }
 
 /// The calls one release took.
@@ -358,6 +363,25 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
     let (queues, all_queues) = by_queue(&all);
     let span = |a: i64, b: i64| (b.min(w.now_ms) - a).max(0) as u64;
     let average_waiting = all_queues.average_waiting(span(w.from_ms, w.to_ms));
+    // Agents' states, for each period's utilisation.
+    let states: Vec<(String, i64, i64)> = lines(&data.join("agents.jsonl"))?
+        .iter()
+        .filter_map(|s| Some((s["state"].as_str()?.to_string(), s["from_at_ms"].as_i64()?, s["to_at_ms"].as_i64()?)))
+        .collect();
+    let utilisation_in = |a: i64, b: i64| {
+        let (mut busy, mut on) = (0i64, 0i64);
+        for (st, f, t) in &states {
+            let ms = (*t).min(b).saturating_sub((*f).max(a));
+            if ms <= 0 || st == "logged_out" {
+                continue;
+            }
+            on = on.saturating_add(ms);
+            if matches!(st.as_str(), "ringing" | "talking" | "wrap_up") {
+                busy = busy.saturating_add(ms);
+            }
+        }
+        (pct(busy as u64, on as u64), (on / 1000) as u64)
+    };
     let periods = w
         .periods
         .iter()
@@ -366,7 +390,8 @@ pub fn build(data: &Path, w: &Window, sl_threshold_ms: u64) -> Result<Report, St
             let rs: Vec<&ivr_acd::CallRecord> = records.iter().filter(|(t, _)| t >= a && t < b).map(|(_, r)| r).collect();
             let (queues, all_queues) = by_queue(&rs);
             let (calls, contained) = period_calls[i];
-            Period { period: label.clone(), ivr_calls: calls, contained, containment: pct(contained, calls), average_waiting: all_queues.average_waiting(span(*a, *b)), queues, all_queues }
+            let (utilisation, logged_in_s) = utilisation_in(*a, *b);
+            Period { period: label.clone(), ivr_calls: calls, contained, containment: pct(contained, calls), average_waiting: all_queues.average_waiting(span(*a, *b)), queues, all_queues, utilisation, logged_in_s }
         })
         .collect();
     for h in 0..24u8 {
@@ -497,14 +522,15 @@ pub fn render(r: &Report) -> String {
     ));
     if r.periods.len() > 1 {
         w(String::new());
-        w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", format!("by {}", r.by), "calls", "contained", "offered", "answered", "abandoned", format!("SL {}s", k.service_level_threshold_ms / 1000), "ASA", "abandon"));
+        w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}", format!("by {}", r.by), "calls", "contained", "offered", "answered", "abandoned", format!("SL {}s", k.service_level_threshold_ms / 1000), "ASA", "abandon", "agents"));
         for p in &r.periods {
             let q = &p.all_queues;
             // A period nobody queued in has no service level, not 100%.
             let sl = rate(q.service_level, q.answered + q.abandoned, 1);
             let asa = if q.answered == 0 { "–".to_string() } else { secs(q.asa_ms) };
             let (abandon, contained) = (rate(q.abandon_rate, q.offered, 2), rate(p.containment, p.ivr_calls, 1));
-            w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8}", p.period, p.ivr_calls, contained, q.offered, q.answered, q.abandoned, sl, asa, abandon));
+            let busy = rate(p.utilisation, p.logged_in_s, 1);
+            w(format!("{:<17} {:>6} {:>9} {:>7} {:>8} {:>9} {:>8} {:>9} {:>8} {:>8}", p.period, p.ivr_calls, contained, q.offered, q.answered, q.abandoned, sl, asa, abandon, busy));
         }
     }
     if r.releases.len() > 1 {
@@ -587,7 +613,7 @@ pub fn csv(r: &Report, section: Section) -> String {
     let f1 = |x: f64| format!("{x:.1}");
     match section {
         Section::Periods => {
-            csv_row(&mut o, &["period", "queue", "ivr_calls", "contained_pct", "offered", "answered", "abandoned", "sent_on", "answer_rate_pct", "service_level_pct", "asa_s", "abandon_rate_pct", "aht_s", "queue_rate_pct", "average_waiting", "longest_wait_s"].map(String::from));
+            csv_row(&mut o, &["period", "queue", "ivr_calls", "contained_pct", "offered", "answered", "abandoned", "sent_on", "answer_rate_pct", "service_level_pct", "asa_s", "abandon_rate_pct", "aht_s", "queue_rate_pct", "average_waiting", "longest_wait_s", "agent_utilisation_pct"].map(String::from));
             for p in &r.periods {
                 for (q, k) in p.queues.iter().map(|(q, k)| (q.as_str(), k)).chain([("(all)", &p.all_queues)]) {
                     // The IVR's figures are the period's: on its `(all)` row only, so a column sums right.
@@ -597,7 +623,7 @@ pub fn csv(r: &Report, section: Section) -> String {
                     let over = |n: u64, v: String| if n > 0 { v } else { String::new() };
                     let secs = |n: u64, ms: u64| over(n, format!("{:.1}", ms as f64 / 1000.0));
                     let (ivr_calls, contained) = if all { (p.ivr_calls.to_string(), over(p.ivr_calls, f1(p.containment))) } else { (String::new(), String::new()) };
-                    csv_row(&mut o, &[p.period.clone(), q.to_string(), ivr_calls, contained, k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), over(k.offered, f1(k.answer_rate)), over(k.answered + k.abandoned, f1(k.service_level)), secs(k.answered, k.asa_ms), over(k.offered, f1(k.abandon_rate)), secs(k.answered, k.aht_ms), over(k.offered, f1(k.queue_rate)), avg, secs(k.offered, k.longest_wait_ms)]);
+                    csv_row(&mut o, &[p.period.clone(), q.to_string(), ivr_calls, contained, k.offered.to_string(), k.answered.to_string(), k.abandoned.to_string(), k.overflowed.to_string(), over(k.offered, f1(k.answer_rate)), over(k.answered + k.abandoned, f1(k.service_level)), secs(k.answered, k.asa_ms), over(k.offered, f1(k.abandon_rate)), secs(k.answered, k.aht_ms), over(k.offered, f1(k.queue_rate)), avg, secs(k.offered, k.longest_wait_ms), if all { over(p.logged_in_s, f1(p.utilisation)) } else { String::new() }]);
                 }
             }
         }
