@@ -64,15 +64,19 @@ fn config(agents: &[(&str, u16)], admin: u16) -> String {
 }
 
 fn lines(server: &Server, file: &str, want: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(&format!("{want} lines in {file}"), Duration::from_secs(10), || {
         let text = std::fs::read_to_string(server.data.join(file)).unwrap_or_default();
         let recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        if recs.len() >= want || Instant::now() > deadline {
-            return recs;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (recs.len() >= want).then_some(recs)
+    })
+}
+
+/// The admin API's view of the agents, once `agent` is in `state`.
+fn agent_in(admin: &str, agent: &str, state: &str) -> serde_json::Value {
+    wait_for(&format!("agent {agent} {state}"), Duration::from_secs(10), || {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", admin]))).unwrap_or_default();
+        v["agents"].as_array()?.iter().any(|a| a["id"] == agent && a["state"] == state).then_some(v)
+    })
 }
 
 #[test]
@@ -154,16 +158,7 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
     let media: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     ua.info("bridge-1", &tag, "Signal=0\r\nDuration=160\r\n");
     // While bridged, the wallboard shows the agent talking.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let state = loop {
-        let o = ivr(&["agents", "--admin", &format!("127.0.0.1:{admin}"), "--json"]);
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_default();
-        if v["agents"][0]["state"] == "talking" || Instant::now() > deadline {
-            break v;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(state["agents"][0]["state"], "talking", "{state}");
+    let state = agent_in(&format!("127.0.0.1:{admin}"), "1001", "talking");
     assert_eq!(state["queues"][0]["talking"], 1);
     // What the caller says reaches the agent and (echoed) comes back.
     let echoed = talk(&ua, media, 50, Duration::from_secs(8));
@@ -181,15 +176,7 @@ fn audio_and_keys_cross_the_bridge_and_the_admin_api_sees_it() {
     assert_eq!(board.matches("SL(20s)").count(), 2, "{board}");
     assert!(board.contains("general"), "{board}");
     // The KPIs count the call once the agent's wrap-up (1 s) is over.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let kpi = loop {
-        let kpi = admin_get(admin, "/kpi");
-        if kpi["all"]["answered"] == 1 || Instant::now() > deadline {
-            break kpi;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(kpi["all"]["answered"], 1, "{kpi}");
+    let kpi = wait_for("the answered call in /kpi", Duration::from_secs(5), || Some(admin_get(admin, "/kpi")).filter(|k| k["all"]["answered"] == 1));
     assert_eq!(kpi["queues"]["general"]["service_level"], 100.0, "{kpi}");
 }
 
@@ -230,24 +217,11 @@ fn direct_dial_by_work_number_ready_and_paused() {
     let o = ivr(&["agent", "pause", "1002", "--reason", "training", "--admin", &format!("127.0.0.1:{admin}")]);
     assert!(stdout(&o).contains("agent 1002: not_ready (training)") || stdout(&o).contains("agent 1002: wrap_up"), "{}{}", stdout(&o), stderr(&o));
     // Wrap-up ends; then the pause applies.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &format!("127.0.0.1:{admin}")]))).unwrap();
-        let state = v["agents"].as_array().unwrap().iter().find(|a| a["id"] == "1002").map(|a| a["state"].clone());
-        if state.as_ref().and_then(|s| s.as_str()) == Some("not_ready") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agent 1002 never paused: {state:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent_in(&format!("127.0.0.1:{admin}"), "1002", "not_ready");
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "direct-busy");
     ua.info("direct-busy", &tag, "Signal=8\r\nDuration=160\r\n");
     let recs = records(&s, 2);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while records(&s, 2).len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let h = &recs[1]["handoffs"][0];
     assert_eq!((h["target"].as_str(), h["outcome"].as_str()), (Some("1002"), Some("busy")), "{}", recs[1]);
     // Unknown agents and actions are clear errors.
@@ -332,7 +306,11 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "leave-1");
     ua.info("leave-1", &tag, "Signal=0\r\nDuration=160\r\n");
-    std::thread::sleep(Duration::from_millis(300));
+    // Queued (the event), then listened to.
+    wait_for("the caller queued", Duration::from_secs(5), || {
+        let state: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &admin_at]))).unwrap_or_default();
+        (state["queues"][0]["waiting"] == 1).then_some(())
+    });
     let mut buf = [0u8; 2048];
     let mut loud = 0;
     for _ in 0..100 {
@@ -360,15 +338,7 @@ fn a_waiting_caller_hears_music_leaves_by_key_and_a_caller_who_hangs_up_ends_the
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("7001", "hangup-1");
     ua.info("hangup-1", &tag, "Signal=0\r\nDuration=160\r\n");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let v: serde_json::Value = serde_json::from_str(&stdout(&ivr(&["agents", "--json", "--admin", &admin_at]))).unwrap();
-        if v["agents"][0]["state"] == "talking" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(500));
+    agent_in(&admin_at, "1001", "talking");
     ua.bye("hangup-1", &tag);
     let agent = finished(phone);
     assert!(agent.status.success(), "the agent's phone did not get the BYE: {}", String::from_utf8_lossy(&agent.stdout));

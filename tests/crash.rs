@@ -24,8 +24,13 @@ fn killed_submissions_leave_each_order_exactly_once() {
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.to_str().unwrap().to_string();
     let args = ["sim", "flows/securities_hotline.ivr", "--json", "--keys", BUY, "--at", AT, "--data", &data];
-    let mut acknowledged = Vec::new();
-    for attempt in 0..16u64 {
+    // Where the order is placed in a whole call's transcript: the kills land
+    // on each event around it (the request, its answer, the confirmation).
+    let probe = ivr(&args);
+    let events: Vec<serde_json::Value> = stdout(&probe).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let at = events.iter().position(|v| v["op"] == "place_order").expect("the call places an order");
+    let mut acknowledged: Vec<String> = events.iter().filter(|v| v["event"] == "result" && v["op"] == "place_order").filter_map(|v| v["fields"]["order_no"].as_str().map(str::to_string)).collect();
+    for kill_after in at.saturating_sub(8)..at + 8 {
         let mut child = Command::new(ivr_path())
             .args(args)
             .current_dir(root())
@@ -33,10 +38,17 @@ fn killed_submissions_leave_each_order_exactly_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(attempt * 1_500));
-        let _ = child.kill(); // SIGKILL on Unix
-        let out = child.wait_with_output().unwrap();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        for _ in 0..kill_after {
+            if std::io::BufRead::read_line(&mut out, &mut seen).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        let _ = child.kill(); // SIGKILL on Unix, right after that event
+        let _ = std::io::Read::read_to_string(&mut out, &mut seen);
+        let _ = child.wait();
+        for line in seen.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue }; // a torn last line
             if v["event"] == "result" && v["op"] == "place_order" && v["outcome"] == "ok" {
                 acknowledged.push(v["fields"]["order_no"].as_str().unwrap().to_string());
@@ -55,7 +67,7 @@ fn killed_submissions_leave_each_order_exactly_once() {
     acknowledged.push(final_no.clone());
 
     let orders = order_lines(&data);
-    assert_eq!(orders.len(), 1, "exactly one order after {} runs: {orders:#?}", 17);
+    assert_eq!(orders.len(), 1, "exactly one order after 18 runs: {orders:#?}");
     assert_eq!(orders[0]["order_no"], final_no.as_str());
     assert!(acknowledged.iter().all(|n| *n == final_no), "every acknowledgement names the one order: {acknowledged:?}");
     assert_eq!(orders[0]["shares"], 200);
@@ -91,10 +103,7 @@ fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
     b.establish("962588", "in-progress-2");
     let calls = s.data.join("calls.jsonl");
     // The records of calls in progress are on disk before anything ends.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&calls).unwrap_or_default().contains("in-progress-2") && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for("the open records on disk", Duration::from_secs(5), || std::fs::read_to_string(&calls).unwrap_or_default().contains("in-progress-2").then_some(()));
     // SIGKILL, as a crash would.
     s.child.kill().unwrap();
     s.child.wait().unwrap();
@@ -117,16 +126,10 @@ fn a_server_killed_mid_call_loses_no_call_record_and_never_glues_a_torn_line() {
     let c = common::server::TestUa::new(s.sip);
     let tag = c.establish("962588", "after-restart");
     c.bye("after-restart", &tag);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut recs = Vec::new();
-    while std::time::Instant::now() < deadline {
-        let text = std::fs::read_to_string(&calls).unwrap();
-        recs = last_lines(&text);
-        if recs.iter().any(|r| r["call_id"] == "after-restart" && r["state"] == "closed") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let recs = common::wait_for("the call after the restart closed", Duration::from_secs(5), || {
+        let recs = last_lines(&std::fs::read_to_string(&calls).unwrap());
+        recs.iter().any(|r| r["call_id"] == "after-restart" && r["state"] == "closed").then_some(recs)
+    });
     let _ = again.kill();
     let _ = again.wait();
     let by_id = |id: &str| recs.iter().find(|r| r["call_id"] == id).unwrap_or_else(|| panic!("no record of {id}: {recs:#?}"));

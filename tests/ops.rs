@@ -8,7 +8,7 @@ use common::server::*;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A plain HTTP/1.1 request: (status, headers, body).
 fn http(ops: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
@@ -216,14 +216,7 @@ fn scrape(ops: SocketAddr) -> Exposition {
 /// Waits until the server's counts show `done` (the last message of a call
 /// and its count may trail the caller's view by a turn of the main loop).
 fn scrape_until(ops: SocketAddr, done: impl Fn(&Exposition) -> bool) -> Exposition {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let e = scrape(ops);
-        if done(&e) || Instant::now() > deadline {
-            return e;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for("the counts to move", Duration::from_secs(5), || Some(scrape(ops)).filter(|e| done(e)))
 }
 
 #[test]
@@ -270,9 +263,9 @@ fn counters_and_histograms_move_with_the_calls_and_every_line_is_valid_expositio
     // A caller who types 1 (quotes) and a stock code by SIP INFO: seven keys, one quote.
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("962588", "ops-call-1");
+    // Typed ahead of the prompts: the menu and the collect take them.
     for key in "1600000".chars() {
         ua.info("ops-call-1", &tag, &format!("Signal={key}\r\nDuration=160\r\n"));
-        std::thread::sleep(Duration::from_millis(100));
     }
     let quoted = scrape_until(ops, |e| e.sum("ivr_service_requests_total", &[("service", "quote")]) >= 1.0);
     assert_eq!(quoted.value("ivr_calls_active", &[]), 1.0);
@@ -292,14 +285,10 @@ fn readiness_turns_off_while_a_sigterm_drains_the_call_in_progress() {
     let ua = TestUa::new(s.sip);
     let tag = ua.establish("962588", "drain-1");
     let _ = std::process::Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (code, body) = loop {
+    let (code, body) = common::wait_for("/readyz to turn off", Duration::from_secs(5), || {
         let (code, _, body) = get(ops, "/readyz");
-        if code != 200 || Instant::now() > deadline {
-            break (code, body);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (code != 200).then_some((code, body))
+    });
     assert_eq!(code, 503, "{body}");
     let why: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(why, serde_json::json!({"ready": false, "reasons": ["draining"]}));
@@ -310,11 +299,7 @@ fn readiness_turns_off_while_a_sigterm_drains_the_call_in_progress() {
     let refused = TestUa::new(s.sip).invite("962588", &ua.sdp(), "drain-2");
     assert!(refused.starts_with("SIP/2.0 503"), "{refused}");
     ua.bye("drain-1", &tag);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the server stops once its last call ends");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for("the server to stop once its last call ended", Duration::from_secs(10), || s.child.try_wait().unwrap());
     assert!(std::net::TcpStream::connect(ops).is_err(), "and its listener with it");
 }
 

@@ -45,10 +45,9 @@ fn a_flood_of_invites_from_one_address_does_not_deny_service_to_others() {
             let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
             let me = sock.local_addr().unwrap();
             let body = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
-            let started = Instant::now();
             let mut sent = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-                // About 3,000 a second.
+            // About 3,000 a second, for at most a minute.
+            common::paced(Duration::from_millis(10), |i| {
                 for _ in 0..30 {
                     let m = format!(
                         "INVITE sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-f{sent}\r\nMax-Forwards: 70\r\nFrom: <sip:f@{me}>;tag=f{sent}\r\nTo: <sip:962588@{server}>\r\nCall-ID: flood-{sent}\r\nCSeq: 1 INVITE\r\nContact: <sip:f@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
@@ -57,8 +56,8 @@ fn a_flood_of_invites_from_one_address_does_not_deny_service_to_others() {
                     let _ = sock.send_to(m.as_bytes(), server);
                     sent += 1;
                 }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 6_000
+            });
             sent
         })
     };
@@ -105,12 +104,14 @@ fn rtp_keys_from_a_third_party_are_not_key_presses() {
     // A stranger on the same host (another port) and one elsewhere press 1.
     for from in ["127.0.0.1:0", "127.0.0.3:0"] {
         let stranger = UdpSocket::bind(from).unwrap();
-        for (i, p) in key(1, 100, 8_000, 0xbad).into_iter().enumerate() {
-            stranger.send_to(&p, media).unwrap();
-            if i % 2 == 1 {
-                std::thread::sleep(Duration::from_millis(20));
+        let packets = key(1, 100, 8_000, 0xbad);
+        // Two packets every 20 ms, as a phone sends an event.
+        common::paced(Duration::from_millis(20), |i| {
+            for p in packets.iter().skip(2 * i).take(2) {
+                stranger.send_to(p, media).unwrap();
             }
-        }
+            2 * (i + 1) < packets.len()
+        });
     }
     // The caller's own key, from the address its SDP gave: the caller hears
     // phone trading (2), never quotes (the strangers' 1).
@@ -156,9 +157,7 @@ fn tcp_is_capped_per_source_and_in_all_and_udp_calls_work_when_it_is_exhausted()
     ua.bye("udp-while-tcp-full", &tag);
     // A held connection closing frees its place.
     drop(held.pop());
-    std::thread::sleep(Duration::from_millis(200));
-    let mut again = tcp_from("127.0.0.6", s.sip);
-    assert!(works(&mut again, "c1"), "a freed place is taken again");
+    common::wait_for("a freed place taken again", Duration::from_secs(5), || works(&mut tcp_from("127.0.0.6", s.sip), "c1").then_some(()));
 }
 
 /// A TCP connection to `server` from the loopback address `ip`.
@@ -197,19 +196,15 @@ fn a_message_dripped_a_byte_at_a_time_is_cut_off_at_its_deadline() {
     let msg = b"OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-drip\r\nMax-Forwards: 70\r\nCall-ID: drip\r\nCSeq: 1 OPTIONS\r\n\r\n";
     let started = Instant::now();
     let mut closed_after = None;
-    for b in msg.iter() {
-        // One byte every 100 ms: the whole message would take 13 s.
-        if c.write_all(&[*b]).is_err() {
-            closed_after = Some(started.elapsed());
-            break;
-        }
+    // One byte every 50 ms (plus a read's 50 ms): the whole message would take 13 s.
+    common::paced(Duration::from_millis(50), |i| {
         let mut buf = [0u8; 64];
-        if let Ok(0) = c.read(&mut buf) {
+        if c.write_all(&msg[i..=i]).is_err() || matches!(c.read(&mut buf), Ok(0)) {
             closed_after = Some(started.elapsed());
-            break;
+            return false;
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        i + 1 < msg.len()
+    });
     let closed_after = closed_after.expect("the server closed the drip before it finished");
     assert!(closed_after < Duration::from_secs(8), "closed after {closed_after:?}, not when the drip ended");
 }
@@ -290,9 +285,8 @@ fn a_call_whose_caller_sends_no_media_is_ended_and_one_that_does_is_not() {
     let tag = to_tag(&reply);
     talker.ack("talking-caller", &tag);
     let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
-    let started = Instant::now();
     let mut seq = 0u16;
-    while started.elapsed() < Duration::from_secs(5) {
+    common::paced(Duration::from_millis(20), |i| {
         let mut p = vec![0x80, 0];
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&(seq as u32 * 160).to_be_bytes());
@@ -300,8 +294,8 @@ fn a_call_whose_caller_sends_no_media_is_ended_and_one_that_does_is_not() {
         p.extend(std::iter::repeat_n(0xffu8, 160));
         talker.rtp.send_to(&p, media).unwrap();
         seq = seq.wrapping_add(1);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        i < 250 // 5 s
+    });
     talker.bye("talking-caller", &tag);
     let recs = records(&s, 2);
     let by = |id: &str| recs.iter().find(|r| r["call_id"] == id).cloned().unwrap_or_else(|| panic!("{recs:#?}"));

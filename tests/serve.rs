@@ -172,14 +172,14 @@ fn a_caller_leaves_a_message_after_the_beep() {
     };
     let mut pk = ivr_media::rtp::Packetizer::new(42, 0, 1, 1000);
     let mut packet = [0u8; 200];
-    for f in 0..100 {
+    paced(Duration::from_millis(20), |f| {
         let frame: Vec<u8> = (0..160)
             .map(|i| ivr_media::g711::ulaw_encode(((f * 160 + i) as f64 * 2.0 * std::f64::consts::PI * 400.0 / 8000.0).sin().mul_add(9000.0, 0.0) as i16))
             .collect();
         let n = pk.write(&frame, 160, &mut packet);
         ua.rtp.send_to(&packet[..n], server_rtp).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        f + 1 < 100
+    });
     ua.info("msg-1", &to_tag, "Signal=#\r\n");
     // The flow thanks the caller and hangs up.
     let mut buf = [0u8; 8192];
@@ -306,7 +306,7 @@ fn in_band_dtmf_and_symmetric_rtp_latching() {
     natted.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut pk = ivr_media::rtp::Packetizer::new(7, 0, 1, 1);
     let mut packet = [0u8; 200];
-    for f in 0..15 {
+    paced(Duration::from_millis(20), |f| {
         let frame: Vec<u8> = (0..160)
             .map(|i| {
                 let t = (f * 160 + i) as f64 / 8000.0;
@@ -316,11 +316,12 @@ fn in_band_dtmf_and_symmetric_rtp_latching() {
             .collect();
         let n = pk.write(&frame, 160, &mut packet);
         natted.send_to(&packet[..n], server_rtp).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        f + 1 < 15
+    });
     let (_, from) = natted.recv_from(&mut buf).expect("RTP now comes to the latched address");
     assert_eq!(from, server_rtp);
-    std::thread::sleep(Duration::from_millis(300));
+    // The tone was key 1: the quotes menu answers, at the latched address.
+    hears_on(&natted, "enter_stock_code");
     ua.bye("inband-1", &to_tag);
     let recs = records(&s, 1);
     assert_eq!(recs[0]["keys"], "1", "{:?}", recs[0]);
@@ -369,15 +370,8 @@ fn sigterm_refuses_new_calls_and_lets_calls_finish() {
     let mut buf = [0u8; 2048];
     ua.rtp.recv_from(&mut buf).expect("the call in progress keeps its audio");
     ua.bye("drain-1", &to_tag);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server did not stop after its last call");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = wait_for("the server to stop after its last call", Duration::from_secs(5), || s.child.try_wait().unwrap());
+    assert!(status.success(), "{status}");
     assert_eq!(records(&s, 1).len(), 1);
 }
 

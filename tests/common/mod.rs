@@ -7,6 +7,38 @@ pub mod server;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Waits for an event a test can observe — a record line, an answer, a
+/// state — by asking `check` until it gives a value, and fails naming `what`
+/// after `within`: a test waits on what happens, never on a guess at how long
+/// it takes.
+pub fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Calls `step(i)` for i = 0, 1, … one every `every` until it returns false:
+/// real-time media (a caller's RTP goes at 20 ms a packet) and deliberately
+/// slow or steady senders (a drip, a flood).
+pub fn paced(every: Duration, mut step: impl FnMut(usize) -> bool) {
+    let start = Instant::now();
+    for i in 0.. {
+        if !step(i) {
+            return;
+        }
+        let next = start + every * (i as u32 + 1);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
 
 /// The `ivr` binary cargo built beside this test executable. `cargo test` does
 /// not build another package's binary, so `.ci/run` builds it first; a missing

@@ -32,20 +32,15 @@ impl Server {
     pub fn await_ready(&self, code: u16) {
         use std::io::{Read, Write};
         let ops = self.ops.expect("the operations listener");
-        let deadline = Instant::now() + Duration::from_secs(10);
         let want = format!("HTTP/1.1 {code}");
-        loop {
+        super::wait_for(&format!("/readyz answering {code}"), Duration::from_secs(10), || {
             let mut answer = String::new();
             if let Ok(mut c) = std::net::TcpStream::connect(ops) {
                 let _ = c.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {ops}\r\n\r\n").as_bytes());
                 let _ = c.read_to_string(&mut answer);
             }
-            if answer.starts_with(&want) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "/readyz never answered {code}: {answer}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            answer.starts_with(&want).then_some(())
+        })
     }
 }
 
@@ -152,28 +147,39 @@ pub fn sipp(server: &Server, scenario: &str, service: &str, extra: &[&str]) -> s
 }
 
 pub fn records(server: &Server, want: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    super::wait_for(&format!("{want} closed call records"), Duration::from_secs(10), || {
         let text = std::fs::read_to_string(server.data.join("calls.jsonl")).unwrap_or_default();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         // Each call's record is its last line; only closed calls count.
         let closed: Vec<&serde_json::Value> = lines.iter().filter(|l| l["state"] == "closed").collect();
-        let opened: Vec<&serde_json::Value> = lines.iter().filter(|l| l["end_ms"] == 0 && l["state"] == "open").collect();
-        let mut firsts: Vec<String> = Vec::new();
-        for l in &opened {
-            let id = l["call_id"].as_str().unwrap_or("").to_string();
+        let mut firsts: Vec<&str> = Vec::new();
+        for l in lines.iter().filter(|l| l["end_ms"] == 0 && l["state"] == "open") {
+            let id = l["call_id"].as_str().unwrap_or("");
             if !firsts.contains(&id) {
                 firsts.push(id);
             }
         }
         // In the order the calls started.
         let mut recs: Vec<serde_json::Value> = closed.into_iter().cloned().collect();
-        recs.sort_by_key(|r| firsts.iter().position(|id| r["call_id"] == id.as_str()).unwrap_or(usize::MAX));
-        if recs.len() >= want || Instant::now() > deadline {
-            return recs;
+        recs.sort_by_key(|r| firsts.iter().position(|id| r["call_id"] == *id).unwrap_or(usize::MAX));
+        (recs.len() >= want).then_some(recs)
+    })
+}
+
+/// Waits until `rtp` receives `prompt` (flows/audio/zh/PROMPT.wav), matched
+/// by its first frame that is not silence (see [`TestUa::hears`]).
+pub fn hears_on(rtp: &UdpSocket, prompt: &str) {
+    let audio = ivr_media::audio::EncodedPrompt::load(&root().join(format!("flows/audio/zh/{prompt}.wav"))).expect("prompt audio (scripts/render-prompts.sh)");
+    let frame = audio.pcmu.chunks(160).find(|f| f.len() == 160 && f.iter().any(|&b| b != f[0])).expect("a prompt with sound").to_vec();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        let (n, _) = rtp.recv_from(&mut buf).unwrap_or_else(|e| panic!("no RTP while waiting for `{prompt}`: {e}"));
+        if ivr_media::rtp::parse(&buf[..n]).is_some_and(|p| p.payload == &frame[..]) {
+            return;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
+    panic!("the caller never heard `{prompt}`");
 }
 
 /// The To tag of a response: the dialog's remote tag.
@@ -269,17 +275,7 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
     /// Matched by its first frame that is not silence, so a prompt that
     /// starts quietly is still told apart.
     pub fn hears(&self, prompt: &str) {
-        let audio = ivr_media::audio::EncodedPrompt::load(&root().join(format!("flows/audio/zh/{prompt}.wav"))).expect("prompt audio (scripts/render-prompts.sh)");
-        let frame = audio.pcmu.chunks(160).find(|f| f.len() == 160 && f.iter().any(|&b| b != f[0])).expect("a prompt with sound").to_vec();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let (n, _) = self.rtp.recv_from(&mut buf).unwrap_or_else(|e| panic!("no RTP while waiting for `{prompt}`: {e}"));
-            if ivr_media::rtp::parse(&buf[..n]).is_some_and(|p| p.payload == &frame[..]) {
-                return;
-            }
-        }
-        panic!("the caller never heard `{prompt}`");
+        hears_on(&self.rtp, prompt);
     }
 
     pub fn bye(&self, call_id: &str, to_tag: &str) {
