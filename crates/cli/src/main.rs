@@ -1560,18 +1560,9 @@ fn compile_cmd(flow: &Path, output: &Path, strip: bool) -> Result<ExitCode, Stri
 /// `ivr graph`: the flow drawn as dot, Mermaid or SVG (Graphviz's layout when
 /// it is installed, else our own).
 fn graph_cmd(flow: &Path, format: GraphFormat, output: Option<&Path>, builtin: bool, coverage: Option<&Path>) -> Result<ExitCode, String> {
-    if !flow.is_file() {
-        return Err(format!("cannot read `{}`: no such file", flow.display()));
-    }
-    let (root, name) = split(flow);
-    let world = FsWorld { root: PathBuf::from(&root) };
-    let g = match ivr_compiler::graph::graph(&world, &name) {
+    let g = match flow_graph(flow, "; fix them to draw it")? {
         Ok(g) => g,
-        Err(c) => {
-            print_human(&c, &root);
-            eprintln!("error: {} has errors; fix them to draw it", flow.display());
-            return Ok(ExitCode::from(1));
-        }
+        Err(code) => return Ok(code),
     };
     let g = match coverage {
         Some(file) => g.with_coverage(missed_parts(file, flow)?.iter().map(String::as_str)),
@@ -1606,22 +1597,30 @@ fn missed_parts(file: &Path, flow: &Path) -> Result<Vec<String>, String> {
     Ok(f["kinds"].as_object().into_iter().flat_map(|k| k.values()).flat_map(|k| k["missed"].as_array().cloned().unwrap_or_default()).filter_map(|m| m["label"].as_str().map(str::to_string)).collect())
 }
 
-/// A flow's graph and program, or its diagnostics printed and exit 1.
-fn graph_and_program(flow: &Path) -> Result<Result<(ivr_compiler::graph::FlowGraph, ivr_bytecode::Program), ExitCode>, String> {
+/// A flow's graph, or its diagnostics printed (with `hint` after "has errors") and exit 1.
+fn flow_graph(flow: &Path, hint: &str) -> Result<Result<ivr_compiler::graph::FlowGraph, ExitCode>, String> {
     if !flow.is_file() {
         return Err(format!("cannot read `{}`: no such file", flow.display()));
     }
     let (root, name) = split(flow);
-    let world = FsWorld { root: PathBuf::from(&root) };
-    let graph = match ivr_compiler::graph::graph(&world, &name) {
-        Ok(g) => g,
+    match ivr_compiler::graph::graph(&FsWorld { root: PathBuf::from(&root) }, &name) {
+        Ok(g) => Ok(Ok(g)),
         Err(c) => {
             print_human(&c, &root);
-            eprintln!("error: {} has errors", flow.display());
-            return Ok(Err(ExitCode::from(1)));
+            eprintln!("error: {} has errors{hint}", flow.display());
+            Ok(Err(ExitCode::from(1)))
         }
+    }
+}
+
+/// A flow's graph and program, or its diagnostics printed and exit 1.
+fn graph_and_program(flow: &Path) -> Result<Result<(ivr_compiler::graph::FlowGraph, ivr_bytecode::Program), ExitCode>, String> {
+    let graph = match flow_graph(flow, "")? {
+        Ok(g) => g,
+        Err(code) => return Ok(Err(code)),
     };
-    let c = ivr_compiler::compile(&world, &name);
+    let (root, name) = split(flow);
+    let c = ivr_compiler::compile(&FsWorld { root: PathBuf::from(&root) }, &name);
     Ok(c.program.map(|p| (graph, p)).ok_or(ExitCode::from(1)))
 }
 
