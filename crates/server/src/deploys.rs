@@ -88,6 +88,8 @@ pub struct Deploys {
     acd: ivr_acd::AcdConfig,
     /// Counts what was handed to the prompt-decoding thread: only the latest is served.
     seq: u64,
+    /// A deploy's flows are being compiled: another waits its turn (refused).
+    compiling: bool,
     reloads: u64,
     tx: mpsc::UnboundedSender<Internal>,
 }
@@ -109,7 +111,7 @@ fn prepare(programs: &Programs, flows_dir: &std::path::Path, release: &str) -> V
 
 impl Deploys {
     pub fn new(releases: Releases, reloader: Option<Reloader>, flows_dir: PathBuf, data_dir: PathBuf, acd: ivr_acd::AcdConfig, tx: mpsc::UnboundedSender<Internal>) -> Deploys {
-        Deploys { releases, reloader, flows_dir, data_dir, acd, seq: 0, reloads: 0, tx }
+        Deploys { releases, reloader, flows_dir, data_dir, acd, seq: 0, compiling: false, reloads: 0, tx }
     }
 
     /// The flows the releases say new calls get, prepared here and now (at start).
@@ -175,9 +177,15 @@ impl Deploys {
         let Some(reloader) = self.reloader.clone() else {
             return answer(origin, (409, json!({"error": "this server was started without a reloader"})), &self.data_dir, &mut self.reloads);
         };
+        // One compilation at a time: a burst of deploys cannot take every core.
+        if self.compiling {
+            return answer(origin, (409, json!({"error": "a deploy is being compiled; try again when it is done"})), &self.data_dir, &mut self.reloads);
+        }
+        self.compiling = true;
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = reloader();
+            // A compiler bug is a refused deploy, never a server stuck "compiling".
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reloader())).unwrap_or_else(|_| Err("the flows could not be compiled (a bug in ivr: see the log)".into()));
             let _ = tx.send(Internal::Compiled(Box::new(Compiled { result, body, origin })));
         });
     }
@@ -185,6 +193,7 @@ impl Deploys {
     /// The flows on disk compiled (or not): kept as a release and served.
     pub fn compiled(&mut self, c: Compiled) {
         let Compiled { result, body, origin } = c;
+        self.compiling = false;
         let now = wall_ms();
         let (by, note) = (body.by(), body.note());
         let reloaded = match result {

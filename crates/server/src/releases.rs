@@ -96,9 +96,12 @@ fn write_atomic(path: &Path, body: &[u8]) -> Result<(), String> {
     std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| io("write", path, e))
 }
 
-/// A flow name safe as a file name (flows are named by their file's stem).
-fn file_name(flow: &str) -> String {
-    flow.chars().map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+/// A flow's bytecode file in a release: its name made safe for a file name,
+/// and its fingerprint, so two names that read alike (`bank.v2`, `bank_v2`)
+/// never share a file.
+fn file_name(flow: &str, fingerprint: &str) -> String {
+    let safe: String = flow.chars().map(|c| if c.is_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
+    format!("{safe}-{fingerprint}.ivrc")
 }
 
 impl Releases {
@@ -183,7 +186,7 @@ impl Releases {
         }
         std::fs::create_dir_all(&at).map_err(|e| io("create", &at, e))?;
         for (name, p) in programs {
-            write_atomic(&at.join(format!("{}.ivrc", file_name(name))), &ivr_bytecode::encode(p, false))?;
+            write_atomic(&at.join(file_name(name, &ivr_call::records::fingerprint(p))), &ivr_bytecode::encode(p, false))?;
         }
         let mut flows: Vec<(String, String)> = programs.iter().map(|(n, p)| (n.clone(), ivr_call::records::fingerprint(p))).collect();
         flows.sort();
@@ -207,7 +210,7 @@ impl Releases {
         let release = self.release(id)?;
         let mut programs = Vec::new();
         for (name, fingerprint) in &release.flows {
-            let path = self.dir.join(id).join(format!("{}.ivrc", file_name(name)));
+            let path = self.dir.join(id).join(file_name(name, fingerprint));
             let bytes = std::fs::read(&path).map_err(|e| io("read", &path, e))?;
             let p = ivr_bytecode::decode(&bytes).map_err(|e| format!("`{}`: {e}", path.display()))?;
             if ivr_call::records::fingerprint(&p) != *fingerprint {
@@ -508,7 +511,8 @@ mod tests {
         let mut r = Releases::start(&d, Ok(a.clone()), 1).unwrap();
         let id_a = r.serving().current.0.id;
         r.deploy(b.clone(), "ops", "", None, 2);
-        std::fs::write(d.join("releases").join(&id_a).join("main.ivrc"), b"IVRB garbage").unwrap();
+        let fp = ivr_call::records::fingerprint(&program(A));
+        std::fs::write(d.join("releases").join(&id_a).join(file_name("main", &fp)), b"IVRB garbage").unwrap();
         let (code, body) = r.rollback(Some(&id_a), "ops", 3);
         assert_eq!(code, 404, "{body}");
         assert_ne!(r.serving().current.0.id, id_a, "the running release is kept");
