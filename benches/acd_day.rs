@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
-use ivr_acd::{Acd, AcdConfig, AgentConfig, Command, Kpi, QueueConfig, Record, Strategy, Widen};
+use ivr_acd::{Acd, AcdConfig, AgentConfig, CallId, Command, Kpi, QueueConfig, Record, Strategy, Widen};
 
 const S: u64 = 1_000;
 const HOUR: u64 = 3_600 * S;
@@ -27,9 +27,9 @@ const MEAN_PATIENCE_MS: f64 = 120_000.0;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive(u64),
-    Answer(u64, ivr_acd::AgentId),
-    TalkEnd(u64),
-    GiveUp(u64),
+    Answer(CallId, ivr_acd::AgentId),
+    TalkEnd(CallId),
+    GiveUp(CallId),
     Ready(ivr_acd::AgentId),
     Staff(u64),
 }
@@ -72,7 +72,7 @@ fn main() {
         }
     }
     let mut next_call = 0u64;
-    let mut patience: HashMap<u64, u64> = HashMap::new();
+    let mut patience: HashMap<CallId, u64> = HashMap::new();
     let mut records = Vec::new();
     let mut handled = 0u64;
     let started = Instant::now();
@@ -93,7 +93,7 @@ fn main() {
             match ev {
                 Ev::Arrive(_) => {
                     next_call += 1;
-                    let call = next_call;
+                    let call = CallId(next_call);
                     let lost_card = rng.next() < 0.03;
                     let vip = rng.next() < 0.1;
                     let (queue, priority) = if lost_card { ("lost_card", 100) } else { ("general", if vip { 10 } else { 0 }) };

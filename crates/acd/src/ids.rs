@@ -1,6 +1,7 @@
 //! The names the queue core hands out: an agent's work number and a queue's
 //! name are different things, so they are different types (a queue name can
-//! no longer be passed where a work number is meant, nor mixed up in records).
+//! no longer be passed where a work number is meant, nor mixed up in records),
+//! and a call is a [`CallId`], not a bare number.
 
 use serde::{Deserialize, Serialize};
 
@@ -70,3 +71,16 @@ id!(
     /// A queue's name, as flows write it in `enqueue NAME`.
     QueueId
 );
+
+/// The host's name for a call in the queue core: a number the host hands
+/// out (the call core uses its SIP call key), never mixed up with a count,
+/// a sequence number or a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CallId(pub u64);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

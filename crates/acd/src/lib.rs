@@ -22,12 +22,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 pub use config::{AcdConfig, AgentConfig, QueueConfig, Strategy, Tier, Widen};
-pub use ids::{AgentId, QueueId};
+pub use ids::{AgentId, CallId, QueueId};
 pub use kpi::Kpi;
 
 pub type Millis = u64;
-/// The host's name for a call.
-pub type CallId = u64;
 
 /// An agent's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,19 +16,19 @@ enum Op {
     Ready(usize),
     Pause(usize),
     Logout(usize),
-    Enqueue(u64, usize, i64, u64),
-    Dial(u64, usize),
-    Answer(u64, usize),
-    OfferFailed(u64, usize, bool),
-    CallerLeft(u64, bool),
-    TalkEnded(u64, bool),
-    Priority(u64, i64),
+    Enqueue(CallId, usize, i64, u64),
+    Dial(CallId, usize),
+    Answer(CallId, usize),
+    OfferFailed(CallId, usize, bool),
+    CallerLeft(CallId, bool),
+    TalkEnded(CallId, bool),
+    Priority(CallId, i64),
     Advance(u64),
     Reconfigure(usize),
 }
 
 fn op() -> impl Gen<Value = Op> {
-    let call = 1u64..12;
+    let call = (1u64..12).prop_map(CallId);
     let agent = 0usize..5;
     prop_oneof![
         agent.clone().prop_map(Op::Login),
@@ -115,7 +115,7 @@ proptest! {
         let mut acd = Acd::new(config(None), 0);
         let mut now = 0;
         // Hand-offs in progress, by call: an outcome ends one, at most once.
-        let mut open: HashMap<u64, bool> = HashMap::new();
+        let mut open: HashMap<CallId, bool> = HashMap::new();
         let id = |a: usize| format!("{}", 1000 + a);
         for op in ops {
             now += 10;

@@ -77,7 +77,7 @@ pub(crate) fn handle(agents: &mut Agents, calls: &BTreeMap<CallKey, Call>, req: 
                 return (400, json!({"error": "give {\"priority\": N}"}));
             };
             let key = calls.iter().find(|(k, c)| c.record.call_id == *id || k.0.to_string() == *id).map(|(k, _)| *k);
-            match key.map(|k| agents.acd.set_priority(now, k.0, p)) {
+            match key.map(|k| agents.acd.set_priority(now, crate::handoff::queued(k), p)) {
                 Some(Ok(())) => (200, json!({"call": id, "priority": p})),
                 _ => (404, json!({"error": format!("no call {id} is waiting")})),
             }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use ivr_acd::{Acd, Command, OfferFailure, Record};
+use ivr_acd::{Acd, CallId, Command, OfferFailure, Record};
 use ivr_bytecode::contract::{self, prompts as ids, Outcome};
 use ivr_media::sdp;
 use ivr_sip::digest::{AuthGuard, GuardPolicy, Nonces, Verdict};
@@ -22,6 +22,16 @@ use tracing::{info, warn};
 
 use crate::records::Handoff as HandoffRecord;
 use crate::{Call, Core, Log, Media, Output, RelaySpec, StreamSpec};
+
+/// The queue core's name for a call: its SIP call key.
+pub(crate) fn queued(call: CallKey) -> CallId {
+    CallId(call.0)
+}
+
+/// The call the queue core names.
+fn caller_key(call: CallId) -> CallKey {
+    CallKey(call.0)
+}
 
 /// Where a caller is handed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +97,7 @@ pub(crate) struct Agents {
     pub(crate) history: std::collections::VecDeque<ivr_acd::CallRecord>,
     /// SIP Call-IDs of the callers the ACD has records to come for (a
     /// caller's queue record may be written after the caller hung up).
-    call_ids: BTreeMap<u64, String>,
+    call_ids: BTreeMap<CallId, String>,
     /// Keys sent by SIP INFO to pass to the other leg of a bridge.
     keys_out: Vec<(CallKey, char)>,
     /// Where `transfer` sends calls: a SIP URI with `{number}` (a gateway).
@@ -238,12 +248,12 @@ impl Core {
         let leave_key = if kind == To::Queue { self.agents.acd.queue_config(&target).and_then(|q| q.leave_key) } else { None };
         info!(call_id = %c.record.call_id, kind = kind.name(), %target, priority, "handing over to agents");
         c.handoff = Some(Pending { op: Some(op), kind, target, priority, leave_key, started: now, bridged: None });
-        self.agents.call_ids.insert(key.0, c.record.call_id.clone());
+        self.agents.call_ids.insert(queued(key), c.record.call_id.clone());
         let music = Some(c.prompts.hold());
         self.outputs.push_back(Output::Media(Media::Hold { call: key, music }));
         match action {
-            Enqueue { queue, priority, max_wait_ms, .. } => self.agents.acd.enqueue(now, key.0, &queue, priority, max_wait_ms),
-            DialAgent { work_number, timeout_ms, .. } => self.agents.acd.dial(now, key.0, &work_number, timeout_ms),
+            Enqueue { queue, priority, max_wait_ms, .. } => self.agents.acd.enqueue(now, queued(key), &queue, priority, max_wait_ms),
+            DialAgent { work_number, timeout_ms, .. } => self.agents.acd.dial(now, queued(key), &work_number, timeout_ms),
             _ => {}
         }
     }
@@ -275,7 +285,7 @@ impl Core {
         }
         if h.leave_key == Some(d) {
             info!(queue = %h.target, "the caller left the queue by key");
-            self.agents.acd.caller_left(now, key.0, true);
+            self.agents.acd.caller_left(now, queued(key), true);
         }
     }
 
@@ -290,7 +300,7 @@ impl Core {
         }
         let outcome = if h.bridged.is_some() { Outcome::Served.name() } else { "abandoned" };
         if h.kind != To::Transfer {
-            self.agents.acd.caller_left(now, key.0, false);
+            self.agents.acd.caller_left(now, queued(key), false);
         }
         if let Some(c) = self.calls.get_mut(&key) {
             c.record.handoffs.push(handoff_record(&h, outcome, now));
@@ -312,7 +322,7 @@ impl Core {
         while let Some(cmd) = self.agents.acd.poll_command() {
             match cmd {
                 Command::Offer { call, agent, contact, queue, priority } => {
-                    let key = CallKey(call);
+                    let key = caller_key(call);
                     if !self.calls.contains_key(&key) {
                         self.agents.acd.caller_left(now, call, false);
                         continue;
@@ -326,14 +336,14 @@ impl Core {
                     }
                 }
                 Command::Withdraw { call, agent } => {
-                    let leg = self.agents.legs.iter().find(|(_, l)| l.caller == CallKey(call) && l.agent == agent.as_str()).map(|(k, _)| *k);
+                    let leg = self.agents.legs.iter().find(|(_, l)| l.caller == caller_key(call) && l.agent == agent.as_str()).map(|(k, _)| *k);
                     if let Some(leg) = leg {
                         self.endpoint.hangup(now, leg);
                         self.drop_leg(leg);
                     }
                 }
                 Command::Finish { call, outcome } => {
-                    let key = CallKey(call);
+                    let key = caller_key(call);
                     let Some(h) = self.calls.get_mut(&key).and_then(|c| c.handoff.take()) else { continue };
                     if let Some((leg, _, _)) = h.bridged {
                         self.push(Output::Media(Media::Unbridge { caller: key, leg }));
@@ -353,7 +363,7 @@ impl Core {
                     self.dirty.insert(key);
                     self.write_record(key);
                 }
-                Command::Announce { call, position, wait_ms } => self.announce(CallKey(call), position, wait_ms),
+                Command::Announce { call, position, wait_ms } => self.announce(caller_key(call), position, wait_ms),
             }
         }
         while let Some(r) = self.agents.acd.poll_record() {
@@ -422,7 +432,7 @@ impl Core {
             return self.end_transfer(now, caller, format!("transfer_failed:{agent}:503"));
         }
         warn!(%agent, "the RTP port of the agent's leg could not be opened: offered again on another");
-        self.agents.acd.offer_failed(now, caller.0, &agent, OfferFailure::Local);
+        self.agents.acd.offer_failed(now, queued(caller), &agent, OfferFailure::Local);
     }
 
     /// The agent's phone answered: bridge, or hang up if the ACD no longer wants it.
@@ -443,7 +453,7 @@ impl Core {
                 if transfer {
                     self.end_transfer(now, caller, format!("transfer_failed:{agent}"));
                 } else {
-                    self.agents.acd.offer_failed(now, caller.0, &agent, OfferFailure::Unreachable);
+                    self.agents.acd.offer_failed(now, queued(caller), &agent, OfferFailure::Unreachable);
                 }
                 return;
             }
@@ -451,7 +461,7 @@ impl Core {
         if transfer {
             info!(call_id = %c.record.call_id, target = %agent, "transfer answered; bridged");
             c.record.outcome = Some(format!("transferred:{agent}"));
-        } else if !self.agents.acd.answered(now, caller.0, &agent) {
+        } else if !self.agents.acd.answered(now, queued(caller), &agent) {
             self.endpoint.hangup(now, leg);
             return self.drop_leg(leg);
         } else {
@@ -482,7 +492,7 @@ impl Core {
         }
         info!(%agent, code, "the agent's phone refused or failed");
         let why = if matches!(code, 486 | 600 | 603) { OfferFailure::Declined } else { OfferFailure::Unreachable };
-        self.agents.acd.offer_failed(now, caller.0, &agent, why);
+        self.agents.acd.offer_failed(now, queued(caller), &agent, why);
     }
 
     /// A re-INVITE from the far end of a leg (the agent puts the caller on
@@ -516,7 +526,7 @@ impl Core {
         }
         self.drop_leg(leg);
         if !transfer {
-            self.agents.acd.talk_ended(now, caller.0, true);
+            self.agents.acd.talk_ended(now, queued(caller), true);
         }
     }
 

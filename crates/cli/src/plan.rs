@@ -9,7 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use ivr_acd::erlang::{agents_needed, asa_s, service_level};
-use ivr_acd::{Acd, AcdConfig, AgentConfig, Command, QueueConfig, Record};
+use ivr_acd::{Acd, AcdConfig, AgentConfig, CallId, Command, QueueConfig, Record};
 use serde::Serialize;
 
 const S: u64 = 1_000;
@@ -90,9 +90,9 @@ pub struct HourPlan {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Arrive,
-    Answer(u64, ivr_acd::AgentId),
-    TalkEnd(u64),
-    GiveUp(u64),
+    Answer(CallId, ivr_acd::AgentId),
+    TalkEnd(CallId),
+    GiveUp(CallId),
     Staff(usize),
 }
 
@@ -140,10 +140,10 @@ pub fn simulate(demand: &Demand, roster: &[usize; 24], within_ms: u64, days: u32
             }
         }
     }
-    let mut joined_hour: HashMap<u64, usize> = HashMap::new();
-    let mut waiting: HashMap<u64, ()> = HashMap::new();
+    let mut joined_hour: HashMap<CallId, usize> = HashMap::new();
+    let mut waiting: HashMap<CallId, ()> = HashMap::new();
     let mut out = [(0u64, 0u64, 0u64, 0u64, 0u64); 24];
-    let (mut next_call, mut now) = (0u64, 0u64);
+    let (mut next_call, mut now) = (CallId(0), 0u64);
     loop {
         let host = events.peek().map(|Reverse((t, _, _))| *t);
         let core = acd.poll_timeout();
@@ -157,7 +157,7 @@ pub fn simulate(demand: &Demand, roster: &[usize; 24], within_ms: u64, days: u32
         } else if let Some(Reverse((_, _, ev))) = events.pop() {
             match ev {
                 Ev::Arrive => {
-                    next_call += 1;
+                    next_call = CallId(next_call.0 + 1);
                     let hour = ((now / HOUR) % 24) as usize;
                     joined_hour.insert(next_call, hour);
                     waiting.insert(next_call, ());

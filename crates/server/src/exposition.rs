@@ -199,7 +199,7 @@ mod tests {
             time_in_ms: Default::default(),
         };
         m.acd.agents = vec![agent("1001", "talking"), agent("1002", "ready")];
-        let caller = ivr_acd::CallerView { call: 77, priority: 0, waited_ms: 12_500, position: 1, ringing: false };
+        let caller = ivr_acd::CallerView { call: ivr_acd::CallId(77), priority: 0, waited_ms: 12_500, position: 1, ringing: false };
         m.acd.queues = vec![ivr_acd::QueueView {
             name: "general".into(),
             strategy: "longest_idle",
