@@ -28,6 +28,13 @@
 //!
 //! `oneway`: the old benchmark, the callers send no RTP audio (the probes
 //! still press keys: RFC 4733 packets only).
+//! `LOADGEN_SOURCES=distinct`: each bulk call's media is its own address
+//! (127.1.x.y, same port), as each call on a real trunk comes from its own
+//! address and port — what a server sharing one RTP port among calls tells
+//! them apart by. The sink then listens on all addresses and the senders
+//! pick each packet's source (IP_PKTINFO), so it runs only in a network
+//! namespace of its own, with loopback as its only interface
+//! (bench/loadgen.sh sees to that).
 //! `LOADGEN_SENDERS=2` paces the bulk streams from two threads instead of one.
 //! bench/loadgen.sh starts a release server and runs this against it.
 
@@ -125,7 +132,7 @@ fn set_buffer(socket: &UdpSocket, opts: [libc::c_int; 2], bytes: libc::c_int) {
 /// deep receive buffer so bursts while this process waits for a core are not
 /// lost in the kernel (SO_RCVBUFFORCE needs root; else the sysctl cap applies).
 fn sink() -> (UdpSocket, u16) {
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink = UdpSocket::bind(media_bind()).unwrap();
     let port = sink.local_addr().unwrap().port();
     set_buffer(&sink, [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF], 64 << 20);
     set_buffer(&sink, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF], 8 << 20);
@@ -213,6 +220,8 @@ impl SeqCount {
 struct Outgoing {
     id: usize,
     to: libc::sockaddr_in,
+    /// The source address the packets go out from (`None`: the socket's).
+    from: Option<Ipv4Addr>,
     ssrc: u32,
     seq: u16,
     ts: u32,
@@ -225,6 +234,9 @@ struct SendBatch {
     bufs: Vec<[u8; 172]>,
     iovecs: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_in>,
+    /// Per packet, an IP_PKTINFO control message naming its source address
+    /// (used when the stream has one); u64s for the cmsghdr's alignment.
+    controls: Vec<[u64; 4]>,
     headers: Vec<libc::mmsghdr>,
 }
 
@@ -236,20 +248,23 @@ impl SendBatch {
         // SAFETY: sockaddr_in is plain data; all zero is valid.
         let mut names: Vec<libc::sockaddr_in> = vec![unsafe { std::mem::zeroed() }; Self::N];
         let mut iovecs: Vec<libc::iovec> = bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+        let mut controls = vec![[0u64; 4]; Self::N];
         let headers = iovecs
             .iter_mut()
             .zip(names.iter_mut())
-            .map(|(iov, name)| {
+            .zip(controls.iter_mut())
+            .map(|((iov, name), control)| {
                 // SAFETY: an all-zero msghdr is valid.
                 let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 h.msg_hdr.msg_iov = iov;
                 h.msg_hdr.msg_iovlen = 1;
                 h.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
                 h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                h.msg_hdr.msg_control = control.as_mut_ptr().cast();
                 h
             })
             .collect();
-        SendBatch { bufs, iovecs, names, headers }
+        SendBatch { bufs, iovecs, names, controls, headers }
     }
 
     /// Sends the next packet of every stream; returns (sent, failed).
@@ -265,6 +280,7 @@ impl SendBatch {
                 b[4..8].copy_from_slice(&s.ts.to_be_bytes());
                 b[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
                 self.names[i] = s.to;
+                self.set_source(i, s.from);
                 s.first = false;
                 s.seq = s.seq.wrapping_add(1);
                 s.ts = s.ts.wrapping_add(160);
@@ -286,6 +302,62 @@ impl SendBatch {
         }
         (sent, failed)
     }
+}
+
+impl SendBatch {
+    /// Packet `i` goes out from `from` (an IP_PKTINFO control message), or
+    /// from the socket's own address.
+    fn set_source(&mut self, i: usize, from: Option<Ipv4Addr>) {
+        debug_assert_eq!(self.controls.len(), Self::N);
+        let h = &mut self.headers[i].msg_hdr;
+        let Some(from) = from else {
+            h.msg_controllen = 0;
+            return;
+        };
+        // SAFETY: the control buffer (32 bytes, 8-aligned) holds one cmsghdr
+        // and an in_pktinfo (CMSG_SPACE(12) = 32); the CMSG_* functions
+        // only compute offsets within it.
+        unsafe {
+            let space = libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+            h.msg_controllen = space;
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = libc::IPPROTO_IP;
+            (*c).cmsg_type = libc::IP_PKTINFO;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as usize;
+            let info = libc::CMSG_DATA(c).cast::<libc::in_pktinfo>();
+            info.write_unaligned(libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: libc::in_addr { s_addr: u32::from(from).to_be() }, ipi_addr: libc::in_addr { s_addr: 0 } });
+        }
+    }
+}
+
+/// Under `LOADGEN_SOURCES=distinct`, the media address of bulk call `n`
+/// (127.1.x.y: every address of 127/8 is the loopback's); else 127.0.0.1.
+fn media_ip(n: usize) -> Ipv4Addr {
+    if distinct_sources() {
+        Ipv4Addr::new(127, 1, (n / 250 % 250) as u8, (1 + n % 250) as u8)
+    } else {
+        Ipv4Addr::LOCALHOST
+    }
+}
+
+fn distinct_sources() -> bool {
+    static DISTINCT: OnceLock<bool> = OnceLock::new();
+    *DISTINCT.get_or_init(|| std::env::var("LOADGEN_SOURCES").is_ok_and(|v| v == "distinct"))
+}
+
+/// Where the bulk callers' media is: 127.0.0.1, or every address when each
+/// call has its own — allowed only where loopback is the only interface (a
+/// network namespace of its own), so nothing from a real network reaches it.
+fn media_bind() -> &'static str {
+    if !distinct_sources() {
+        return "127.0.0.1:0";
+    }
+    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    if interfaces.iter().any(|i| i != "lo") {
+        eprintln!("LOADGEN_SOURCES=distinct listens on all addresses: run it in a network namespace with loopback only (bench/loadgen.sh does); interfaces here: {interfaces:?}");
+        std::process::exit(2);
+    }
+    "0.0.0.0:0"
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -429,7 +501,8 @@ fn sender(socket: UdpSocket, rx: mpsc::Receiver<Cmd>, threads: usize, sent: &Ato
             match cmd {
                 Cmd::Start(id, to) => {
                     let mut rng = Rng::new(id as u64 ^ (std::process::id() as u64) << 32);
-                    let s = Outgoing { id, to: sockaddr(to), ssrc: rng.next() as u32, seq: rng.next() as u16, ts: rng.next() as u32, first: true };
+                    let from = distinct_sources().then(|| media_ip(id));
+                    let s = Outgoing { id, to: sockaddr(to), from, ssrc: rng.next() as u32, seq: rng.next() as u16, ts: rng.next() as u32, first: true };
                     slots[((id / threads) as u64 % SLOTS) as usize].push(s);
                 }
                 Cmd::Stop(id) => slots[((id / threads) as u64 % SLOTS) as usize].retain(|s| s.id != id),
@@ -542,9 +615,10 @@ fn own_cpu_s() -> f64 {
     t(r.ru_utime) + t(r.ru_stime)
 }
 
-fn invite(server: SocketAddr, me: SocketAddr, id: &str, rtp_port: u16, cseq: u32) -> String {
+fn invite(server: SocketAddr, me: SocketAddr, id: &str, rtp: SocketAddrV4, cseq: u32) -> String {
+    let (rtp_ip, rtp_port) = (rtp.ip(), rtp.port());
     let sdp = format!(
-        "v=0\r\no=lg 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        "v=0\r\no=lg 1 1 IN IP4 {rtp_ip}\r\ns=-\r\nc=IN IP4 {rtp_ip}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
     );
     format!(
         "INVITE sip:962588@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{id}-{cseq}\r\nMax-Forwards: 70\r\n\
@@ -588,7 +662,7 @@ fn sender_threads() -> usize {
 fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64, media: Media) {
     // Audio goes to a port that is bound (no ICMP back to the server) and never
     // read; the callers' own audio comes from it.
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink = UdpSocket::bind(media_bind()).unwrap();
     let sink_port = sink.local_addr().unwrap().port();
     let senders = (media == Media::Both).then(|| {
         set_buffer(&sink, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF], 8 << 20);
@@ -623,7 +697,7 @@ fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64, media: Med
         let due = ((now - started).as_secs_f64() * rate) as usize;
         while st.len() < calls.min(due + 1) {
             let id = format!("ch-{}-{}", std::process::id(), st.len());
-            sip.send_to(invite(server, me, &id, sink_port, 1).as_bytes(), server).unwrap();
+            sip.send_to(invite(server, me, &id, SocketAddrV4::new(media_ip(st.len()), sink_port), 1).as_bytes(), server).unwrap();
             st.push((id, St::Inviting(now, now + Duration::from_millis(500), Duration::from_millis(500))));
         }
         while let Ok(msg) = rx.recv_timeout(Duration::from_millis(1)) {
@@ -658,7 +732,7 @@ fn churn(server: SocketAddr, calls: usize, hold: Duration, rate: f64, media: Med
                         *statuses.entry(408).or_default() += 1;
                         *state = St::Failed;
                     } else {
-                        sip.send_to(invite(server, me, id, sink_port, 1).as_bytes(), server).unwrap();
+                        sip.send_to(invite(server, me, id, SocketAddrV4::new(media_ip(i), sink_port), 1).as_bytes(), server).unwrap();
                         *interval = (*interval * 2).min(Duration::from_secs(4));
                         *next = now + *interval;
                     }
@@ -954,8 +1028,8 @@ fn main() {
     let mut up = 0usize;
     let started = Instant::now();
     let mut sent = 0usize;
-    // (call, its RTP port, when sent, next retransmission, interval): RFC 3261 timer A.
-    let mut sent_at: Vec<(String, u16, Instant, Instant, Duration)> = Vec::new();
+    // (call, its RTP address, when sent, next retransmission, interval): RFC 3261 timer A.
+    let mut sent_at: Vec<(String, SocketAddrV4, Instant, Instant, Duration)> = Vec::new();
     let mut retransmit_checked = Instant::now();
     // Set up every call at RATE calls/s, the probes first (so that they are in
     // even when the server refuses calls at load); they measure once all are up.
@@ -965,8 +1039,10 @@ fn main() {
             let n = if sent < probes { calls + sent } else { sent - probes };
             let id = format!("lg-{}-{n}", std::process::id());
             let port = if n >= calls { probe_ports[n - calls] } else { sink_port };
-            sip.send_to(invite(server, me, &id, port, 1).as_bytes(), server).unwrap();
-            sent_at.push((id.clone(), port, Instant::now(), Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
+            let ip = if n >= calls { Ipv4Addr::LOCALHOST } else { media_ip(n) };
+            let media = SocketAddrV4::new(ip, port);
+            sip.send_to(invite(server, me, &id, media, 1).as_bytes(), server).unwrap();
+            sent_at.push((id.clone(), media, Instant::now(), Instant::now() + Duration::from_millis(500), Duration::from_millis(500)));
             state.insert(id, Call { to_tag: None, done: false, ended_by_server: false });
             sent += 1;
         }
@@ -1013,7 +1089,7 @@ fn main() {
             continue;
         }
         retransmit_checked = now;
-        for (id, port, at, next, interval) in sent_at.iter_mut() {
+        for (id, media, at, next, interval) in sent_at.iter_mut() {
             let c = state.get_mut(id.as_str()).unwrap();
             if c.to_tag.is_some() || c.done {
                 continue;
@@ -1023,7 +1099,7 @@ fn main() {
                 failures += 1;
                 *statuses.entry(408).or_default() += 1;
             } else if now >= *next {
-                sip.send_to(invite(server, me, id, *port, 1).as_bytes(), server).unwrap();
+                sip.send_to(invite(server, me, id, *media, 1).as_bytes(), server).unwrap();
                 *interval = (*interval * 2).min(Duration::from_secs(4));
                 *next = now + *interval;
             }

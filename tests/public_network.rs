@@ -125,6 +125,58 @@ fn rtp_keys_from_a_third_party_are_not_key_presses() {
 }
 
 #[test]
+fn calls_sharing_one_rtp_port_hear_their_own_audio_and_only_their_callers_keys_count() {
+    let shared = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = serve("shared-rtp", &format!("rtp_shared_port = {shared}\n"));
+    let (alice, bob) = (TestUa::new(s.sip), TestUa::new(s.sip));
+    let mut tags = Vec::new();
+    for (ua, id) in [(&alice, "shared-a"), (&bob, "shared-b")] {
+        let reply = ua.invite("962588", &ua.sdp(), id);
+        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+        assert_eq!(media_port(&reply), shared, "answered on the shared port: {reply}");
+        tags.push(to_tag(&reply));
+        ua.ack(id, tags.last().unwrap());
+    }
+    let media: SocketAddr = format!("127.0.0.1:{shared}").parse().unwrap();
+    // Each caller hears the menu on its own address.
+    alice.hears("main_menu");
+    bob.hears("main_menu");
+    let key = |k: u8, seq: u16, ssrc: u32| -> Vec<Vec<u8>> {
+        (0..4u16)
+            .map(|i| {
+                let mut v = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+                v.extend_from_slice(&(seq + i).to_be_bytes());
+                v.extend_from_slice(&16_000u32.to_be_bytes());
+                v.extend_from_slice(&ssrc.to_be_bytes());
+                v.extend_from_slice(&[k, if i >= 1 { 0x80 } else { 0 } | 10, 2, 128]);
+                v
+            })
+            .collect()
+    };
+    // A stranger presses 1 at the shared port: nobody's key.
+    let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in key(1, 100, 0xbad) {
+        stranger.send_to(&p, media).unwrap();
+    }
+    // Alice presses 2: her call goes to phone trading, bob's stays in the menu.
+    for p in key(2, 200, 0xa11ce) {
+        alice.rtp.send_to(&p, media).unwrap();
+    }
+    alice.hears("enter_account");
+    // Bob's key is his: quotes.
+    for p in key(1, 300, 0xb0b) {
+        bob.rtp.send_to(&p, media).unwrap();
+    }
+    bob.hears("enter_stock_code");
+    alice.bye("shared-a", &tags[0]);
+    bob.bye("shared-b", &tags[1]);
+    let recs = records(&s, 2);
+    let keys = |id: &str| recs.iter().find(|r| r["call_id"] == id).map(|r| r["keys"].clone()).expect("a record");
+    assert_eq!(keys("shared-a"), "2", "{recs:?}");
+    assert_eq!(keys("shared-b"), "1", "{recs:?}");
+}
+
+#[test]
 fn tcp_is_capped_per_source_and_in_all_and_udp_calls_work_when_it_is_exhausted() {
     let s = serve("tcp-caps", "tcp_max_connections = 6\ntcp_max_per_source = 3\n");
     let works = |c: &mut TcpStream, id: &str| -> bool {

@@ -416,7 +416,7 @@ impl Core {
         let leg = self.endpoint.call(now, contact, dest, &caller, &extra, &body);
         let stream = StreamSpec { codec, remote: dest, send: false, ptime_ms: 20, dtmf_payload_type: Some(dtmf), inband_dtmf: false, latch: false, ssrc_seed: leg.0 };
         self.agents.legs.insert(leg, Leg { caller: key, agent: agent.to_string(), transfer, port, local });
-        self.push(Output::Media(Media::Open { call: leg, local, stream, leg: true }));
+        self.push(Output::Media(Media::Open { call: leg, local, stream, leg: true, shared: false }));
         Ok(leg)
     }
 

@@ -172,6 +172,10 @@ pub struct CoreConfig {
     pub listen: Vec<SocketAddr>,
     /// RTP ports to use, inclusive (even ports only).
     pub rtp_ports: (u16, u16),
+    /// One RTP port shared by the calls that do not latch, told apart by
+    /// their negotiated media address (see [`Media::Open`]); `None`: every
+    /// call has a port of its own.
+    pub rtp_shared_port: Option<u16>,
     pub max_calls: usize,
     /// Let the phone ring this long before answering (0: answer at once).
     pub ring_ms: u64,
@@ -240,8 +244,11 @@ pub enum Input<'a> {
 pub enum Media {
     /// Open RTP on `local` for a call (or an agent leg), and answer
     /// [`Input::MediaOpened`]. A caller's stream sends to `remote`; a leg's
-    /// only relays once bridged.
-    Open { call: CallKey, local: SocketAddr, stream: StreamSpec, leg: bool },
+    /// only relays once bridged. `shared`: `local` is the port shared by
+    /// many calls (`rtp_shared_port`): this call gets what comes to it from
+    /// `stream.remote` (no other call there has that address), and keeps
+    /// getting it from the new address after a [`Media::Renegotiate`].
+    Open { call: CallKey, local: SocketAddr, stream: StreamSpec, leg: bool, shared: bool },
     /// The caller acknowledged our answer: audio may flow.
     Confirmed { call: CallKey },
     /// Queue audio; report [`Input::PlayDone`] with `id` when it has played.
@@ -343,7 +350,7 @@ pub(crate) struct Call {
     pub(crate) program: Arc<Program>,
     pub(crate) prompts: Arc<PromptAudio>,
     pub(crate) local_rtp: SocketAddr,
-    pub(crate) port: u16,
+    pub(crate) rtp: ports::Rtp,
     pub(crate) stream: StreamSpec,
     pub(crate) media_ready: bool,
     pub(crate) confirmed: bool,
@@ -415,7 +422,7 @@ impl Core {
         let invite_limiter = ivr_sip::limit::RateLimiter::new(rate, rate.saturating_mul(2));
         let admission = cfg.admission;
         Core {
-            ports: Ports::new(cfg.rtp_ports),
+            ports: Ports::new(cfg.rtp_ports, cfg.rtp_shared_port),
             cfg,
             endpoint,
             flows,
@@ -721,7 +728,7 @@ impl Core {
         self.record_line(&c.record);
         info!(call_id = %c.record.call_id, outcome = c.record.outcome.as_deref().unwrap_or(""), "call ended");
         self.push(Output::Media(Media::Close { call: key }));
-        self.ports.release(c.port);
+        self.ports.give_back(key, c.rtp);
     }
 
     fn wall(&self, now: u64) -> i64 {
@@ -830,7 +837,7 @@ impl Core {
                 return self.endpoint.reject(now, call, 488, "Not Acceptable Here", &[]);
             }
         };
-        let Some(port) = self.ports.take() else {
+        let Some(rtp) = self.ports.take_for(call, neg.remote, !self.cfg.latch_rtp) else {
             self.shed.capacity += 1;
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         };
@@ -848,10 +855,11 @@ impl Core {
             Ok(s) => s,
             Err(e) => {
                 warn!(%call_id, "{e}");
-                self.ports.release(port);
+                self.ports.give_back(call, rtp);
                 return self.endpoint.reject(now, call, 404, "Not Found", &[]);
             }
         };
+        let port = rtp.port();
         let local_rtp = SocketAddr::new(reached.ip(), port);
         // One m= line per offered one (RFC 3264 §6): the audio we take, the rest declined.
         let answer = offer.answer(&neg, local_rtp, call.0, 1);
@@ -876,7 +884,7 @@ impl Core {
                 program: flow.program,
                 prompts: flow.prompts,
                 local_rtp,
-                port,
+                rtp,
                 stream,
                 media_ready: false,
                 confirmed: false,
@@ -899,7 +907,7 @@ impl Core {
         *self.unconfirmed.entry(ip).or_default() += 1;
         *self.by_source.entry(ip).or_default() += 1;
         self.timers.push(Reverse((now.saturating_add(self.cfg.limits.max_call_ms), call)));
-        self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false }));
+        self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false, shared: rtp.shared() }));
     }
 
     fn media_opened(&mut self, now: u64, call: CallKey, ok: bool) {
@@ -914,8 +922,8 @@ impl Core {
             // The port is held by another process: it goes to the back of the
             // line, and the call tries the next one (the answer names it).
             if let (Some(port), Some((offer, neg))) = (self.ports.take(), c.offer.as_ref()) {
-                self.ports.release(c.port);
-                c.port = port;
+                self.ports.give_back(call, c.rtp);
+                c.rtp = ports::Rtp::Own(port);
                 c.local_rtp = SocketAddr::new(c.local_rtp.ip(), port);
                 c.media_attempts += 1;
                 let answer = offer.answer(neg, c.local_rtp, call.0, 1);
@@ -923,7 +931,7 @@ impl Core {
                     a.1 = answer;
                 }
                 let (local, stream) = (c.local_rtp, c.stream);
-                self.push(Output::Media(Media::Open { call, local, stream, leg: false }));
+                self.push(Output::Media(Media::Open { call, local, stream, leg: false, shared: false }));
                 return;
             }
         }
@@ -933,7 +941,7 @@ impl Core {
             self.stats.call_ended(None, now.saturating_sub(c.started), &c.record.release);
             self.unconfirm(c.peer);
             self.left_source(c.peer);
-            self.ports.release(c.port);
+            self.ports.give_back(call, c.rtp);
             return self.endpoint.reject(now, call, 503, "Service Unavailable", &[("Retry-After", "5")]);
         }
         c.media_ready = true;
@@ -962,7 +970,10 @@ impl Core {
         let keep = bridged.then_some(c.stream.codec);
         let offer = sdp::parse_offer(&String::from_utf8_lossy(offer));
         match offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate_keeping(keep).map(|n| (o, n))) {
-            Ok((offer, neg)) if keep.is_none_or(|k| k == neg.codec) => {
+            // On the shared port, a move onto another call's media address is
+            // refused (their packets could not be told apart); the call goes on
+            // as it was (RFC 3261 §14.2).
+            Ok((offer, neg)) if keep.is_none_or(|k| k == neg.codec) && self.ports.moved(call, &mut c.rtp, neg.remote) => {
                 c.stream = StreamSpec { codec: neg.codec, remote: neg.remote, send: neg.send, ptime_ms: neg.ptime_ms, dtmf_payload_type: neg.dtmf_payload_type, ..c.stream };
                 let stream = c.stream;
                 self.endpoint.accept(now, call, &offer.answer(&neg, c.local_rtp, call.0, 2));

@@ -822,3 +822,64 @@ fn an_agent_legs_port_held_by_another_process_is_not_the_agents_fault() {
     let agents: Vec<_> = w.records.iter().filter(|(l, r)| *l == Log::Agents && r["state"] == "not_ready").collect();
     assert!(agents.is_empty(), "the agent was never made not ready: {agents:?}");
 }
+
+#[test]
+fn calls_on_one_shared_rtp_port_are_told_apart_by_their_media_address() {
+    let cfg = ivr_call::CoreConfig { rtp_shared_port: Some(30000), ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 5, ..Default::default() }, 11);
+    let erin = dial(&mut w, "erin", 11);
+    let fred = dial(&mut w, "fred", 12);
+    assert_eq!(call_media(&w, erin).port(), 30000, "answered on the shared port");
+    assert_eq!(call_media(&w, fred).port(), 30000);
+    // A caller whose media address is erin's could not be told apart from
+    // her on the shared port: it gets a port of its own.
+    let gus = w.phone(Phone::new("gus", "127.0.1.13:5060", "127.0.1.11:4000"));
+    let out = w.phones[gus].dial(w.now, "100");
+    send(&mut w, gus, out);
+    assert!(w.run_while(10_000, |w| w.phones[gus].state != State::Talking));
+    assert_ne!(call_media(&w, gus).port(), 30000);
+    w.run_for(2_200);
+    let (e, f) = (w.call_keys()[0], w.call_keys()[1]);
+    // Nobody's key: a stranger's packets to the shared port.
+    let shared = call_media(&w, erin);
+    let packets = w.phones[erin].rfc4733('1', shared);
+    send_rtp(&mut w, addr("127.0.9.9:4000"), shared, packets);
+    w.run_for(500);
+    assert!(w.requests.is_empty(), "a stranger's key did nothing: {:?}", w.requests);
+    // Erin's key is hers alone.
+    press(&mut w, erin, "1");
+    w.run_for(1_000);
+    assert_eq!(w.requests.len(), 1);
+    assert!(w.heard_by(e).contains(&"quote_is"), "{:?}", w.heard_by(e));
+    assert!(!w.heard_by(f).contains(&"quote_is"), "{:?}", w.heard_by(f));
+    // Fred moves his media onto erin's address: refused, his call goes on
+    // from where it was.
+    w.phones[fred].rtp = addr("127.0.1.11:4000");
+    let out = w.phones[fred].reinvite(w.now, "sendrecv");
+    send(&mut w, fred, out);
+    w.run_for(500);
+    assert!(w.phones[fred].got.contains(&"488 INVITE".to_string()), "{:?}", w.phones[fred].got);
+    w.phones[fred].rtp = addr("127.0.1.12:4000");
+    press(&mut w, fred, "1");
+    w.run_for(1_000);
+    assert_eq!(w.requests.len(), 2, "fred's keys still come from his address");
+    // A move to an address of his own is taken, and his keys follow it.
+    w.phones[fred].rtp = addr("127.0.1.12:4002");
+    let out = w.phones[fred].reinvite(w.now, "sendrecv");
+    send(&mut w, fred, out);
+    w.run_for(500);
+    assert_eq!(w.phones[fred].got.iter().filter(|g| *g == "200 INVITE").count(), 2, "{:?}", w.phones[fred].got);
+    w.run_for(3_000);
+    press(&mut w, fred, "1");
+    w.run_for(1_000);
+    assert_eq!(w.requests.len(), 3, "fred's key from his new address");
+    // When erin hangs up, her address is free on the shared port again.
+    let out = w.phones[erin].hangup(w.now);
+    send(&mut w, erin, out);
+    w.run_for(1_000);
+    let hal = w.phone(Phone::new("hal", "127.0.1.14:5060", "127.0.1.11:4000"));
+    let out = w.phones[hal].dial(w.now, "100");
+    send(&mut w, hal, out);
+    assert!(w.run_while(10_000, |w| w.phones[hal].state != State::Talking));
+    assert_eq!(call_media(&w, hal).port(), 30000);
+}

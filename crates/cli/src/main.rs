@@ -32,6 +32,8 @@ struct Config {
     listen: Option<Listen>,
     /// RTP port range, inclusive, e.g. [20000, 29999].
     rtp_ports: Option<(u16, u16)>,
+    /// One RTP port for every call that does not latch (see ivr.example.toml).
+    rtp_shared_port: Option<u16>,
     /// Flow files to serve (default: every flow in `flows/` not imported by another).
     flows: Option<Vec<PathBuf>>,
     /// Data directory of the embedded services and call records.
@@ -708,6 +710,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             _ => vec!["127.0.0.1:5060".parse().unwrap()],
         },
         rtp_ports: cfg.rtp_ports.unwrap_or((20000, 29999)),
+        rtp_shared_port: cfg.rtp_shared_port,
         programs,
         flows_dir,
         backend: Some(backend),

@@ -10,6 +10,7 @@
 
 mod exposition;
 mod media;
+mod mmsg;
 mod ops;
 mod records;
 mod deploys;
@@ -43,6 +44,9 @@ pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// RTP ports to use, inclusive.
     pub rtp_ports: (u16, u16),
+    /// One RTP port shared by every call that does not latch (told apart by
+    /// the caller's media address); `None`: a port per call.
+    pub rtp_shared_port: Option<u16>,
     /// The flows on disk, compiled (each answers the numbers of its entries),
     /// or why they do not compile: the release last served is served instead.
     pub programs: Result<Vec<(String, Arc<Program>)>, String>,
@@ -258,6 +262,7 @@ fn core_config(cfg: &ServerConfig, sockets: &[(SocketAddr, Arc<UdpSocket>)]) -> 
     CoreConfig {
         listen: sockets.iter().map(|(l, _)| *l).collect(),
         rtp_ports: cfg.rtp_ports,
+        rtp_shared_port: cfg.rtp_shared_port,
         max_calls: cfg.max_calls,
         ring_ms: cfg.ring_ms,
         rate_per_source: cfg.rate_per_source,

@@ -4,15 +4,21 @@
 //! receive task that turns the caller's RFC 4733 packets (and tones) into
 //! keys, and the relays of bridged calls. It does what the call core's
 //! [`Media`] commands say and reports back; it decides nothing.
+//!
+//! A call has an RTP port of its own, or shares one with many calls
+//! (`rtp_shared_port`): then one task reads the port 64 datagrams at a time
+//! and hands each to the call whose negotiated media address sent it (the
+//! core sees to it that no two calls there have the same), and the clock
+//! sends a tick's packets for all of them 64 per system call.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use ivr_call::{CallKey, Media, PlayId, RelaySpec, StreamSpec};
 use ivr_media::relay::Rewriter;
 use ivr_media::rtp;
-use ivr_media::sdp::Codec;
 use ivr_media::receive::{Received, Receiver, Wants};
 use ivr_media::source::{LatchPolicy, SourceGuard, Verdict};
 use ivr_media::stream::Stream;
@@ -20,6 +26,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
+use crate::mmsg::{RecvBatch, SendBatch};
 use crate::Internal;
 
 /// One call's (or agent leg's) media.
@@ -41,6 +48,8 @@ struct Endpoint {
     /// When the call was acknowledged, and whether it was already reported silent.
     confirmed_at: u64,
     reported_silent: bool,
+    /// On a shared port: where its receive state is kept (`rtp` is the shared socket).
+    on_shared: Option<OnShared>,
 }
 
 impl Drop for Endpoint {
@@ -48,6 +57,55 @@ impl Drop for Endpoint {
         if let Some(r) = self.receiver.take() {
             r.abort();
         }
+        if let Some(o) = &self.on_shared {
+            o.leave();
+        }
+    }
+}
+
+/// The RTP port many calls share, on one local address.
+struct SharedPort {
+    socket: Arc<UdpSocket>,
+    calls: Demux,
+}
+
+/// The calls on a shared port, by the address their packets come from.
+type Demux = Arc<std::sync::Mutex<HashMap<SocketAddr, CallRx>>>;
+
+/// The receive buffer asked for a shared port: ~60 ms of 2,500 calls'
+/// packets, so a moment when the receive thread waits for a core drops none.
+const SHARED_RECEIVE_BUFFER: usize = 8 << 20;
+
+/// One call's place on a shared port.
+struct OnShared {
+    calls: Demux,
+    call: CallKey,
+    /// The caller's media address: its packets are the ones from here.
+    remote: SocketAddr,
+}
+
+impl OnShared {
+    fn leave(&self) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if calls.get(&self.remote).is_some_and(|rx| rx.call == self.call) {
+            calls.remove(&self.remote);
+        }
+    }
+
+    /// The caller's media moved (a re-INVITE the core accepted): its
+    /// packets come from the new address now.
+    fn moved(&mut self, to: StreamSpec) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut rx) = calls.remove(&self.remote).filter(|rx| rx.call == self.call) else { return };
+        rx.renegotiate(to);
+        if calls.contains_key(&to.remote) {
+            // The core refuses such a move; kept where it was if one slips through.
+            warn!(call = self.call.0, remote = %to.remote, "another call on the shared RTP port has this address; the move is not taken");
+            calls.insert(self.remote, rx);
+            return;
+        }
+        calls.insert(to.remote, rx);
+        self.remote = to.remote;
     }
 }
 
@@ -85,6 +143,8 @@ pub struct Plane {
     /// own, so 50 packets a second from every caller never queue ahead of
     /// the signalling (SIP, keys, the tick) on the main loop's thread.
     receive: tokio::runtime::Handle,
+    /// Shared RTP ports, by local address (opened when a call first needs one).
+    shared: HashMap<SocketAddr, SharedPort>,
 }
 
 
@@ -113,7 +173,7 @@ impl Plane {
             }
         };
         let (cmds, cmd_rx) = std::sync::mpsc::channel();
-        Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive }
+        Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive, shared: HashMap::new() }
     }
 
     /// Starts the 20 ms media clock on a thread of its own: each tick sends
@@ -173,29 +233,36 @@ impl Plane {
     /// bound (the caller feeds that to the core at once).
     pub fn perform(&mut self, m: Media) -> Option<(CallKey, bool)> {
         match m {
-            Media::Open { call, local, stream, leg } => {
+            Media::Open { call, local, stream, leg, shared } => {
                 // Registered with the receive runtime's reactor; the tick sends on it from here.
-                let entered = self.receive.enter();
-                let rtp = match bind(local) {
-                    Ok(s) => s,
+                let rt = self.receive.clone();
+                let entered = rt.enter();
+                let opened = if shared { self.shared_port(local).map(|p| (p.socket.clone(), Some(p.calls.clone()))) } else { bind(local).map(|s| (s, None)) };
+                drop(entered);
+                let (rtp, demux) = match opened {
+                    Ok(o) => o,
                     Err(e) => {
                         warn!("cannot bind RTP port {local}: {e}");
                         return Some((call, false));
                     }
                 };
-                drop(entered);
                 let capture = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
                 let moved: MovedSlot = Arc::new(std::sync::Mutex::new(None));
                 let last_rx = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let (out, receiver) = if leg {
-                    (None, None)
-                } else {
-                    let opts = ReceiveOptions { dtmf_pt: stream.dtmf_payload_type, codec: stream.codec, inband_dtmf: stream.inband_dtmf, latch: stream.latch };
-                    let receiver = spawn_receiver(&self.receive, rtp.clone(), stream.remote, opts, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, call, self.tx.clone());
-                    (Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed)), Some(receiver))
-                };
-                let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false };
+                let (mut out, mut receiver, mut on_shared) = (None, None, None);
+                if !leg {
+                    let rx = CallRx::new(call, stream, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, self.tx.clone());
+                    match demux {
+                        Some(calls) => {
+                            calls.lock().unwrap_or_else(|p| p.into_inner()).insert(stream.remote, rx);
+                            on_shared = Some(OnShared { calls, call, remote: stream.remote });
+                        }
+                        None => receiver = Some(spawn_receiver(&self.receive, rtp.clone(), rx)),
+                    }
+                    out = Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed));
+                }
+                let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false, on_shared };
                 self.on(move |c| {
                     c.calls.insert(call, e);
                 });
@@ -225,8 +292,13 @@ impl Plane {
                     s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms);
                 }
                 e.spec = stream;
-                if let Ok(mut m) = e.moved.lock() {
-                    *m = Some(stream);
+                match e.on_shared.as_mut() {
+                    Some(o) => o.moved(stream),
+                    None => {
+                        if let Ok(mut m) = e.moved.lock() {
+                            *m = Some(stream);
+                        }
+                    }
                 }
             }),
             Media::Capture { call, on } => self.with(call, move |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
@@ -251,6 +323,25 @@ impl Plane {
             }),
         }
         None
+    }
+
+    /// The shared RTP port on `local`, opened (with its receive task) the
+    /// first time a call needs it. Call inside the receive runtime.
+    fn shared_port(&mut self, local: SocketAddr) -> std::io::Result<&SharedPort> {
+        if !self.shared.contains_key(&local) {
+            let s = std::net::UdpSocket::bind(local)?;
+            s.set_nonblocking(true)?;
+            let granted = crate::mmsg::deep_buffers(s.as_raw_fd(), SHARED_RECEIVE_BUFFER);
+            if granted < SHARED_RECEIVE_BUFFER / 2 {
+                warn!(%local, granted_kib = granted / 1024, "the shared RTP port's receive buffer is small: at a busy moment callers' packets (and keys) are dropped; raise net.core.rmem_max to 16777216 or give the server CAP_NET_ADMIN");
+            }
+            let socket = Arc::new(UdpSocket::from_std(s)?);
+            let calls: Demux = Arc::default();
+            spawn_shared_receiver(&self.receive, socket.clone(), calls.clone());
+            info!(%local, receive_buffer_kib = granted / 1024, "RTP port shared by calls");
+            self.shared.insert(local, SharedPort { socket, calls });
+        }
+        self.shared.get(&local).ok_or_else(|| std::io::Error::other("shared port"))
     }
 
     fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint) + Send + 'static) {
@@ -346,15 +437,21 @@ fn tick(calls: &mut HashMap<CallKey, Endpoint>) -> Vec<(CallKey, PlayId)> {
 
 fn tick_some(calls: &mut [(&CallKey, &mut Endpoint)]) -> Vec<(CallKey, PlayId)> {
     let mut played = Vec::new();
+    // Calls on a shared port: their packets go 64 per system call.
+    let mut batch = SendBatch::default();
     for (key, e) in calls.iter_mut() {
         let rtp = &e.rtp;
+        let shared = e.on_shared.as_ref().map(|_| rtp.as_raw_fd());
         let Some(stream) = e.stream.as_mut() else { continue };
         if let Some(done) = stream.tick(e.confirmed, |packet, to| {
-            let _ = rtp.try_send_to(packet, to);
+            if !shared.is_some_and(|fd| batch.push(fd, packet, to)) {
+                let _ = rtp.try_send_to(packet, to);
+            }
         }) {
             played.push((**key, PlayId(done)));
         }
     }
+    batch.flush();
     played
 }
 
@@ -368,18 +465,6 @@ fn bind(local: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
     let s = std::net::UdpSocket::bind(local)?;
     s.set_nonblocking(true)?;
     Ok(Arc::new(UdpSocket::from_std(s)?))
-}
-
-/// How a call's incoming RTP is treated.
-#[derive(Debug, Clone, Copy)]
-pub struct ReceiveOptions {
-    pub dtmf_pt: Option<u8>,
-    pub codec: Codec,
-    /// Listen for DTMF tones in the audio too (trunks without RFC 4733).
-    pub inband_dtmf: bool,
-    /// Send to wherever the caller's RTP comes from (callers behind NAT) instead
-    /// of accepting it only from the negotiated address.
-    pub latch: bool,
 }
 
 /// Forwards one leg's RTP to the other leg of a bridged call: the payload as
@@ -437,10 +522,7 @@ pub fn spawn_leg_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, r
 /// A caller's media moved (re-INVITE): the receive task takes it from here.
 pub type MovedSlot = Arc<std::sync::Mutex<Option<StreamSpec>>>;
 
-/// Receives the caller's RTP: each packet goes through the call's
-/// [`Receiver`] (the source guard, RFC 4733 and in-band keys, audio for a
-/// recording, the relay while bridged). A third party's packets are dropped.
-/// What a caller's receive task shares with the plane.
+/// What a caller's receive state shares with the plane.
 pub struct Shared {
     /// Forward the caller's audio (recording).
     pub capture: Arc<std::sync::atomic::AtomicBool>,
@@ -451,55 +533,113 @@ pub struct Shared {
     pub clock: std::time::Instant,
 }
 
-pub fn spawn_receiver(
-    rt: &tokio::runtime::Handle,
-    socket: Arc<UdpSocket>,
-    remote: SocketAddr,
-    opts: ReceiveOptions,
-    shared: Shared,
+/// What becomes of one caller's RTP: each packet goes through the call's
+/// [`Receiver`] (the source guard, RFC 4733 and in-band keys, audio for a
+/// recording, the relay while bridged). A third party's packets are dropped.
+struct CallRx {
     call: CallKey,
+    receiver: Receiver,
+    shared: Shared,
+    /// Packets accepted so far (the plane's `last_rx` moves when this does).
+    accepted: u64,
     tx: UnboundedSender<Internal>,
-) -> tokio::task::JoinHandle<()> {
-    let ReceiveOptions { dtmf_pt, codec, inband_dtmf, latch } = opts;
-    let Shared { capture, relay, moved, last_rx, clock } = shared;
+}
+
+impl CallRx {
+    fn new(call: CallKey, stream: StreamSpec, shared: Shared, tx: UnboundedSender<Internal>) -> CallRx {
+        // Latching (callers behind NAT): send to wherever the caller's RTP
+        // comes from instead of accepting it only from the negotiated address.
+        let policy = if stream.latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
+        let now = shared.clock.elapsed().as_millis() as u64;
+        let receiver = Receiver::new(now, stream.remote, stream.codec, stream.dtmf_payload_type, policy, stream.inband_dtmf);
+        CallRx { call, receiver, shared, accepted: 0, tx }
+    }
+
+    fn renegotiate(&mut self, m: StreamSpec) {
+        let now = self.shared.clock.elapsed().as_millis() as u64;
+        self.receiver.renegotiate(now, m.remote, m.codec, m.dtmf_payload_type);
+    }
+
+    /// Takes one datagram; false once the main loop is gone.
+    fn packet(&mut self, from: SocketAddr, data: &[u8]) -> bool {
+        let CallRx { call, receiver, shared, accepted, tx } = self;
+        let now = shared.clock.elapsed().as_millis() as u64;
+        let mut slot = shared.relay.lock().unwrap_or_else(|p| p.into_inner());
+        let wants = Wants { relay: slot.is_some(), audio: shared.capture.load(std::sync::atomic::Ordering::Relaxed) };
+        let mut open = true;
+        receiver.packet(now, from, data, wants, |r| {
+            let sent = match r {
+                Received::Latched(addr) => tx.send(Internal::Latch(*call, addr)),
+                Received::Key(key, source) => tx.send(Internal::Digit(*call, key, source)),
+                Received::Audio(pcm) => tx.send(Internal::Audio(*call, pcm.to_vec())),
+                Received::Relay(p) => {
+                    if let Some(r) = slot.as_mut() {
+                        r.forward(p);
+                    }
+                    Ok(())
+                }
+            };
+            open &= sent.is_ok();
+        });
+        drop(slot);
+        let stats = receiver.guard().stats();
+        if stats.accepted_audio + stats.accepted_events != *accepted {
+            *accepted = stats.accepted_audio + stats.accepted_events;
+            shared.last_rx.store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+        open
+    }
+}
+
+/// Receives a caller's RTP on its own port.
+fn spawn_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, mut rx: CallRx) -> tokio::task::JoinHandle<()> {
     rt.spawn(async move {
         let mut buf = [0u8; 2048];
-        let policy = if latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
-        let mut receiver = Receiver::new(0, remote, codec, dtmf_pt, policy, inband_dtmf);
-        let started = tokio::time::Instant::now();
-        let mut accepted = 0u64;
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let now = started.elapsed().as_millis() as u64;
-            if let Some(m) = moved.lock().ok().and_then(|mut m| m.take()) {
-                receiver.renegotiate(now, m.remote, m.codec, m.dtmf_payload_type);
+            if let Some(m) = rx.shared.moved.lock().ok().and_then(|mut m| m.take()) {
+                rx.renegotiate(m);
             }
-            let mut slot = relay.lock().unwrap_or_else(|p| p.into_inner());
-            let wants = Wants { relay: slot.is_some(), audio: capture.load(std::sync::atomic::Ordering::Relaxed) };
-            let mut open = true;
-            receiver.packet(now, from, &buf[..n], wants, |r| {
-                let sent = match r {
-                    Received::Latched(addr) => tx.send(Internal::Latch(call, addr)),
-                    Received::Key(key, source) => tx.send(Internal::Digit(call, key, source)),
-                    Received::Audio(pcm) => tx.send(Internal::Audio(call, pcm.to_vec())),
-                    Received::Relay(p) => {
-                        if let Some(r) = slot.as_mut() {
-                            r.forward(p);
-                        }
-                        Ok(())
-                    }
-                };
-                open &= sent.is_ok();
-            });
-            drop(slot);
-            let stats = receiver.guard().stats();
-            if stats.accepted_audio + stats.accepted_events != accepted {
-                accepted = stats.accepted_audio + stats.accepted_events;
-                last_rx.store(clock.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            if !open {
+            if !rx.packet(from, &buf[..n]) {
                 return;
             }
         }
     })
+}
+
+/// Receives a shared port's RTP, up to 64 datagrams per system call, each
+/// handed to the call whose media address sent it; anyone else's are dropped.
+fn spawn_shared_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, calls: Demux) {
+    rt.spawn(async move {
+        let mut batch = RecvBatch::default();
+        let fd = socket.as_raw_fd();
+        loop {
+            if socket.readable().await.is_err() {
+                return;
+            }
+            // Read until the socket is empty (that clears its readiness).
+            loop {
+                let n = match socket.try_io(tokio::io::Interest::READABLE, || batch.recv(fd)) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // Not expected on an unconnected UDP socket: say so, and
+                        // do not spin on it.
+                        warn!("reading the shared RTP port: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        break;
+                    }
+                };
+                let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+                for i in 0..n {
+                    let Some((from, data)) = batch.get(i) else { continue };
+                    if let Some(rx) = calls.get_mut(&from) {
+                        if !rx.packet(from, data) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
 }

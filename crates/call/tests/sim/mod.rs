@@ -113,6 +113,8 @@ impl Net {
 /// One call's (or leg's) media in the simulated plane.
 struct SimMedia {
     local: SocketAddr,
+    /// On the shared port: the only source it takes packets from (the host demultiplexes by it).
+    shared_from: Option<SocketAddr>,
     leg: bool,
     confirmed: bool,
     /// Queued plays: id, label, duration.
@@ -157,6 +159,7 @@ pub fn config() -> CoreConfig {
     CoreConfig {
         listen: vec![addr(SERVER)],
         rtp_ports: (20000, 20099),
+        rtp_shared_port: None,
         max_calls: 100,
         ring_ms: 0,
         rate_per_source: 10_000,
@@ -286,7 +289,7 @@ impl World {
         for d in self.net.take_due(now) {
             if d.to == addr(SERVER) {
                 self.core.handle(now, Input::Sip { local: d.to, from: d.from, data: &d.data });
-            } else if let Some((&call, _)) = self.media.iter().find(|(_, m)| m.local == d.to) {
+            } else if let Some((&call, _)) = self.media.iter().find(|(_, m)| m.local == d.to && m.shared_from.is_none_or(|f| f == d.from)) {
                 self.rtp_in(call, d.from, &d.data);
             } else if let Some(p) = self.phones.iter_mut().find(|p| p.sip == d.to || p.rtp == d.to) {
                 let out = p.receive(now, d.from, d.to, &d.data);
@@ -387,12 +390,12 @@ impl World {
     fn media_command(&mut self, m: Media) {
         let now = self.now;
         match m {
-            Media::Open { call, local, stream, leg } => {
+            Media::Open { call, local, stream, leg, shared } => {
                 let ok = !self.unbindable.contains(&local.port());
                 if ok {
                     let policy = if stream.latch { LatchPolicy::Latch } else { LatchPolicy::Strict };
                     let receiver = (!leg).then(|| Receiver::new(now, stream.remote, stream.codec, stream.dtmf_payload_type, policy, stream.inband_dtmf));
-                    self.media.insert(call, SimMedia { local, leg, confirmed: false, queue: VecDeque::new(), head_since: None, hold: false, bridged_to: None, capture: false, receiver });
+                    self.media.insert(call, SimMedia { local, shared_from: shared.then_some(stream.remote), leg, confirmed: false, queue: VecDeque::new(), head_since: None, hold: false, bridged_to: None, capture: false, receiver });
                 }
                 self.core.handle(now, Input::MediaOpened { call, ok });
             }
@@ -429,6 +432,9 @@ impl World {
                 }
             }
             Media::Renegotiate { call, stream } => {
+                if let Some(f) = self.media.get_mut(&call).and_then(|m| m.shared_from.as_mut()) {
+                    *f = stream.remote;
+                }
                 if let Some(r) = self.media.get_mut(&call).and_then(|m| m.receiver.as_mut()) {
                     r.renegotiate(now, stream.remote, stream.codec, stream.dtmf_payload_type);
                 }
