@@ -7,6 +7,7 @@
 #
 # both (the default): every caller also sends 50 RTP packets/s, as on a trunk;
 # oneway: only the server sends audio (the benchmark before issue 9).
+# LOADGEN_SOURCES=distinct: every call's media from its own address (see below).
 # Prints the load generator's report, the server's CPU time and peak RSS and
 # what its log says about overload, then (hold mode) the floor of the same
 # run: bench/floor.c pacing the same number of streams in each direction.
@@ -15,6 +16,15 @@ cd "$(dirname "$0")/.."
 calls=${1:?calls}; secs=${2:?seconds}; probes=${3:-3}; rate=${4:-500}; mode=${5:-hold}; media=${6:-both}
 case "$media" in oneway|both) ;; *) echo "media: oneway or both" >&2; exit 2 ;; esac
 cargo bench -q --bench loadgen --no-run
+# LOADGEN_SOURCES=distinct: each bulk call's media comes from its own
+# loopback address (127.1.x.y), as calls on a trunk do — what a server with
+# `rtp_shared_port` tells them apart by. The generator then listens on all
+# addresses, so the whole run goes into a network namespace of its own whose
+# only interface is loopback (needs root, as `unshare --net` does).
+if [ "${LOADGEN_SOURCES:-}" = distinct ] && [ -z "${LOADGEN_NETNS:-}" ]; then
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ivr-target}" cargo build --release -q -p ivr-cli
+    exec unshare --net env LOADGEN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
 source bench/server.sh 5092
 start_cpu=$(awk '{print $14 + $15}' "/proc/$server/stat")
 cargo bench -q --bench loadgen -- 127.0.0.1:5092 "$calls" "$secs" "$probes" "$rate" "$mode" "$media" | tee "$work/gen.out" &

@@ -4,7 +4,8 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ivr-target}"
 cargo build --release -q -p ivr-cli
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# BENCH_LOG=FILE keeps the server's log there.
+trap 'kill "$server" 2>/dev/null || true; [ -n "${BENCH_LOG:-}" ] && cp "$work/err.log" "$BENCH_LOG"; rm -rf "$work"' EXIT
 cp flows/data/quotes.csv "$work/"
 cat > "$work/ivr.toml" <<TOML
 listen = "127.0.0.1:$1"

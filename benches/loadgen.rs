@@ -352,8 +352,10 @@ fn media_bind() -> &'static str {
     if !distinct_sources() {
         return "127.0.0.1:0";
     }
-    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net").map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
-    if interfaces.iter().any(|i| i != "lo") {
+    // /proc/net is this process's network namespace (/sys/class/net may not be).
+    let dev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    let interfaces: Vec<&str> = dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    if interfaces.is_empty() || interfaces.iter().any(|i| *i != "lo") {
         eprintln!("LOADGEN_SOURCES=distinct listens on all addresses: run it in a network namespace with loopback only (bench/loadgen.sh does); interfaces here: {interfaces:?}");
         std::process::exit(2);
     }

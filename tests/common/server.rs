@@ -80,6 +80,8 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
     let picks = extra_config.lines().any(|l| l.starts_with("ops_listen") || l.split('=').next().is_some_and(|k| k.trim() == "admin"));
     let ops = if picks { "" } else { "ops_listen = \"127.0.0.1:0\"\n" };
     let admission = if extra_config.contains("overload_at_ms") { "" } else { "overload_at_ms = 0\n" };
+    // `{shared_rtp}` in extra_config: a port of this test's own RTP range.
+    let extra_config = extra_config.replace("{shared_rtp}", &(rtp + 98).to_string());
     std::fs::write(
         &config,
         format!(

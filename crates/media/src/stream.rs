@@ -1,7 +1,9 @@
 //! One call's outgoing audio: a queue of pre-encoded prompts (each tagged by
 //! the host, so it can tell when one finished), music on hold between them,
 //! packetised at the negotiated ptime. Pure: [`Stream::tick`] is driven by the
-//! host's 20 ms media clock and hands each packet to a closure.
+//! host's media clock, every 20 ms for each stream, and hands each packet to
+//! a closure; a prompt started on an idle stream goes out at once
+//! ([`Stream::queue_now`]) and the host ticks the stream from that moment.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,10 +12,6 @@ use std::sync::Arc;
 use crate::audio::{EncodedPrompt, SAMPLES_PER_20MS};
 use crate::rtp::Packetizer;
 use crate::sdp::Codec;
-
-/// Frames a stream may run ahead of the clock by starting prompts at once
-/// (bounded: given back in silence, it never drifts further than this).
-const MAX_AHEAD: u32 = 3;
 
 /// One call's outgoing audio.
 pub struct Stream {
@@ -33,10 +31,18 @@ pub struct Stream {
     hold: Option<(Arc<EncodedPrompt>, usize)>,
     /// Bridged to an agent: the relay carries the audio, this stream is silent.
     muted: bool,
-    /// Frames sent ahead of the clock (see [`Stream::queue_now`]), given
-    /// back by sending nothing for as many ticks while the stream is idle;
-    /// at most [`MAX_AHEAD`].
-    ahead: u32,
+}
+
+/// What [`Stream::queue_now`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued behind audio already playing (or nothing may be sent yet):
+    /// it plays at the stream's ticks.
+    Behind,
+    /// A new talkspurt began: its first 20 ms went out now, so the host
+    /// ticks the stream from this moment (its next tick 20 ms from now).
+    /// `done`: a play so short it has already finished.
+    Started { done: Option<u32> },
 }
 
 impl Stream {
@@ -55,7 +61,6 @@ impl Stream {
             packet: [0; 12 + 480],
             hold: None,
             muted: false,
-            ahead: 0,
         }
     }
 
@@ -105,21 +110,18 @@ impl Stream {
     }
 
     /// Queues audio and, when nothing was playing, sends its first 20 ms at
-    /// once instead of at the next tick (a key's answer is heard up to a
-    /// tick sooner). The new talkspurt (marked) then runs one frame ahead of
-    /// the clock, evenly spaced from its first packet, which is what a
-    /// receiver's playout is anchored on; the frame is given back in the
-    /// next silence (one comfort-noise packet not sent), so the stream never
-    /// drifts ahead. Returns a play that already finished.
-    pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
+    /// once instead of at the stream's next tick: a key's answer is heard
+    /// as soon as it is known. The new talkspurt is marked — a receiver
+    /// anchors its playout on that packet — and the host then ticks the
+    /// stream 20 ms after this moment, so the talkspurt runs evenly spaced
+    /// from its first packet and the stream never runs ahead of the clock.
+    pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Queued {
         let was_idle = self.queue.is_empty();
         self.queue(id, audio);
-        if !was_idle || self.ahead >= MAX_AHEAD || !confirmed || self.muted {
-            return None;
+        if !was_idle || !confirmed || self.muted {
+            return Queued::Behind;
         }
-        let done = self.produce(send);
-        self.ahead += 1;
-        done
+        Queued::Started { done: self.produce(send) }
     }
 
     pub fn stop(&mut self) {
@@ -138,11 +140,6 @@ impl Stream {
     /// other tick at 40 ms); returns the play that just finished, if one did.
     pub fn tick(&mut self, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Option<u32> {
         if !confirmed || self.muted {
-            return None;
-        }
-        if self.ahead > 0 && self.queue.is_empty() {
-            // Idle: the frame sent ahead is given back.
-            self.ahead -= 1;
             return None;
         }
         self.produce(send)
@@ -230,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn audio_queued_while_idle_starts_at_once_and_never_runs_ahead_of_the_clock() {
+    fn audio_queued_while_idle_starts_at_once_as_a_new_talkspurt() {
         let mut s = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
         let out: std::cell::RefCell<Vec<(u32, u8, bool)>> = Default::default();
         let take = |p: &[u8], _: SocketAddr| {
@@ -240,16 +237,13 @@ mod tests {
         // Silence for two ticks, then a key: the prompt's first frame goes now, marked.
         s.tick(true, &take);
         s.tick(true, &take);
-        assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, &take), None);
+        assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, &take), Queued::Started { done: None });
         assert_eq!(out.borrow().len(), 3, "sent when queued, not at the next tick");
         assert!(out.borrow()[2].2, "a new talkspurt");
-        // The rest follows a tick apart, evenly spaced from the first.
+        // The rest follows at the stream's ticks (the host ticks it from now on).
         s.tick(true, &take);
         assert_eq!(s.tick(true, &take), Some(1), "three frames: the play ends");
-        assert_eq!(out.borrow().len(), 5);
-        // Idle again: one tick sends nothing (the frame sent ahead given back), then silence as before.
-        s.tick(true, &take);
-        assert_eq!(out.borrow().len(), 5);
+        // Idle again: silence, a frame a tick, nothing owed.
         s.tick(true, &take);
         assert_eq!(out.borrow().len(), 6);
         assert!(out.borrow().windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160), "timestamps one frame apart: {out:?}");
@@ -257,8 +251,13 @@ mod tests {
         s.queue(2, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 1600]))]);
         let before = out.borrow().len();
         s.tick(true, &take);
-        assert_eq!(s.queue_now(3, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, &take), None);
+        assert_eq!(s.queue_now(3, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, &take), Queued::Behind);
         assert_eq!(out.borrow().len(), before + 1);
+        // Before the ACK nothing goes, and a play of one frame is done at once.
+        let mut quiet = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
+        assert_eq!(quiet.queue_now(4, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], false, |_, _| panic!("nothing before the ACK")), Queued::Behind);
+        let mut short = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
+        assert_eq!(short.queue_now(5, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, |_, _| {}), Queued::Started { done: Some(5) });
     }
 
     #[test]

@@ -185,11 +185,13 @@ pub async fn run(cfg: ServerConfig) -> Result<(), ServerError> {
             },
             Some(msg) = rx.recv() => match msg {
                 Internal::Ticked(t) => {
-                    // The media clock's thread sent every call's next 20 ms.
+                    // The media clock's thread sent calls' next 20 ms (a slot's, or a frame's end).
                     for call in t.silent {
                         core.handle(now_ms(), Input::MediaTimeout { call });
                     }
-                    core.handle(now_ms(), Input::MediaTick { late_ms: t.late_ms, work_ms: t.work_ms });
+                    if let Some((late_ms, work_ms)) = t.load {
+                        core.handle(now_ms(), Input::MediaTick { late_ms, work_ms });
+                    }
                     for (call, id) in t.played {
                         core.handle(now_ms(), Input::PlayDone { call, id });
                     }

@@ -21,7 +21,7 @@ use ivr_media::relay::Rewriter;
 use ivr_media::rtp;
 use ivr_media::receive::{Received, Receiver, Wants};
 use ivr_media::source::{LatchPolicy, SourceGuard, Verdict};
-use ivr_media::stream::Stream;
+use ivr_media::stream::{Queued, Stream};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
@@ -109,21 +109,81 @@ impl OnShared {
     }
 }
 
+/// The clock's frame: every stream is ticked once in it.
+const FRAME: std::time::Duration = std::time::Duration::from_millis(20);
+/// How far behind the clock catches up instead of skipping frames.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(60);
+/// The frame's slots (5 ms each): each call's stream is ticked in one of
+/// them, so the clock's sends are spread over the frame, and commands (a
+/// key's prompt) wait at most for one slot's work, not a whole frame's.
+/// Finer slots were tried: 20 of 1 ms left each slot too little work to
+/// split over two threads, and one thread could not keep up with 2,500 calls
+/// (docs/PERFORMANCE.md).
+const SLOTS: usize = 4;
+
 /// Every call's media state, owned by the clock thread; the main loop sends
-/// it commands ([`Cmd`]) and never waits for it.
-#[derive(Default)]
+/// it commands ([`Cmd`]) and never waits for it. Calls are kept by the slot
+/// they are ticked in.
 struct Calls {
-    calls: HashMap<CallKey, Endpoint>,
-    /// Plays that finished as they were queued (reported with the next tick's).
+    slots: Vec<HashMap<CallKey, Endpoint>>,
+    slot_of: HashMap<CallKey, usize>,
+    /// The slot ticked last.
+    current: usize,
+    /// Plays that finished as they were queued (reported after the slot's).
     played_early: Vec<(CallKey, PlayId)>,
 }
 
-/// What one tick of the media clock did, for the core.
+impl Calls {
+    fn new() -> Calls {
+        Calls { slots: (0..SLOTS).map(|_| HashMap::new()).collect(), slot_of: HashMap::new(), current: 0, played_early: Vec::new() }
+    }
+
+    fn get(&self, call: &CallKey) -> Option<&Endpoint> {
+        self.slots.get(*self.slot_of.get(call)?)?.get(call)
+    }
+
+    fn get_mut(&mut self, call: &CallKey) -> Option<&mut Endpoint> {
+        self.slots.get_mut(*self.slot_of.get(call)?)?.get_mut(call)
+    }
+
+    /// A new call, in the slot its key falls in (calls spread evenly).
+    fn insert(&mut self, call: CallKey, e: Endpoint) {
+        self.remove(&call);
+        let slot = (call.0 % SLOTS as u64) as usize;
+        self.slots[slot].insert(call, e);
+        self.slot_of.insert(call, slot);
+    }
+
+    fn remove(&mut self, call: &CallKey) -> Option<Endpoint> {
+        let slot = self.slot_of.remove(call)?;
+        self.slots.get_mut(slot)?.remove(call)
+    }
+
+    /// `call` sent a frame just now (a prompt started at once): from now on
+    /// it is ticked in the slot ticked last, its next frame 20 ms from now.
+    fn rephase(&mut self, call: CallKey) {
+        let to = self.current;
+        let Some(from) = self.slot_of.get_mut(&call) else { return };
+        if *from != to {
+            if let Some(e) = self.slots[*from].remove(&call) {
+                self.slots[to].insert(call, e);
+            }
+            *from = to;
+        }
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&CallKey, &mut Endpoint)> {
+        self.slots.iter_mut().flat_map(|s| s.iter_mut())
+    }
+}
+
+/// What the media clock did, for the core: reported after each slot that
+/// finished a play, and at the end of every frame with the clock's load.
 pub struct Ticked {
     pub played: Vec<(CallKey, PlayId)>,
-    /// How late the tick started after it was due, and how long its work took.
-    pub late_ms: f64,
-    pub work_ms: f64,
+    /// At the end of a frame: how late its latest slot started after it was
+    /// due, and how long the frame's work took in all (ms).
+    pub load: Option<(f64, f64)>,
     /// Calls whose caller has been silent for the RTP timeout (checked once a second).
     pub silent: Vec<CallKey>,
 }
@@ -149,7 +209,7 @@ pub struct Plane {
 
 
 
-/// Calls at which the media tick splits its work over two threads.
+/// Calls in one slot at which its work is split over two threads.
 const PARALLEL_TICK_CALLS: usize = 256;
 
 impl Plane {
@@ -176,20 +236,22 @@ impl Plane {
         Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive, shared: HashMap::new() }
     }
 
-    /// Starts the 20 ms media clock on a thread of its own: each tick sends
-    /// every call's next 20 ms and reports to the main loop ([`Ticked`]).
-    /// It stops when the main loop is gone.
+    /// Starts the media clock on a thread of its own: every 5 ms it
+    /// sends the next 20 ms of the calls in that slot of the frame, and
+    /// reports to the main loop ([`Ticked`]). It stops when the main loop
+    /// is gone.
     pub fn start_clock(&mut self, rtp_timeout_ms: u64) -> std::io::Result<()> {
         let Some(cmds) = self.cmd_rx.take() else { return Ok(()) };
         let (tx, started) = (self.tx.clone(), self.started);
-        let period = std::time::Duration::from_millis(20);
+        let slot_len = FRAME / SLOTS as u32;
         std::thread::Builder::new().name("media-clock".into()).spawn(move || {
-            let mut calls = Calls::default();
-            let mut next = std::time::Instant::now() + period;
-            let mut ticks = 0u64;
+            let mut calls = Calls::new();
+            let mut next = std::time::Instant::now() + slot_len;
+            let (mut slot, mut frames, mut skipped) = (0usize, 0u64, 0u64);
+            let (mut late_ms, mut work_ms) = (0f64, 0f64);
             loop {
-                // Between ticks, commands are carried out as they come: a
-                // prompt queued on an idle call starts now, not at the tick.
+                // Between slots, commands are carried out as they come: a
+                // prompt queued on an idle call starts now, not at its tick.
                 match cmds.recv_timeout(next.saturating_duration_since(std::time::Instant::now())) {
                     Ok(cmd) => {
                         cmd(&mut calls);
@@ -198,22 +260,37 @@ impl Plane {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                 }
-                let late_ms = next.elapsed().as_secs_f64() * 1_000.0;
+                late_ms = late_ms.max(next.elapsed().as_secs_f64() * 1_000.0);
                 let work = std::time::Instant::now();
-                let mut played = tick(&mut calls.calls);
+                let mut played = tick(&mut calls.slots[slot]);
                 played.append(&mut calls.played_early);
-                ticks += 1;
-                let silent = if rtp_timeout_ms > 0 && ticks % 50 == 0 { silent(&mut calls.calls, started.elapsed().as_millis() as u64, rtp_timeout_ms) } else { Vec::new() };
-                let work_ms = work.elapsed().as_secs_f64() * 1_000.0;
-                if tx.send(Internal::Ticked(Ticked { played, late_ms, work_ms, silent })).is_err() {
+                calls.current = slot;
+                slot += 1;
+                next += slot_len;
+                let end_of_frame = slot == SLOTS;
+                let silent = if end_of_frame && rtp_timeout_ms > 0 && (frames + 1) % 50 == 0 { silent(&mut calls, started.elapsed().as_millis() as u64, rtp_timeout_ms) } else { Vec::new() };
+                work_ms += work.elapsed().as_secs_f64() * 1_000.0;
+                let load = end_of_frame.then_some((late_ms, work_ms));
+                if (load.is_some() || !played.is_empty()) && tx.send(Internal::Ticked(Ticked { played, load, silent })).is_err() {
                     return;
                 }
-                // Ticks missed are skipped, not sent in a burst.
-                next += period;
-                let now = std::time::Instant::now();
-                if now > next + period {
-                    let behind = ((now - next).as_nanos() / period.as_nanos()) as u32;
-                    next += period * behind;
+                if end_of_frame {
+                    (slot, late_ms, work_ms) = (0, 0.0, 0.0);
+                    frames += 1;
+                    // Up to three frames behind (the machine stalled the
+                    // thread), the slots catch up: late packets are played
+                    // out by the callers' jitter buffers, missing ones are
+                    // gaps. Further behind, whole frames are skipped.
+                    let now = std::time::Instant::now();
+                    if now > next + CATCH_UP {
+                        let behind = ((now - next).as_nanos() / FRAME.as_nanos()) as u32;
+                        next += FRAME * behind;
+                        skipped += u64::from(behind);
+                    }
+                    if frames % 50 == 0 && skipped > 0 {
+                        warn!(frames = skipped, "the media clock fell behind and skipped frames in the last second (the machine is overloaded): callers heard gaps");
+                        skipped = 0;
+                    }
                 }
             }
         })?;
@@ -263,9 +340,7 @@ impl Plane {
                     out = Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed));
                 }
                 let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false, on_shared };
-                self.on(move |c| {
-                    c.calls.insert(call, e);
-                });
+                self.on(move |c| c.insert(call, e));
                 return Some((call, true));
             }
             Media::Confirmed { call } => {
@@ -276,13 +351,16 @@ impl Plane {
                 });
             }
             Media::Play { call, id, audio, .. } => self.on(move |c| {
-                // Nothing playing: the first frame goes now, not at the next tick.
-                let Some(e) = c.calls.get_mut(&call) else { return };
+                // Nothing playing: the first frame goes now, not at the next
+                // tick, and the stream is ticked from now on.
+                let Some(e) = c.get_mut(&call) else { return };
                 let (rtp, confirmed) = (&e.rtp, e.confirmed);
-                if let Some(done) = e.stream.as_mut().and_then(|s| s.queue_now(id.0, audio, confirmed, |packet, to| {
+                let Some(s) = e.stream.as_mut() else { return };
+                if let Queued::Started { done } = s.queue_now(id.0, audio, confirmed, |packet, to| {
                     let _ = rtp.try_send_to(packet, to);
-                })) {
-                    c.played_early.push((call, PlayId(done)));
+                }) {
+                    c.played_early.extend(done.map(|d| (call, PlayId(d))));
+                    c.rephase(call);
                 }
             }),
             Media::Stop { call } => self.stream(call, Stream::stop),
@@ -319,7 +397,7 @@ impl Plane {
             }),
             Media::Close { call } => self.on(move |c| {
                 // Dropped: its receive task is aborted.
-                c.calls.remove(&call);
+                c.remove(&call);
             }),
         }
         None
@@ -346,7 +424,7 @@ impl Plane {
 
     fn with(&mut self, call: CallKey, f: impl FnOnce(&mut Endpoint) + Send + 'static) {
         self.on(move |c| {
-            if let Some(e) = c.calls.get_mut(&call) {
+            if let Some(e) = c.get_mut(&call) {
                 f(e);
             }
         });
@@ -354,7 +432,7 @@ impl Plane {
 
     fn stream(&mut self, call: CallKey, f: impl FnOnce(&mut Stream) + Send + 'static) {
         self.on(move |c| {
-            if let Some(s) = c.calls.get_mut(&call).and_then(|e| e.stream.as_mut()) {
+            if let Some(s) = c.get_mut(&call).and_then(|e| e.stream.as_mut()) {
                 f(s);
             }
         });
@@ -368,18 +446,18 @@ impl Plane {
 
 fn bridge(g: &mut Calls, rt: &tokio::runtime::Handle, caller: CallKey, leg: CallKey, to_leg: RelaySpec, to_caller: RelaySpec) {
     {
-        let (Some(c), Some(l)) = (g.calls.get(&caller), g.calls.get(&leg)) else { return };
+        let (Some(c), Some(l)) = (g.get(&caller), g.get(&leg)) else { return };
         let caller_remote = c.stream.as_ref().map_or(c.spec.remote, Stream::remote);
         let leg_remote = to_leg.to.unwrap_or(l.spec.remote);
         let relay_to_leg = Relay::new(l.rtp.clone(), leg_remote, to_leg.seed, to_leg.audio_pt, to_leg.dtmf);
         let relay_to_caller = Relay::new(c.rtp.clone(), to_caller.to.unwrap_or(caller_remote), to_caller.seed, to_caller.audio_pt, to_caller.dtmf);
         set_relay(&c.relay, Some(relay_to_leg));
-        let Some(l) = g.calls.get_mut(&leg) else { return };
+        let Some(l) = g.get_mut(&leg) else { return };
         set_relay(&l.relay, Some(relay_to_caller));
         if l.receiver.is_none() {
             l.receiver = Some(spawn_leg_receiver(rt, l.rtp.clone(), leg_remote, to_leg.audio_pt, to_leg.dtmf.map(|d| d.1), l.relay.clone()));
         }
-        if let Some(s) = g.calls.get_mut(&caller).and_then(|e| e.stream.as_mut()) {
+        if let Some(s) = g.get_mut(&caller).and_then(|e| e.stream.as_mut()) {
             s.stop();
             s.set_hold(None);
             s.set_muted(true);
@@ -399,7 +477,7 @@ impl Plane {
 /// were acknowledged (each reported once): a caller who has gone, or an
 /// offer that pointed our audio at someone else. Calls on hold both ways
 /// (we do not send) are left alone.
-fn silent(calls: &mut HashMap<CallKey, Endpoint>, now: u64, timeout_ms: u64) -> Vec<CallKey> {
+fn silent(calls: &mut Calls, now: u64, timeout_ms: u64) -> Vec<CallKey> {
     let mut out = Vec::new();
     for (call, e) in calls.iter_mut() {
         if e.stream.is_none() || !e.confirmed || e.reported_silent || !e.spec.send {
@@ -415,7 +493,7 @@ fn silent(calls: &mut HashMap<CallKey, Endpoint>, now: u64, timeout_ms: u64) -> 
     out
 }
 
-/// Sends the next 20 ms of every call; returns the plays that finished.
+/// Sends the next 20 ms of every call in a slot; returns the plays that finished.
 fn tick(calls: &mut HashMap<CallKey, Endpoint>) -> Vec<(CallKey, PlayId)> {
     let mut all: Vec<(&CallKey, &mut Endpoint)> = calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
     if all.len() >= PARALLEL_TICK_CALLS {
