@@ -81,7 +81,14 @@ fn a_flood_of_invites_from_one_address_does_not_deny_service_to_others() {
 
 #[test]
 fn rtp_keys_from_a_third_party_are_not_key_presses() {
-    let s = serve("stranger", "");
+    // On the port shared by calls (the default) and on a port of the call's own.
+    for (name, config) in [("stranger", ""), ("stranger-own-port", "rtp_shared_port = 0\n")] {
+        strangers_keys_do_nothing(name, config);
+    }
+}
+
+fn strangers_keys_do_nothing(name: &str, config: &str) {
+    let s = serve(name, config);
     let ua = TestUa::new(s.sip);
     let reply = ua.invite("962588", &ua.sdp(), "strange");
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");

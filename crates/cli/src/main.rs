@@ -32,7 +32,7 @@ struct Config {
     listen: Option<Listen>,
     /// RTP port range, inclusive, e.g. [20000, 29999].
     rtp_ports: Option<(u16, u16)>,
-    /// One RTP port for every call that does not latch (see ivr.example.toml).
+    /// One RTP port for the calls that do not latch (default: the range's first; 0: off; see ivr.example.toml).
     rtp_shared_port: Option<u16>,
     /// Flow files to serve (default: every flow in `flows/` not imported by another).
     flows: Option<Vec<PathBuf>>,
@@ -710,7 +710,17 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             _ => vec!["127.0.0.1:5060".parse().unwrap()],
         },
         rtp_ports: cfg.rtp_ports.unwrap_or((20000, 29999)),
-        rtp_shared_port: cfg.rtp_shared_port,
+        // By default the range's first port is shared by the calls that can
+        // share it (0: every call has a port of its own).
+        rtp_shared_port: match cfg.rtp_shared_port {
+            Some(0) => None,
+            Some(p) => Some(p),
+            None => {
+                let (low, high) = cfg.rtp_ports.unwrap_or((20000, 29999));
+                let first = low + low % 2;
+                (first <= high).then_some(first)
+            }
+        },
         programs,
         flows_dir,
         backend: Some(backend),

@@ -264,7 +264,7 @@ fn core_config(cfg: &ServerConfig, sockets: &[(SocketAddr, Arc<UdpSocket>)]) -> 
     CoreConfig {
         listen: sockets.iter().map(|(l, _)| *l).collect(),
         rtp_ports: cfg.rtp_ports,
-        rtp_shared_port: cfg.rtp_shared_port,
+        rtp_shared_port: cfg.rtp_shared_port.filter(|_| media::shared_port_can_hold(sockets.first().map(|(l, _)| *l))),
         max_calls: cfg.max_calls,
         ring_ms: cfg.ring_ms,
         rate_per_source: cfg.rate_per_source,

@@ -76,6 +76,22 @@ type Demux = Arc<std::sync::Mutex<HashMap<SocketAddr, CallRx>>>;
 /// packets, so a moment when the receive thread waits for a core drops none.
 const SHARED_RECEIVE_BUFFER: usize = 8 << 20;
 
+/// Whether a port shared by many calls can get the receive buffer it
+/// needs here (CAP_NET_ADMIN, or net.core.rmem_max raised): with the
+/// default (~200 KiB) it holds ~2 ms of 2,500 calls' packets, and a moment
+/// the receive thread waits for a core would drop callers' packets and
+/// keys. Without it every call gets a port of its own (each with a buffer),
+/// and the server says so.
+pub fn shared_port_can_hold(local: Option<SocketAddr>) -> bool {
+    let ip = local.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |l| l.ip());
+    let granted = std::net::UdpSocket::bind((ip, 0)).map(|s| crate::mmsg::deep_buffers(s.as_raw_fd(), SHARED_RECEIVE_BUFFER)).unwrap_or(0);
+    if granted < SHARED_RECEIVE_BUFFER / 2 {
+        warn!(granted_kib = granted / 1024, wanted_kib = SHARED_RECEIVE_BUFFER / 1024, "no RTP port shared by calls: its receive buffer cannot be made deep enough here, so each call gets a port of its own; raise net.core.rmem_max to 16777216 (or give the server CAP_NET_ADMIN) to share one");
+        return false;
+    }
+    true
+}
+
 /// One call's place on a shared port.
 struct OnShared {
     calls: Demux,
