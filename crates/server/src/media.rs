@@ -127,8 +127,11 @@ impl OnShared {
 
 /// The clock's frame: every stream is ticked once in it.
 const FRAME: std::time::Duration = std::time::Duration::from_millis(20);
-/// How far behind the clock catches up instead of skipping frames.
-const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(60);
+/// How far behind the clock catches up instead of skipping frames: one
+/// frame. (Catching up three was measured worse: on a saturated machine the
+/// catching up took the cores the callers' packets needed, and the clock
+/// fell further behind — docs/PERFORMANCE.md.)
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(20);
 /// The frame's slots (5 ms each): each call's stream is ticked in one of
 /// them, so the clock's sends are spread over the frame, and commands (a
 /// key's prompt) wait at most for one slot's work, not a whole frame's.
@@ -293,10 +296,10 @@ impl Plane {
                 if end_of_frame {
                     (slot, late_ms, work_ms) = (0, 0.0, 0.0);
                     frames += 1;
-                    // Up to three frames behind (the machine stalled the
-                    // thread), the slots catch up: late packets are played
-                    // out by the callers' jitter buffers, missing ones are
-                    // gaps. Further behind, whole frames are skipped.
+                    // Up to a frame behind (the machine stalled the thread),
+                    // the slots catch up: late packets are played out by the
+                    // callers' jitter buffers, missing ones are gaps. Further
+                    // behind, whole frames are skipped.
                     let now = std::time::Instant::now();
                     if now > next + CATCH_UP {
                         let behind = ((now - next).as_nanos() / FRAME.as_nanos()) as u32;
