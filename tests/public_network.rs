@@ -95,19 +95,7 @@ fn strangers_keys_do_nothing(name: &str, config: &str) {
     let tag = to_tag(&reply);
     ua.ack("strange", &tag);
     let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
-    let key = |k: u8, seq: u16, ts: u32, ssrc: u32| -> Vec<Vec<u8>> {
-        (0..6u16)
-            .map(|i| {
-                let end = i >= 3;
-                let mut v = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
-                v.extend_from_slice(&(seq + i).to_be_bytes());
-                v.extend_from_slice(&ts.to_be_bytes());
-                v.extend_from_slice(&ssrc.to_be_bytes());
-                v.extend_from_slice(&[k, if end { 0x80 } else { 0 } | 10, 2, 128]);
-                v
-            })
-            .collect()
-    };
+    let key = rfc4733_key;
     // A stranger on the same host (another port) and one elsewhere press 1.
     for from in ["127.0.0.1:0", "127.0.0.3:0"] {
         let stranger = UdpSocket::bind(from).unwrap();
@@ -149,18 +137,7 @@ fn calls_sharing_one_rtp_port_hear_their_own_audio_and_only_their_callers_keys_c
     // Each caller hears the menu on its own address.
     alice.hears("main_menu");
     bob.hears("main_menu");
-    let key = |k: u8, seq: u16, ssrc: u32| -> Vec<Vec<u8>> {
-        (0..4u16)
-            .map(|i| {
-                let mut v = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
-                v.extend_from_slice(&(seq + i).to_be_bytes());
-                v.extend_from_slice(&16_000u32.to_be_bytes());
-                v.extend_from_slice(&ssrc.to_be_bytes());
-                v.extend_from_slice(&[k, if i >= 1 { 0x80 } else { 0 } | 10, 2, 128]);
-                v
-            })
-            .collect()
-    };
+    let key = |k, seq, ssrc| rfc4733_key(k, seq, 16_000, ssrc);
     // A stranger presses 1 at the shared port: nobody's key.
     let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
     for p in key(1, 100, 0xbad) {
@@ -182,6 +159,38 @@ fn calls_sharing_one_rtp_port_hear_their_own_audio_and_only_their_callers_keys_c
     let keys = |id: &str| recs.iter().find(|r| r["call_id"] == id).map(|r| r["keys"].clone()).expect("a record");
     assert_eq!(keys("shared-a"), "2", "{recs:?}");
     assert_eq!(keys("shared-b"), "1", "{recs:?}");
+}
+
+#[test]
+fn a_caller_whose_media_moves_is_obeyed_only_from_its_new_address_on_the_shared_port() {
+    let s = serve("shared-move", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "moving");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let tag = to_tag(&reply);
+    ua.ack("moving", &tag);
+    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    ua.hears("main_menu");
+    // The caller's media moves to another port (a re-INVITE).
+    let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
+    moved.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sdp = ua.sdp().replace(&format!("m=audio {} ", ua.rtp.local_addr().unwrap().port()), &format!("m=audio {} ", moved.local_addr().unwrap().port()));
+    let cseq = ua.next_cseq();
+    ua.request("INVITE", "962588", "moving", Some(&tag), cseq, Some("application/sdp"), &sdp);
+    let answer = ua.final_response();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    ua.request("ACK", "962588", "moving", Some(&tag), cseq, None, "");
+    // The old address is nobody now: its key does nothing. From the new one,
+    // the caller's key is obeyed, and the prompt is heard there.
+    for p in rfc4733_key(1, 100, 8_000, 0x01d) {
+        ua.rtp.send_to(&p, media).unwrap();
+    }
+    for p in rfc4733_key(2, 200, 16_000, 0x0e3) {
+        moved.send_to(&p, media).unwrap();
+    }
+    hears_on(&moved, "enter_account");
+    ua.bye("moving", &tag);
+    assert_eq!(records(&s, 1)[0]["keys"], "2");
 }
 
 #[test]

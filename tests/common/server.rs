@@ -286,3 +286,19 @@ Contact: <sip:ua@{me}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         assert!(self.final_response().starts_with("SIP/2.0 200"));
     }
 }
+
+/// A key as RFC 4733 packets (payload type 101): a marked start, two
+/// updates and three ends, as a phone sends a short press.
+pub fn rfc4733_key(key: u8, seq: u16, ts: u32, ssrc: u32) -> Vec<Vec<u8>> {
+    (0..6u16)
+        .map(|i| {
+            let end = i >= 3;
+            let mut v = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+            v.extend_from_slice(&seq.wrapping_add(i).to_be_bytes());
+            v.extend_from_slice(&ts.to_be_bytes());
+            v.extend_from_slice(&ssrc.to_be_bytes());
+            v.extend_from_slice(&[key, if end { 0x80 } else { 0 } | 10, 2, 128]);
+            v
+        })
+        .collect()
+}
