@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 
+use ivr_media::source::source_key;
 use ivr_sip::endpoint::CallKey;
 
 /// Where a call's RTP is received.
@@ -60,7 +61,9 @@ impl Ports {
     /// (`may_share`: false for calls that latch, whose packets may come from
     /// elsewhere), else a port of its own (`None`: none left).
     pub(crate) fn take_for(&mut self, call: CallKey, remote: SocketAddr, may_share: bool) -> Option<Rtp> {
-        if let Some(port) = self.shared.filter(|_| may_share) {
+        let remote = source_key(remote);
+        // An address nothing can send from (0.0.0.0, port 0) cannot tell the call's packets apart.
+        if let Some(port) = self.shared.filter(|_| may_share && !remote.ip().is_unspecified() && remote.port() != 0) {
             if let std::collections::hash_map::Entry::Vacant(v) = self.on_shared.entry(remote) {
                 v.insert(call);
                 return Some(Rtp::Shared { port, remote });
@@ -83,10 +86,14 @@ impl Ports {
 
     /// The call's media address changes to `to` (a re-INVITE): false when
     /// it is on the shared port and another call there has that address
-    /// (their packets could not be told apart; the change is refused).
+    /// (their packets could not be told apart; the change is refused). An
+    /// old-style hold (`c=0.0.0.0`) is no move: the caller's packets, if it
+    /// sends any, still come from where they came from, and the call keeps
+    /// its place.
     pub(crate) fn moved(&mut self, call: CallKey, rtp: &mut Rtp, to: SocketAddr) -> bool {
         let Rtp::Shared { remote, .. } = rtp else { return true };
-        if *remote == to {
+        let to = source_key(to);
+        if *remote == to || to.ip().is_unspecified() {
             return true;
         }
         if self.on_shared.get(&to).is_some_and(|c| *c != call) {
@@ -145,6 +152,22 @@ mod tests {
         assert_eq!(p.take_for(CallKey(1), a("192.0.2.1:4000"), true), Some(Rtp::Own(20000)));
         assert_eq!(p.take_for(CallKey(2), a("192.0.2.1:4002"), true), Some(Rtp::Own(20002)));
         assert_eq!(p.take_for(CallKey(3), a("192.0.2.1:4004"), true), None);
+    }
+
+    #[test]
+    fn a_hold_to_no_address_keeps_the_calls_place_and_addresses_are_compared_canonically() {
+        let mut p = Ports::new((20000, 20009), Some(30000));
+        let mut one = p.take_for(CallKey(1), a("192.0.2.1:4000"), true).unwrap();
+        let mut two = p.take_for(CallKey(2), a("192.0.2.2:4000"), true).unwrap();
+        // Both hold with c=0.0.0.0 and the same port: neither is refused, both keep their place.
+        assert!(p.moved(CallKey(1), &mut one, a("0.0.0.0:4000")));
+        assert!(p.moved(CallKey(2), &mut two, a("0.0.0.0:4000")));
+        assert_eq!(one, Rtp::Shared { port: 30000, remote: a("192.0.2.1:4000") });
+        assert_eq!(p.take_for(CallKey(3), a("192.0.2.1:4000"), true), Some(Rtp::Own(20000)), "still taken");
+        // An offer with no address to send from never shares.
+        assert_eq!(p.take_for(CallKey(4), a("0.0.0.0:4000"), true), Some(Rtp::Own(20002)));
+        // An IPv4 address spelled as IPv6 is the same address.
+        assert_eq!(p.take_for(CallKey(5), a("[::ffff:192.0.2.2]:4000"), true), Some(Rtp::Own(20004)));
     }
 
     #[test]

@@ -717,8 +717,7 @@ fn serve(config: Option<PathBuf>, listen: Vec<std::net::SocketAddr>, log_format:
             Some(p) => Some(p),
             None => {
                 let (low, high) = cfg.rtp_ports.unwrap_or((20000, 29999));
-                let first = low + low % 2;
-                (first <= high).then_some(first)
+                low.checked_add(low % 2).filter(|first| *first <= high)
             }
         },
         programs,

@@ -65,6 +65,12 @@ impl Packetizer {
         self.marker = true;
     }
 
+    /// Sets the next packet's timestamp back by `samples`: a talkspurt that
+    /// starts before its tick keeps its timestamps on real time.
+    pub fn set_back(&mut self, samples: u32) {
+        self.timestamp = self.timestamp.wrapping_sub(samples);
+    }
+
     /// Writes the next packet (header + `payload`) into `out`, returning its length;
     /// the timestamp then advances by `samples`.
     pub fn write(&mut self, payload: &[u8], samples: u32, out: &mut [u8]) -> usize {

@@ -211,6 +211,13 @@ fn same_ip(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip().to_canonical() == b.ip().to_canonical()
 }
 
+/// The address as a key for "who sent this": canonical IP (an IPv4 peer on a
+/// dual-stack socket is its IPv4 address), the port, no flow label or scope
+/// id — so a lookup by a packet's source finds the address an SDP named.
+pub fn source_key(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
 fn same_source(a: SocketAddr, b: SocketAddr) -> bool {
     same_ip(a, b) && a.port() == b.port()
 }

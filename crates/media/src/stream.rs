@@ -111,15 +111,23 @@ impl Stream {
 
     /// Queues audio and, when nothing was playing, sends its first 20 ms at
     /// once instead of at the stream's next tick: a key's answer is heard
-    /// as soon as it is known. The new talkspurt is marked — a receiver
-    /// anchors its playout on that packet — and the host then ticks the
-    /// stream 20 ms after this moment, so the talkspurt runs evenly spaced
-    /// from its first packet and the stream never runs ahead of the clock.
-    pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, send: impl FnMut(&[u8], SocketAddr)) -> Queued {
+    /// as soon as it is known. `early_ms`: how long before the stream's next
+    /// tick this is (0–20). The new talkspurt is marked — a receiver anchors
+    /// its playout on that packet — and its timestamp is set back by as
+    /// much, so timestamps keep to real time (the stream never runs ahead,
+    /// however many prompts start early); the host then ticks the stream
+    /// 20 ms after this moment, so the talkspurt runs evenly spaced from its
+    /// first packet.
+    pub fn queue_now(&mut self, id: u32, audio: Vec<Arc<EncodedPrompt>>, confirmed: bool, early_ms: u32, send: impl FnMut(&[u8], SocketAddr)) -> Queued {
         let was_idle = self.queue.is_empty();
         self.queue(id, audio);
         if !was_idle || !confirmed || self.muted {
             return Queued::Behind;
+        }
+        if self.packet_bytes <= SAMPLES_PER_20MS && self.pending.is_empty() {
+            // Still after the last packet's start (a timestamp never repeats).
+            let samples = early_ms.min(20) * (SAMPLES_PER_20MS as u32 / 20);
+            self.pk.set_back(samples.min(self.packet_bytes as u32 - 1));
         }
         Queued::Started { done: self.produce(send) }
     }
@@ -234,30 +242,39 @@ mod tests {
             let r = rtp::parse(p).unwrap();
             out.borrow_mut().push((r.timestamp, r.payload[0], r.marker));
         };
-        // Silence for two ticks, then a key: the prompt's first frame goes now, marked.
+        // Silence for two ticks, then a key 5 ms after the last tick (15 ms
+        // before the next): the prompt's first frame goes now, marked, its
+        // timestamp 5 ms (40 samples) after the last packet's: real time.
         s.tick(true, &take);
         s.tick(true, &take);
-        assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, &take), Queued::Started { done: None });
+        assert_eq!(s.queue_now(1, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, 15, &take), Queued::Started { done: None });
         assert_eq!(out.borrow().len(), 3, "sent when queued, not at the next tick");
         assert!(out.borrow()[2].2, "a new talkspurt");
+        assert_eq!(out.borrow()[2].0.wrapping_sub(out.borrow()[1].0), 40);
         // The rest follows at the stream's ticks (the host ticks it from now on).
         s.tick(true, &take);
         assert_eq!(s.tick(true, &take), Some(1), "three frames: the play ends");
         // Idle again: silence, a frame a tick, nothing owed.
         s.tick(true, &take);
         assert_eq!(out.borrow().len(), 6);
-        assert!(out.borrow().windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160), "timestamps one frame apart: {out:?}");
+        assert!(out.borrow()[2..].windows(2).all(|w| w[1].0.wrapping_sub(w[0].0) == 160), "timestamps one frame apart: {out:?}");
+        // A prompt started right after a tick: its timestamp still moves on.
+        let mut at_once = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
+        let ts: std::cell::RefCell<Vec<u32>> = Default::default();
+        at_once.tick(true, |p, _| ts.borrow_mut().push(rtp::parse(p).unwrap().timestamp));
+        at_once.queue_now(9, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 480]))], true, 20, |p, _| ts.borrow_mut().push(rtp::parse(p).unwrap().timestamp));
+        assert_eq!(ts.borrow()[1].wrapping_sub(ts.borrow()[0]), 1);
         // Queued behind audio already playing: nothing extra is sent.
         s.queue(2, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 1600]))]);
         let before = out.borrow().len();
         s.tick(true, &take);
-        assert_eq!(s.queue_now(3, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, &take), Queued::Behind);
+        assert_eq!(s.queue_now(3, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, 10, &take), Queued::Behind);
         assert_eq!(out.borrow().len(), before + 1);
         // Before the ACK nothing goes, and a play of one frame is done at once.
         let mut quiet = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
-        assert_eq!(quiet.queue_now(4, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], false, |_, _| panic!("nothing before the ACK")), Queued::Behind);
+        assert_eq!(quiet.queue_now(4, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], false, 10, |_, _| panic!("nothing before the ACK")), Queued::Behind);
         let mut short = Stream::new(Codec::Pcmu, "127.0.0.1:9".parse().unwrap(), true, 20, 5);
-        assert_eq!(short.queue_now(5, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, |_, _| {}), Queued::Started { done: Some(5) });
+        assert_eq!(short.queue_now(5, vec![Arc::new(EncodedPrompt::from_pcm(&[3000; 160]))], true, 0, |_, _| {}), Queued::Started { done: Some(5) });
     }
 
     #[test]

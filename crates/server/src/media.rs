@@ -20,7 +20,7 @@ use ivr_call::{CallKey, Media, PlayId, RelaySpec, StreamSpec};
 use ivr_media::relay::Rewriter;
 use ivr_media::rtp;
 use ivr_media::receive::{Received, Receiver, Wants};
-use ivr_media::source::{LatchPolicy, SourceGuard, Verdict};
+use ivr_media::source::{source_key, LatchPolicy, SourceGuard, Verdict};
 use ivr_media::stream::{Queued, Stream};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc::UnboundedSender;
@@ -48,17 +48,15 @@ struct Endpoint {
     /// When the call was acknowledged, and whether it was already reported silent.
     confirmed_at: u64,
     reported_silent: bool,
-    /// On a shared port: where its receive state is kept (`rtp` is the shared socket).
-    on_shared: Option<OnShared>,
+    /// On a shared port (`rtp` is the shared socket; the receive state is
+    /// the plane's, see [`OnShared`]): its packets are sent in batches.
+    shared: bool,
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
         if let Some(r) = self.receiver.take() {
             r.abort();
-        }
-        if let Some(o) = &self.on_shared {
-            o.leave();
         }
     }
 }
@@ -92,15 +90,31 @@ pub fn shared_port_can_hold(local: Option<SocketAddr>) -> bool {
     true
 }
 
-/// One call's place on a shared port.
+/// One call's place on a shared port, kept by the plane on the main
+/// thread: the demultiplexer changes (a call in, a move, a call out) in the
+/// order the core made them, so an address the core freed and gave to
+/// another call is never taken back by a change still on its way.
 struct OnShared {
     calls: Demux,
     call: CallKey,
-    /// The caller's media address: its packets are the ones from here.
+    /// The caller's media address (as [`source_key`]): its packets are the ones from here.
     remote: SocketAddr,
 }
 
 impl OnShared {
+    /// The call joins the port: false if another call there has its
+    /// address (the core prevents that; the call then takes a port of its own).
+    fn join(calls: &Demux, call: CallKey, remote: SocketAddr, rx: CallRx) -> Option<OnShared> {
+        let remote = source_key(remote);
+        let mut map = calls.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&remote).is_some_and(|other| other.call != call) {
+            warn!(call = call.0, %remote, "another call on the shared RTP port has this media address");
+            return None;
+        }
+        map.insert(remote, rx);
+        Some(OnShared { calls: calls.clone(), call, remote })
+    }
+
     fn leave(&self) {
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
         if calls.get(&self.remote).is_some_and(|rx| rx.call == self.call) {
@@ -109,19 +123,31 @@ impl OnShared {
     }
 
     /// The caller's media moved (a re-INVITE the core accepted): its
-    /// packets come from the new address now.
+    /// packets come from the new address now. A hold to no address
+    /// (`c=0.0.0.0`) keeps its place, as the core does.
     fn moved(&mut self, to: StreamSpec) {
+        let key = source_key(to.remote);
         let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut rx) = calls.remove(&self.remote).filter(|rx| rx.call == self.call) else { return };
-        rx.renegotiate(to);
-        if calls.contains_key(&to.remote) {
-            // The core refuses such a move; kept where it was if one slips through.
-            warn!(call = self.call.0, remote = %to.remote, "another call on the shared RTP port has this address; the move is not taken");
-            calls.insert(self.remote, rx);
+        if !calls.get(&self.remote).is_some_and(|rx| rx.call == self.call) {
             return;
         }
-        calls.insert(to.remote, rx);
-        self.remote = to.remote;
+        if key == self.remote || key.ip().is_unspecified() {
+            if let Some(rx) = calls.get_mut(&self.remote) {
+                rx.renegotiate(to);
+            }
+            return;
+        }
+        if calls.contains_key(&key) {
+            // The core refuses such a move, so this cannot happen; if it did,
+            // the call stays where it is rather than take another's packets.
+            warn!(call = self.call.0, remote = %key, "another call on the shared RTP port has this address; the move is not taken");
+            return;
+        }
+        if let Some(mut rx) = calls.remove(&self.remote) {
+            rx.renegotiate(to);
+            calls.insert(key, rx);
+        }
+        self.remote = key;
     }
 }
 
@@ -148,13 +174,17 @@ struct Calls {
     slot_of: HashMap<CallKey, usize>,
     /// The slot ticked last.
     current: usize,
+    /// When each slot was last ticked.
+    ran_at: Vec<std::time::Instant>,
     /// Plays that finished as they were queued (reported after the slot's).
     played_early: Vec<(CallKey, PlayId)>,
+    /// The clock's send batches (one for each thread of a slot's work), allocated once.
+    batches: [SendBatch; 2],
 }
 
 impl Calls {
     fn new() -> Calls {
-        Calls { slots: (0..SLOTS).map(|_| HashMap::new()).collect(), slot_of: HashMap::new(), current: 0, played_early: Vec::new() }
+        Calls { slots: (0..SLOTS).map(|_| HashMap::new()).collect(), slot_of: HashMap::new(), current: 0, ran_at: vec![std::time::Instant::now(); SLOTS], played_early: Vec::new(), batches: Default::default() }
     }
 
     fn get(&self, call: &CallKey) -> Option<&Endpoint> {
@@ -191,6 +221,12 @@ impl Calls {
         }
     }
 
+    /// How long before `call`'s next tick it is now (ms, 0–20).
+    fn early_ms(&self, call: &CallKey) -> u32 {
+        let since = self.slot_of.get(call).map_or(FRAME, |s| self.ran_at[*s].elapsed());
+        FRAME.saturating_sub(since).as_millis() as u32
+    }
+
     fn iter_mut(&mut self) -> impl Iterator<Item = (&CallKey, &mut Endpoint)> {
         self.slots.iter_mut().flat_map(|s| s.iter_mut())
     }
@@ -224,6 +260,10 @@ pub struct Plane {
     receive: tokio::runtime::Handle,
     /// Shared RTP ports, by local address (opened when a call first needs one).
     shared: HashMap<SocketAddr, SharedPort>,
+    /// Shared ports that could not be opened, and when (tried again after a while).
+    shared_failed: HashMap<SocketAddr, std::time::Instant>,
+    /// The calls on shared ports (see [`OnShared`]).
+    on_shared: HashMap<CallKey, OnShared>,
 }
 
 
@@ -252,7 +292,7 @@ impl Plane {
             }
         };
         let (cmds, cmd_rx) = std::sync::mpsc::channel();
-        Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive, shared: HashMap::new() }
+        Plane { cmds, cmd_rx: Some(cmd_rx), tx, started: std::time::Instant::now(), receive, shared: HashMap::new(), shared_failed: HashMap::new(), on_shared: HashMap::new() }
     }
 
     /// Starts the media clock on a thread of its own: every 5 ms it
@@ -281,9 +321,10 @@ impl Plane {
                 }
                 late_ms = late_ms.max(next.elapsed().as_secs_f64() * 1_000.0);
                 let work = std::time::Instant::now();
-                let mut played = tick(&mut calls.slots[slot]);
+                let mut played = tick(&mut calls.slots[slot], &mut calls.batches);
                 played.append(&mut calls.played_early);
                 calls.current = slot;
+                calls.ran_at[slot] = work;
                 slot += 1;
                 next += slot_len;
                 let end_of_frame = slot == SLOTS;
@@ -346,19 +387,22 @@ impl Plane {
                 let relay: RelaySlot = Arc::new(std::sync::Mutex::new(None));
                 let moved: MovedSlot = Arc::new(std::sync::Mutex::new(None));
                 let last_rx = Arc::new(std::sync::atomic::AtomicU64::new(0));
-                let (mut out, mut receiver, mut on_shared) = (None, None, None);
+                let (mut out, mut receiver) = (None, None);
                 if !leg {
                     let rx = CallRx::new(call, stream, Shared { capture: capture.clone(), relay: relay.clone(), moved: moved.clone(), last_rx: last_rx.clone(), clock: self.started }, self.tx.clone());
-                    match demux {
-                        Some(calls) => {
-                            calls.lock().unwrap_or_else(|p| p.into_inner()).insert(stream.remote, rx);
-                            on_shared = Some(OnShared { calls, call, remote: stream.remote });
-                        }
+                    match &demux {
+                        Some(calls) => match OnShared::join(calls, call, stream.remote, rx) {
+                            Some(o) => {
+                                self.on_shared.insert(call, o);
+                            }
+                            None => return Some((call, false)),
+                        },
                         None => receiver = Some(spawn_receiver(&self.receive, rtp.clone(), rx)),
                     }
                     out = Some(Stream::new(stream.codec, stream.remote, stream.send, stream.ptime_ms, stream.ssrc_seed));
                 }
-                let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false, on_shared };
+                let shared = demux.is_some();
+                let e = Endpoint { rtp, stream: out, confirmed: false, receiver, capture, relay, moved, spec: stream, last_rx, confirmed_at: 0, reported_silent: false, shared };
                 self.on(move |c| c.insert(call, e));
                 return Some((call, true));
             }
@@ -372,10 +416,11 @@ impl Plane {
             Media::Play { call, id, audio, .. } => self.on(move |c| {
                 // Nothing playing: the first frame goes now, not at the next
                 // tick, and the stream is ticked from now on.
+                let early_ms = c.early_ms(&call);
                 let Some(e) = c.get_mut(&call) else { return };
                 let (rtp, confirmed) = (&e.rtp, e.confirmed);
                 let Some(s) = e.stream.as_mut() else { return };
-                if let Queued::Started { done } = s.queue_now(id.0, audio, confirmed, |packet, to| {
+                if let Queued::Started { done } = s.queue_now(id.0, audio, confirmed, early_ms, |packet, to| {
                     let _ = rtp.try_send_to(packet, to);
                 }) {
                     c.played_early.extend(done.map(|d| (call, PlayId(d))));
@@ -384,20 +429,22 @@ impl Plane {
             }),
             Media::Stop { call } => self.stream(call, Stream::stop),
             Media::Hold { call, music } => self.stream(call, move |s| s.set_hold(music)),
-            Media::Renegotiate { call, stream } => self.with(call, move |e| {
-                if let Some(s) = e.stream.as_mut() {
-                    s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms);
+            Media::Renegotiate { call, stream } => {
+                if let Some(o) = self.on_shared.get_mut(&call) {
+                    o.moved(stream);
                 }
-                e.spec = stream;
-                match e.on_shared.as_mut() {
-                    Some(o) => o.moved(stream),
-                    None => {
+                self.with(call, move |e| {
+                    if let Some(s) = e.stream.as_mut() {
+                        s.renegotiate(stream.codec, stream.remote, stream.send, stream.ptime_ms);
+                    }
+                    e.spec = stream;
+                    if !e.shared {
                         if let Ok(mut m) = e.moved.lock() {
                             *m = Some(stream);
                         }
                     }
-                }
-            }),
+                });
+            }
             Media::Capture { call, on } => self.with(call, move |e| e.capture.store(on, std::sync::atomic::Ordering::Relaxed)),
             Media::Bridge { caller, leg, to_leg, to_caller } => self.bridge(caller, leg, to_leg, to_caller),
             Media::Unbridge { caller, leg } => {
@@ -414,10 +461,15 @@ impl Plane {
                     r.retarget(to);
                 }
             }),
-            Media::Close { call } => self.on(move |c| {
-                // Dropped: its receive task is aborted.
-                c.remove(&call);
-            }),
+            Media::Close { call } => {
+                if let Some(o) = self.on_shared.remove(&call) {
+                    o.leave();
+                }
+                self.on(move |c| {
+                    // Dropped: its receive task is aborted.
+                    c.remove(&call);
+                });
+            }
         }
         None
     }
@@ -426,7 +478,18 @@ impl Plane {
     /// first time a call needs it. Call inside the receive runtime.
     fn shared_port(&mut self, local: SocketAddr) -> std::io::Result<&SharedPort> {
         if !self.shared.contains_key(&local) {
-            let s = std::net::UdpSocket::bind(local)?;
+            // A port another process holds is not tried again for every call
+            // (each would then try it and take a port of its own).
+            if self.shared_failed.get(&local).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(10)) {
+                return Err(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+            }
+            let s = match std::net::UdpSocket::bind(local) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.shared_failed.insert(local, std::time::Instant::now());
+                    return Err(e);
+                }
+            };
             s.set_nonblocking(true)?;
             let granted = crate::mmsg::deep_buffers(s.as_raw_fd(), SHARED_RECEIVE_BUFFER);
             if granted < SHARED_RECEIVE_BUFFER / 2 {
@@ -513,8 +576,9 @@ fn silent(calls: &mut Calls, now: u64, timeout_ms: u64) -> Vec<CallKey> {
 }
 
 /// Sends the next 20 ms of every call in a slot; returns the plays that finished.
-fn tick(calls: &mut HashMap<CallKey, Endpoint>) -> Vec<(CallKey, PlayId)> {
+fn tick(calls: &mut HashMap<CallKey, Endpoint>, batches: &mut [SendBatch; 2]) -> Vec<(CallKey, PlayId)> {
     let mut all: Vec<(&CallKey, &mut Endpoint)> = calls.iter_mut().filter(|(_, e)| e.stream.is_some()).collect();
+    let [one, two] = batches;
     if all.len() >= PARALLEL_TICK_CALLS {
         // The tick's sends are the server's biggest cost: with many calls
         // they are split over two threads (sockets are shared, streams are
@@ -522,23 +586,22 @@ fn tick(calls: &mut HashMap<CallKey, Endpoint>) -> Vec<(CallKey, PlayId)> {
         let mid = all.len() / 2;
         let (a, b) = all.split_at_mut(mid);
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| tick_some(a));
-            let mut mine = tick_some(b);
+            let other = scope.spawn(|| tick_some(a, one));
+            let mut mine = tick_some(b, two);
             mine.extend(other.join().unwrap_or_default());
             mine
         })
     } else {
-        tick_some(&mut all)
+        tick_some(&mut all, one)
     }
 }
 
-fn tick_some(calls: &mut [(&CallKey, &mut Endpoint)]) -> Vec<(CallKey, PlayId)> {
+/// Calls on a shared port send through `batch`: 64 packets per system call.
+fn tick_some(calls: &mut [(&CallKey, &mut Endpoint)], batch: &mut SendBatch) -> Vec<(CallKey, PlayId)> {
     let mut played = Vec::new();
-    // Calls on a shared port: their packets go 64 per system call.
-    let mut batch = SendBatch::default();
     for (key, e) in calls.iter_mut() {
         let rtp = &e.rtp;
-        let shared = e.on_shared.as_ref().map(|_| rtp.as_raw_fd());
+        let shared = e.shared.then(|| rtp.as_raw_fd());
         let Some(stream) = e.stream.as_mut() else { continue };
         if let Some(done) = stream.tick(e.confirmed, |packet, to| {
             if !shared.is_some_and(|fd| batch.push(fd, packet, to)) {
@@ -710,6 +773,7 @@ fn spawn_shared_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, ca
     rt.spawn(async move {
         let mut batch = RecvBatch::default();
         let fd = socket.as_raw_fd();
+        let mut batches = 0u64;
         loop {
             if socket.readable().await.is_err() {
                 return;
@@ -727,16 +791,87 @@ fn spawn_shared_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, ca
                         break;
                     }
                 };
-                let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
-                for i in 0..n {
-                    let Some((from, data)) = batch.get(i) else { continue };
-                    if let Some(rx) = calls.get_mut(&from) {
-                        if !rx.packet(from, data) {
-                            return;
+                // Delivered under the lock; taken again for each batch.
+                let gone = {
+                    let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut gone = false;
+                    for i in 0..n {
+                        let Some((from, data)) = batch.get(i) else { continue };
+                        let key = source_key(from);
+                        let Some(rx) = calls.get_mut(&key) else { continue };
+                        // A bug in one call's packet handling ends that call's
+                        // reception (it is then ended as silent), never the port's.
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.packet(from, data))) {
+                            Ok(true) => {}
+                            Ok(false) => gone = true,
+                            Err(_) => {
+                                tracing::error!(call = rx.call.0, "receiving this call's RTP failed; it no longer receives");
+                                calls.remove(&key);
+                            }
                         }
                     }
+                    gone
+                };
+                if gone {
+                    // The main loop is gone.
+                    return;
+                }
+                // A flood never keeps the other calls' tasks (own ports,
+                // agents' legs) off this thread for long.
+                batches += 1;
+                if batches % 16 == 0 {
+                    tokio::task::yield_now().await;
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ivr_media::sdp::Codec;
+
+    fn spec(remote: &str) -> StreamSpec {
+        StreamSpec { codec: Codec::Pcmu, remote: remote.parse().unwrap(), send: true, ptime_ms: 20, dtmf_payload_type: Some(101), inband_dtmf: false, latch: false, ssrc_seed: 1 }
+    }
+
+    fn demux(p: &Plane, local: SocketAddr) -> Vec<(SocketAddr, u64)> {
+        let d = p.shared[&local].calls.lock().unwrap();
+        let mut v: Vec<_> = d.iter().map(|(a, rx)| (*a, rx.call.0)).collect();
+        v.sort();
+        v
+    }
+
+    fn open(p: &mut Plane, call: u64, local: SocketAddr, remote: &str) -> Option<(CallKey, bool)> {
+        p.perform(Media::Open { call: CallKey(call), local, stream: spec(remote), leg: false, shared: true })
+    }
+
+    /// The demultiplexer follows the core's changes in the core's order: a
+    /// move, then a new call at the freed address (an SBC reusing a port at
+    /// once), then the calls ending — whatever the clock thread is doing
+    /// (it is not even started here).
+    #[test]
+    fn the_shared_ports_calls_follow_the_cores_changes_in_order() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let _in_rt = rt.enter();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut p = Plane::new(tx);
+        let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (x, y): (SocketAddr, SocketAddr) = ("127.0.0.1:4000".parse().unwrap(), "127.0.0.1:4002".parse().unwrap());
+        assert_eq!(open(&mut p, 1, port, "127.0.0.1:4000"), Some((CallKey(1), true)));
+        p.perform(Media::Renegotiate { call: CallKey(1), stream: spec("127.0.0.1:4002") });
+        assert_eq!(open(&mut p, 2, port, "127.0.0.1:4000"), Some((CallKey(2), true)));
+        assert_eq!(demux(&p, port), [(x, 2), (y, 1)]);
+        // A hold to no address keeps the call's place.
+        p.perform(Media::Renegotiate { call: CallKey(1), stream: spec("0.0.0.0:4002") });
+        assert_eq!(demux(&p, port), [(x, 2), (y, 1)]);
+        // A third call at an address another has is refused (the core then gives it a port of its own).
+        assert_eq!(open(&mut p, 3, port, "127.0.0.1:4002"), Some((CallKey(3), false)));
+        assert_eq!(demux(&p, port), [(x, 2), (y, 1)]);
+        p.perform(Media::Close { call: CallKey(1) });
+        assert_eq!(demux(&p, port), [(x, 2)]);
+        p.perform(Media::Close { call: CallKey(2) });
+        assert!(demux(&p, port).is_empty());
+    }
 }

@@ -19,11 +19,15 @@ pub struct RecvBatch {
     names: Vec<libc::sockaddr_storage>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
+    /// Datagrams the last read returned.
+    n: usize,
 }
 
 // SAFETY: the raw pointers in `iovecs` and `headers` point only into the
 // batch's own heap buffers (never reallocated), which move with it.
 unsafe impl Send for RecvBatch {}
+// SAFETY: as for RecvBatch.
+unsafe impl Send for SendBatch {}
 
 impl Default for RecvBatch {
     fn default() -> RecvBatch {
@@ -32,7 +36,7 @@ impl Default for RecvBatch {
         let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; N];
         let mut iovecs: Vec<libc::iovec> = bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: MAX }).collect();
         let headers = iovecs.iter_mut().zip(names.iter_mut()).map(|(iov, name)| header(iov, name)).collect();
-        RecvBatch { bufs, names, iovecs, headers }
+        RecvBatch { bufs, names, iovecs, headers, n: 0 }
     }
 }
 
@@ -40,9 +44,16 @@ impl RecvBatch {
     /// Reads what is waiting, up to 64 datagrams, without blocking
     /// (`WouldBlock` when nothing is).
     pub fn recv(&mut self, fd: RawFd) -> std::io::Result<usize> {
-        debug_assert_eq!(self.bufs.len(), self.iovecs.len());
-        for h in &mut self.headers {
+        self.n = 0;
+        // The pointers are taken afresh for each call (the buffers were
+        // written through since).
+        for (((h, iov), buf), name) in self.headers.iter_mut().zip(self.iovecs.iter_mut()).zip(self.bufs.iter_mut()).zip(self.names.iter_mut()) {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = MAX;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_flags = 0;
             h.msg_len = 0;
         }
         // SAFETY: the headers point at names, iovecs and buffers owned by self
@@ -51,12 +62,16 @@ impl RecvBatch {
         if n < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(n as usize)
+        self.n = (n as usize).min(N);
+        Ok(self.n)
     }
 
     /// The `i`th datagram of the last read and where it came from (`None`:
     /// truncated, or from an address family we do not speak).
     pub fn get(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        if i >= self.n {
+            return None;
+        }
         let h = self.headers.get(i)?;
         if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             return None;
@@ -112,6 +127,12 @@ impl SendBatch {
 
     /// Sends what was gathered.
     pub fn flush(&mut self) {
+        // The pointers are taken afresh (the buffers were written through since).
+        for (((h, iov), buf), name) in self.headers.iter_mut().zip(self.iovecs.iter_mut()).zip(self.bufs.iter_mut()).zip(self.names.iter_mut()).take(self.n) {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+        }
         let mut off = 0;
         while off < self.n {
             // SAFETY: headers[off..n] point at names, iovecs and buffers owned
@@ -119,10 +140,20 @@ impl SendBatch {
             let r = unsafe { libc::sendmmsg(self.fd, self.headers.as_mut_ptr().add(off), (self.n - off) as u32, libc::MSG_DONTWAIT) };
             if r > 0 {
                 off += r as usize;
-            } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                // The first datagram left failed: it is dropped, the rest go on.
-                self.dropped += 1;
-                off += 1;
+                continue;
+            }
+            match std::io::Error::last_os_error().kind() {
+                std::io::ErrorKind::Interrupted if r < 0 => {}
+                // The socket's buffer is full: the rest would fail too.
+                std::io::ErrorKind::WouldBlock => {
+                    self.dropped += (self.n - off) as u64;
+                    off = self.n;
+                }
+                // This datagram's address is refused: it is dropped, the rest go on.
+                _ => {
+                    self.dropped += 1;
+                    off += 1;
+                }
             }
         }
         self.n = 0;
