@@ -73,8 +73,13 @@ pub fn serve_on(ip: &str, name: &str, extra_config: &str) -> Server {
         .unwrap()
         .port();
     let host = if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() };
-    // Each test gets its own RTP range, derived from its SIP port.
-    let rtp = 30_000 + (port as u32 % 300) * 100;
+    // Each server gets an RTP range of its own, below the kernel's ephemeral
+    // ports (where the SIP ports of other tests' servers come from) and above
+    // sipp's (`sipp_ports`): the servers of one test binary (its tests run at
+    // once) take ranges in turn.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let turn = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let rtp = 14_000 + ((std::process::id() % 7) * 31 + turn) % 180 * 100;
     let config = data.join("ivr.toml");
     // The operations listener on a port of its own, unless the test picks one.
     let picks = extra_config.lines().any(|l| l.starts_with("ops_listen") || l.split('=').next().is_some_and(|k| k.trim() == "admin"));
