@@ -194,6 +194,48 @@ fn a_caller_whose_media_moves_is_obeyed_only_from_its_new_address_on_the_shared_
 }
 
 #[test]
+fn a_strangers_flood_at_the_shared_rtp_port_does_not_drown_the_callers_keys() {
+    let s = serve("shared-flood", "");
+    let ua = TestUa::new(s.sip);
+    let reply = ua.invite("962588", &ua.sdp(), "flooded");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let tag = to_tag(&reply);
+    ua.ack("flooded", &tag);
+    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    ua.hears("main_menu");
+    // Another address sends RTP-looking junk (a key press each: the most
+    // expensive thing to look at) at 100,000 packets a second for a second.
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flood = {
+        let (flooding, sent) = (flooding.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let stranger = UdpSocket::bind("127.0.0.3:0").unwrap();
+            let junk = rfc4733_key(1, 7, 8_000, 0xbad);
+            common::paced(Duration::from_millis(10), |i| {
+                for n in 0..1_000 {
+                    if stranger.send_to(&junk[n % junk.len()], media).is_ok() {
+                        sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                flooding.load(std::sync::atomic::Ordering::Relaxed) && i < 300
+            });
+        })
+    };
+    // In the thick of it the caller presses 2, and it is obeyed.
+    common::wait_for("the flood under way", Duration::from_secs(10), || (sent.load(std::sync::atomic::Ordering::Relaxed) >= 30_000).then_some(()));
+    for p in rfc4733_key(2, 200, 16_000, 0x600d) {
+        ua.rtp.send_to(&p, media).unwrap();
+    }
+    ua.hears("enter_account");
+    assert!(!flood.is_finished(), "the key was heard while the flood went on");
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    ua.bye("flooded", &tag);
+    assert_eq!(records(&s, 1)[0]["keys"], "2", "the stranger's keys never counted");
+}
+
+#[test]
 fn tcp_is_capped_per_source_and_in_all_and_udp_calls_work_when_it_is_exhausted() {
     let s = serve("tcp-caps", "tcp_max_connections = 6\ntcp_max_per_source = 3\n");
     let works = |c: &mut TcpStream, id: &str| -> bool {
