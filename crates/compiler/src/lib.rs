@@ -9,6 +9,7 @@
 
 mod codes;
 pub mod diff;
+mod fields;
 mod flow;
 pub mod graph;
 pub mod index;
@@ -90,6 +91,7 @@ pub fn compile_for(world: &dyn World, main: &str, site: Option<&Site>) -> Compil
     let symbols = resolve::resolve(&loaded, &mut diags);
     let program = lower::lower(&loaded, &symbols, &mut diags);
     flow::check(&loaded, &symbols, &mut diags);
+    fields::check(&symbols, &mut diags);
     if let Some(site) = site {
         site::check(&loaded, site, &mut diags);
     }

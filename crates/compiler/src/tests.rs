@@ -313,3 +313,51 @@ fn dates_regular_expressions_and_read_backs_of_collected_input() {
     let c = check_src("entry 1 -> s\nstep s {\n    say date \"20261123\"\n    say date \"2026-11-23\"\n    hangup\n}\n").unwrap();
     assert!(errors(&c).is_empty(), "{:#?}", c.diagnostics);
 }
+
+/// The W0408 messages of a flow built around `balance` (`ok(amount)`, `locked`).
+fn field_warnings(body: &str) -> Vec<String> {
+    let src = format!(
+        "prompts \"prompts.toml\"\nentry 1 -> start\nservice balance(account: text) {{\n    ok(amount: number)\n    locked\n}}\n{body}\nstep bye {{\n    hangup\n}}\n"
+    );
+    let c = check_src(&src).unwrap();
+    assert!(errors(&c).is_empty(), "{:?}", c.diagnostics);
+    c.diagnostics.iter().filter(|d| d.rule() == Code::FieldMaybeUnset).map(|d| d.message.clone()).collect()
+}
+
+#[test]
+fn a_field_read_only_where_its_answer_leads_is_not_warned() {
+    let w = field_warnings(
+        "step start {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> bye\n    }\n}\nstep read {\n    say money b.amount\n    if b.amount > 0 {\n        goto bye\n    }\n    goto bye\n}",
+    );
+    assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn a_timeout_sent_to_the_failed_handler_and_an_else_are_answers_without_the_field() {
+    let w = field_warnings("step start {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> read\n    }\n}\nstep read {\n    say money b.amount\n    goto bye\n}");
+    assert_eq!(w, ["`b.amount` may be read here after `failed` or `timeout`, which do not set it"]);
+    let w = field_warnings("step start {\n    request balance(\"1\") as b {\n        ok -> read\n        else -> read\n    }\n}\nstep read {\n    say money b.amount\n    goto bye\n}");
+    assert_eq!(w, ["`b.amount` may be read here after `failed` or `locked` or `timeout`, which do not set it"]);
+}
+
+#[test]
+fn a_menu_reached_before_the_request_and_a_key_anywhere_can_read_before_any_answer() {
+    let w = field_warnings(
+        "menu start {\n    prompt main_menu\n    key 1 -> ask\n    key 2 -> read\n    on exhausted -> bye\n}\nstep ask {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> bye\n    }\n}\nstep read {\n    say money b.amount\n    goto start\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here before any `balance` answer has set it"]);
+    // The same read in a key that works anywhere.
+    let w = field_warnings(
+        "anywhere {\n    key 9 {\n        say money b.amount\n        goto start\n    }\n}\nmenu start {\n    prompt main_menu\n    key 1 -> ask\n    on exhausted -> bye\n}\nstep ask {\n    request balance(\"1\") as b {\n        ok {\n            say money b.amount\n            goto start\n        }\n        locked -> start\n        failed -> bye\n    }\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it, or before any `balance` answer"]);
+}
+
+#[test]
+fn a_later_answer_without_the_field_reaches_a_read_around_a_loop() {
+    // `read` first follows `ok`; then the menu asks again, and `locked` goes back to `read`.
+    let w = field_warnings(
+        "step start {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> bye\n    }\n}\nstep read {\n    say money b.amount\n    goto again\n}\nmenu again {\n    prompt main_menu\n    key 1 {\n        request balance(\"2\") as b {\n            ok -> read\n            locked -> read\n            failed -> bye\n        }\n    }\n    on exhausted -> bye\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it"]);
+}

@@ -96,6 +96,7 @@ codes! {
     UnspokenLanguage = "W0405", "a language `say` has no readings for";
     MoneyRounded = "W0406", "`say money` of a computed value that may have more than two decimals";
     CalendarRunsOut = "W0407", "a holiday calendar that has expired or runs out within 60 days";
+    FieldMaybeUnset = "W0408", "a service result's field read where the last answer may not have set it";
     UnknownQueue = "E0501", "queue not configured in this deployment";
     UnknownTier = "E0502", "priority is not a configured caller tier";
     UncheckedPriority = "W0501", "priority cannot be checked against the caller tiers";

@@ -1,0 +1,311 @@
+//! Where a service result's field is read, which answers can it come from?
+//! `q.last` holds what the last `quote` answer said — but an outcome that
+//! carries no `last` (`not_found`, `failed`, `timeout`) leaves it as it was:
+//! 0 before any answer, or an earlier answer's value. A flow that reaches
+//! `say money q.last` along such a path reads a wrong number to the caller
+//! without any error. This pass follows every path from the entries through
+//! steps, menus, keys, handlers and outcomes, keeping for each result the
+//! outcomes its last answer may have had, and warns (W0408) at each read
+//! where one of them does not carry the field.
+//!
+//! It over-approximates where a call can go (both branches of an `if`,
+//! every key of a menu, an `anywhere` key from any menu) and leaves out
+//! `back` (its target is the previous menu, known only at run time) and
+//! sub-flows (they see their parameters).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use ivr_syntax::ast::*;
+use ivr_syntax::{Code, Diagnostic, Span};
+
+use crate::resolve::{NodeKind, Symbols, VarKind};
+
+/// What a result's last answer may have been: an outcome's name, or
+/// [`UNSET`] (no answer yet on this path).
+type Answers = BTreeSet<String>;
+const UNSET: &str = "";
+
+/// For each result, the answers it may hold.
+type State = BTreeMap<String, Answers>;
+
+pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
+    // The results, by binding: their service's outcomes and fields.
+    let results: HashMap<&str, &ServiceDecl> = sym
+        .vars
+        .iter()
+        .filter_map(|(name, v)| match &v.kind {
+            VarKind::Result(service) => sym.services.get(service).map(|s| (name.as_str(), *s)),
+            VarKind::Value(_) => None,
+        })
+        .collect();
+    if results.is_empty() {
+        return;
+    }
+    let start: State = results.keys().map(|r| (r.to_string(), Answers::from([UNSET.to_string()]))).collect();
+    let mut walk = Walk { sym, results: &results, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None };
+    for (_, target) in &sym.entries {
+        walk.reach(&target.name, &start);
+    }
+    // To a fixpoint (states only grow, and are finite), then once more to report.
+    while let Some(n) = walk.queue.pop() {
+        walk.node(n);
+    }
+    let mut found = Vec::new();
+    walk.report = Some(&mut found);
+    for n in 0..sym.nodes.len() {
+        walk.node(n);
+    }
+    diags.append(&mut found);
+}
+
+struct Walk<'s, 'a, 'd> {
+    sym: &'s Symbols<'a>,
+    results: &'s HashMap<&'s str, &'a ServiceDecl>,
+    /// The join of the states each node is entered with (`None`: never).
+    entry: Vec<Option<State>>,
+    queue: Vec<usize>,
+    warned: HashSet<(u32, u32, u32)>,
+    /// The reporting pass: where warnings go.
+    report: Option<&'d mut Vec<Diagnostic>>,
+}
+
+fn join(into: &mut State, from: &State) -> bool {
+    let mut changed = false;
+    for (k, v) in from {
+        let e = into.entry(k.clone()).or_default();
+        for a in v {
+            changed |= e.insert(a.clone());
+        }
+    }
+    changed
+}
+
+impl Walk<'_, '_, '_> {
+    fn reach(&mut self, target: &str, state: &State) {
+        let Some(&n) = self.sym.node_index.get(target) else { return };
+        match &mut self.entry[n] {
+            Some(s) => {
+                if join(s, state) && self.report.is_none() {
+                    self.queue.push(n);
+                }
+            }
+            slot @ None => {
+                *slot = Some(state.clone());
+                if self.report.is_none() {
+                    self.queue.push(n);
+                }
+            }
+        }
+    }
+
+    fn node(&mut self, n: usize) {
+        let Some(state) = self.entry[n].clone() else { return };
+        let decl = &self.sym.nodes[n];
+        match decl.kind {
+            NodeKind::Step => {
+                if let Some(body) = decl.step {
+                    self.block(body, state, n);
+                }
+            }
+            NodeKind::Menu => {
+                if let Some(m) = decl.menu {
+                    self.options(&m.options, &state, n);
+                }
+                // A key that works anywhere can be pressed in this menu.
+                for k in self.sym.anywhere.clone() {
+                    self.block(&k.body, state.clone(), n);
+                }
+            }
+        }
+    }
+
+    /// A menu's or a collection's options: values said in its prompts, its
+    /// keys and handlers. Returns the states its handlers fall through with.
+    fn options(&mut self, options: &[Opt], state: &State, node: usize) -> Vec<State> {
+        let mut out = Vec::new();
+        for o in options {
+            match &o.kind {
+                OptKind::Say(_, e) => self.expr(e, state),
+                OptKind::Key(k) => out.extend(self.block(&k.body, state.clone(), node)),
+                OptKind::On(_, b) => out.extend(self.block(b, state.clone(), node)),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Runs `block` from `state`; the state it falls through with, if it can.
+    fn block(&mut self, block: &Block, mut state: State, node: usize) -> Option<State> {
+        for s in &block.stmts {
+            state = self.stmt(s, state, node)?;
+        }
+        Some(state)
+    }
+
+    fn stmt(&mut self, s: &Stmt, state: State, node: usize) -> Option<State> {
+        match &s.kind {
+            StmtKind::Say(_, e) | StmtKind::Set(_, e) => self.expr(e, &state),
+            StmtKind::Return(Some(e)) => {
+                self.expr(e, &state);
+                return None;
+            }
+            StmtKind::Run { args, .. } => args.iter().for_each(|a| self.expr(a, &state)),
+            StmtKind::If { arms, otherwise } => {
+                let mut after: Option<State> = None;
+                let mut merge = |s: Option<State>| {
+                    if let Some(s) = s {
+                        match after.as_mut() {
+                            Some(a) => {
+                                join(a, &s);
+                            }
+                            None => after = Some(s),
+                        }
+                    }
+                };
+                for (cond, body) in arms {
+                    self.expr(cond, &state);
+                    merge(self.block(body, state.clone(), node));
+                }
+                merge(match otherwise {
+                    Some(b) => self.block(b, state.clone(), node),
+                    None => Some(state.clone()),
+                });
+                return after;
+            }
+            StmtKind::Goto(t) => {
+                self.reach(&t.name, &state);
+                return None;
+            }
+            StmtKind::Repeat => {
+                let name = self.sym.nodes[node].name.name.clone();
+                self.reach(&name, &state);
+                return None;
+            }
+            StmtKind::Back | StmtKind::Hangup | StmtKind::Transfer(_) | StmtKind::Return(None) => return None,
+            StmtKind::Collect { options, .. } => {
+                let mut after = state.clone();
+                for s in self.options(options, &state, node) {
+                    join(&mut after, &s);
+                }
+                return Some(after);
+            }
+            StmtKind::Request { service, args, bind, outcomes, .. } => {
+                args.iter().for_each(|a| self.expr(a, &state));
+                let binding = bind.as_ref().map_or(service.name.as_str(), |b| b.name.as_str());
+                let decl = self.sym.services.get(&service.name).copied();
+                let mut names: Vec<String> = decl.map(|d| d.variants.iter().map(|v| v.name.name.clone()).collect()).unwrap_or_default();
+                names.extend(["timeout".to_string(), "failed".to_string()]);
+                let results = self.results;
+                let answered = |a: &str| {
+                    let mut s = state.clone();
+                    if results.contains_key(binding) {
+                        s.insert(binding.to_string(), Answers::from([a.to_string()]));
+                    }
+                    s
+                };
+                let handler = |name: &str| outcomes.iter().find(|o| o.name.as_ref().is_some_and(|n| n.name == name));
+                let otherwise = outcomes.iter().find(|o| o.name.is_none());
+                let mut after: Option<State> = None;
+                for name in &names {
+                    // An unhandled timeout goes to `failed`'s handler, then to `else`.
+                    let body = handler(name).or_else(|| if name == "timeout" { handler("failed") } else { None }).or(otherwise);
+                    let end = match body {
+                        Some(o) => self.block(&o.body, answered(name), node),
+                        None => Some(answered(name)),
+                    };
+                    if let Some(e) = end {
+                        match after.as_mut() {
+                            Some(a) => {
+                                join(a, &e);
+                            }
+                            None => after = Some(e),
+                        }
+                    }
+                }
+                return after;
+            }
+            StmtKind::Enqueue { priority, outcomes, .. } => {
+                if let Some(p) = priority {
+                    self.expr(p, &state);
+                }
+                return self.handoff(outcomes, state, node);
+            }
+            StmtKind::Dial { agent, outcomes, .. } => {
+                self.expr(agent, &state);
+                return self.handoff(outcomes, state, node);
+            }
+            StmtKind::Record { outcomes, .. } => return self.handoff(outcomes, state, node),
+            StmtKind::Play(_) | StmtKind::Language(_) | StmtKind::Flush | StmtKind::Broken => {}
+        }
+        Some(state)
+    }
+
+    /// A hand-off or a recording: each outcome's handler from the same
+    /// state; unhandled ones go on after it.
+    fn handoff(&mut self, outcomes: &[Outcome], state: State, node: usize) -> Option<State> {
+        let mut after = state.clone();
+        for o in outcomes {
+            if let Some(s) = self.block(&o.body, state.clone(), node) {
+                join(&mut after, &s);
+            }
+        }
+        Some(after)
+    }
+
+    fn expr(&mut self, e: &Expr, state: &State) {
+        match &e.kind {
+            ExprKind::Path(name, Some(field)) => self.read(name, field, state),
+            ExprKind::Call(_, args) => args.iter().for_each(|a| self.expr(a, state)),
+            ExprKind::Unary(_, a) => self.expr(a, state),
+            ExprKind::Binary(_, a, b) => {
+                self.expr(a, state);
+                self.expr(b, state);
+            }
+            ExprKind::Num(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Path(_, None) => {}
+        }
+    }
+
+    fn read(&mut self, name: &Ident, field: &Ident, state: &State) {
+        let Some(report) = self.report.as_deref_mut() else { return };
+        let Some(service) = self.results.get(name.name.as_str()) else { return };
+        let Some(answers) = state.get(&name.name) else { return };
+        let carries = |outcome: &str| service.variants.iter().any(|v| v.name.name == outcome && v.fields.iter().any(|f| f.name.name == field.name));
+        // A field no outcome declares is E0211 already.
+        if !service.variants.iter().any(|v| v.fields.iter().any(|f| f.name.name == field.name)) {
+            return;
+        }
+        let missing: Vec<&String> = answers.iter().filter(|a| !carries(a)).collect();
+        if missing.is_empty() || !self.warned.insert(span_key(e_span(name, field))) {
+            return;
+        }
+        let svc = &service.name.name;
+        let outcomes: Vec<String> = missing.iter().filter(|a| a.as_str() != UNSET).map(|a| format!("`{a}`")).collect();
+        let after = match outcomes.len() {
+            0 => None,
+            1 => Some(format!("after {}, which does not set it", outcomes[0])),
+            _ => Some(format!("after {}, which do not set it", outcomes.join(" or "))),
+        };
+        let when = match (after, missing.iter().any(|a| a.as_str() == UNSET)) {
+            (Some(a), true) => format!("{a}, or before any `{svc}` answer"),
+            (Some(a), false) => a,
+            (None, _) => format!("before any `{svc}` answer has set it"),
+        };
+        let carried_by: Vec<&str> = service.variants.iter().filter(|v| v.fields.iter().any(|f| f.name.name == field.name)).map(|v| v.name.name.as_str()).collect();
+        let leads = if carried_by.len() == 1 { "that answer leads" } else { "those answers lead" };
+        report.push(
+            Diagnostic::new(Code::FieldMaybeUnset, format!("`{}.{}` may be read here {when}", name.name, field.name), e_span(name, field), "may be 0 or an earlier answer's value").with_help(format!(
+                "only `{}` carries `{}`: read it where {leads} (a handler, or a step only it goes to); elsewhere the caller would hear 0 or a value from an earlier answer",
+                carried_by.join("`, `"),
+                field.name
+            )),
+        );
+    }
+}
+
+fn e_span(name: &Ident, field: &Ident) -> Span {
+    name.span.to(field.span)
+}
+
+fn span_key(s: Span) -> (u32, u32, u32) {
+    (s.file.0, s.start, s.end)
+}
