@@ -13,36 +13,64 @@
 //! `back` (its target is the previous menu, known only at run time) and
 //! sub-flows (they see their parameters).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use ivr_syntax::ast::*;
 use ivr_syntax::{Code, Diagnostic, Span};
 
 use crate::resolve::{NodeKind, Symbols, VarKind};
 
-/// What a result's last answer may have been: an outcome's name, or
-/// [`UNSET`] (no answer yet on this path).
-type Answers = BTreeSet<String>;
-const UNSET: &str = "";
+/// What a result's last answer may have been, as bits: [`UNSET`] (no
+/// answer yet on this path), then one bit per outcome in [`Result::outcomes`]
+/// order. An outcome past the 63rd shares the last bit, taken as carrying
+/// every field (no warning rather than a wrong one).
+type Answers = u64;
+const UNSET: Answers = 1;
 
-/// For each result, the answers it may hold.
-type State = BTreeMap<String, Answers>;
+/// For each result (by its index), the answers it may hold.
+type State = Vec<Answers>;
+
+/// A service result the flow binds (`request SERVICE … as NAME`).
+struct Result<'a> {
+    service: &'a ServiceDecl,
+    /// The outcomes an answer can have: the declared ones, `timeout`, `failed`.
+    outcomes: Vec<String>,
+}
+
+impl Result<'_> {
+    fn bit(&self, outcome: &str) -> Answers {
+        let i = self.outcomes.iter().position(|o| o == outcome).unwrap_or(usize::MAX);
+        1 << (i.saturating_add(1)).min(63)
+    }
+}
 
 pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
     // The results, by binding: their service's outcomes and fields.
-    let results: HashMap<&str, &ServiceDecl> = sym
+    let mut names: Vec<&str> = sym
         .vars
         .iter()
         .filter_map(|(name, v)| match &v.kind {
-            VarKind::Result(service) => sym.services.get(service).map(|s| (name.as_str(), *s)),
+            VarKind::Result(service) if sym.services.contains_key(service) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    names.sort_unstable();
+    let results: Vec<Result> = names
+        .iter()
+        .filter_map(|n| match &sym.vars[*n].kind {
+            VarKind::Result(service) => sym.services.get(service).map(|s| Result {
+                service: s,
+                outcomes: s.variants.iter().map(|v| v.name.name.clone()).chain(["timeout".to_string(), "failed".to_string()]).collect(),
+            }),
             VarKind::Value(_) => None,
         })
         .collect();
-    if results.is_empty() {
-        return;
-    }
-    let start: State = results.keys().map(|r| (r.to_string(), Answers::from([UNSET.to_string()]))).collect();
-    let mut walk = Walk { sym, results: &results, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None };
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let start: State = vec![UNSET; results.len()];
+    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None };
     for (_, target) in &sym.entries {
         walk.reach(&target.name, &start);
     }
@@ -60,7 +88,8 @@ pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
 
 struct Walk<'s, 'a, 'd> {
     sym: &'s Symbols<'a>,
-    results: &'s HashMap<&'s str, &'a ServiceDecl>,
+    results: &'s [Result<'a>],
+    index: &'s HashMap<&'s str, usize>,
     /// The join of the states each node is entered with (`None`: never).
     entry: Vec<Option<State>>,
     queue: Vec<usize>,
@@ -71,11 +100,9 @@ struct Walk<'s, 'a, 'd> {
 
 fn join(into: &mut State, from: &State) -> bool {
     let mut changed = false;
-    for (k, v) in from {
-        let e = into.entry(k.clone()).or_default();
-        for a in v {
-            changed |= e.insert(a.clone());
-        }
+    for (a, b) in into.iter_mut().zip(from) {
+        changed |= *b & !*a != 0;
+        *a |= *b;
     }
     changed
 }
@@ -195,11 +222,11 @@ impl Walk<'_, '_, '_> {
                 let decl = self.sym.services.get(&service.name).copied();
                 let mut names: Vec<String> = decl.map(|d| d.variants.iter().map(|v| v.name.name.clone()).collect()).unwrap_or_default();
                 names.extend(["timeout".to_string(), "failed".to_string()]);
-                let results = self.results;
+                let result = self.index.get(binding).map(|i| (*i, &self.results[*i]));
                 let answered = |a: &str| {
                     let mut s = state.clone();
-                    if results.contains_key(binding) {
-                        s.insert(binding.to_string(), Answers::from([a.to_string()]));
+                    if let Some((i, r)) = result {
+                        s[i] = r.bit(a);
                     }
                     s
                 };
@@ -267,25 +294,28 @@ impl Walk<'_, '_, '_> {
 
     fn read(&mut self, name: &Ident, field: &Ident, state: &State) {
         let Some(report) = self.report.as_deref_mut() else { return };
-        let Some(service) = self.results.get(name.name.as_str()) else { return };
-        let Some(answers) = state.get(&name.name) else { return };
+        let Some(&i) = self.index.get(name.name.as_str()) else { return };
+        let (result, answers) = (&self.results[i], state[i]);
+        let service = result.service;
         let carries = |outcome: &str| service.variants.iter().any(|v| v.name.name == outcome && v.fields.iter().any(|f| f.name.name == field.name));
         // A field no outcome declares is E0211 already.
         if !service.variants.iter().any(|v| v.fields.iter().any(|f| f.name.name == field.name)) {
             return;
         }
-        let missing: Vec<&String> = answers.iter().filter(|a| !carries(a)).collect();
-        if missing.is_empty() || !self.warned.insert(span_key(e_span(name, field))) {
+        let missing_outcomes: Vec<&String> = result.outcomes.iter().enumerate().filter(|(k, o)| *k < 62 && answers & (1 << (k + 1)) != 0 && !carries(o)).map(|(_, o)| o).collect();
+        let unset = answers & UNSET != 0;
+        if (missing_outcomes.is_empty() && !unset) || !self.warned.insert(span_key(e_span(name, field))) {
             return;
         }
         let svc = &service.name.name;
-        let outcomes: Vec<String> = missing.iter().filter(|a| a.as_str() != UNSET).map(|a| format!("`{a}`")).collect();
+        let mut outcomes: Vec<String> = missing_outcomes.iter().map(|a| format!("`{a}`")).collect();
+        outcomes.sort();
         let after = match outcomes.len() {
             0 => None,
             1 => Some(format!("after {}, which does not set it", outcomes[0])),
             _ => Some(format!("after {}, which do not set it", outcomes.join(" or "))),
         };
-        let when = match (after, missing.iter().any(|a| a.as_str() == UNSET)) {
+        let when = match (after, unset) {
             (Some(a), true) => format!("{a}, or before any `{svc}` answer"),
             (Some(a), false) => a,
             (None, _) => format!("before any `{svc}` answer has set it"),
