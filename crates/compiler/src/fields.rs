@@ -9,9 +9,10 @@
 //! where one of them does not carry the field.
 //!
 //! It over-approximates where a call can go (both branches of an `if`,
-//! every key of a menu, an `anywhere` key from any menu) and leaves out
-//! `back` (its target is the previous menu, known only at run time) and
-//! sub-flows (they see their parameters).
+//! every key of a menu, an `anywhere` key from any menu that does not bind
+//! that key itself), follows sub-flows where they are run (their reads,
+//! their requests and gotos, the answers they return with), and leaves out
+//! `back` (its target is the previous menu, known only at run time).
 
 use std::collections::{HashMap, HashSet};
 
@@ -70,7 +71,7 @@ pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         .collect();
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let start: State = vec![UNSET; results.len()];
-    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None };
+    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new() };
     for (_, target) in &sym.entries {
         walk.reach(&target.name, &start);
     }
@@ -96,6 +97,9 @@ struct Walk<'s, 'a, 'd> {
     warned: HashSet<(u32, u32, u32)>,
     /// The reporting pass: where warnings go.
     report: Option<&'d mut Vec<Diagnostic>>,
+    /// The sub-flows being followed (innermost last), with the states their
+    /// `return`s leave with.
+    subs: Vec<(&'s str, Option<State>)>,
 }
 
 fn join(into: &mut State, from: &State) -> bool {
@@ -138,9 +142,13 @@ impl Walk<'_, '_, '_> {
                 if let Some(m) = decl.menu {
                     self.options(&m.options, &state, n);
                 }
-                // A key that works anywhere can be pressed in this menu.
+                // A key that works anywhere can be pressed in this menu,
+                // unless the menu binds that key itself.
+                let own: Vec<char> = decl.menu.map(|m| m.options.iter().filter_map(|o| if let OptKind::Key(k) = &o.kind { Some(k.key) } else { None }).collect()).unwrap_or_default();
                 for k in self.sym.anywhere.clone() {
-                    self.block(&k.body, state.clone(), n);
+                    if !own.contains(&k.key) {
+                        self.block(&k.body, state.clone(), n);
+                    }
                 }
             }
         }
@@ -172,11 +180,39 @@ impl Walk<'_, '_, '_> {
     fn stmt(&mut self, s: &Stmt, state: State, node: usize) -> Option<State> {
         match &s.kind {
             StmtKind::Say(_, e) | StmtKind::Set(_, e) => self.expr(e, &state),
-            StmtKind::Return(Some(e)) => {
-                self.expr(e, &state);
+            StmtKind::Return(value) => {
+                if let Some(e) = value {
+                    self.expr(e, &state);
+                }
+                // Out of the sub-flow being followed, with this state.
+                if let Some((_, returns)) = self.subs.last_mut() {
+                    match returns {
+                        Some(r) => {
+                            join(r, &state);
+                        }
+                        None => *returns = Some(state),
+                    }
+                }
                 return None;
             }
-            StmtKind::Run { args, .. } => args.iter().for_each(|a| self.expr(a, &state)),
+            StmtKind::Run { sub, args, .. } => {
+                args.iter().for_each(|a| self.expr(a, &state));
+                let Some(decl) = self.sym.subs.get(&sub.name).copied() else { return Some(state) };
+                // A sub-flow that runs itself is E0303; here it is not followed again.
+                if self.subs.iter().any(|(name, _)| *name == sub.name.as_str()) {
+                    return Some(state);
+                }
+                self.subs.push((decl.name.name.as_str(), None));
+                let end = self.block(&decl.body, state, node);
+                let (_, returns) = self.subs.pop()?;
+                return match (end, returns) {
+                    (Some(mut e), Some(r)) => {
+                        join(&mut e, &r);
+                        Some(e)
+                    }
+                    (e, r) => e.or(r),
+                };
+            }
             StmtKind::If { arms, otherwise } => {
                 let mut after: Option<State> = None;
                 let mut merge = |s: Option<State>| {
@@ -208,7 +244,7 @@ impl Walk<'_, '_, '_> {
                 self.reach(&name, &state);
                 return None;
             }
-            StmtKind::Back | StmtKind::Hangup | StmtKind::Transfer(_) | StmtKind::Return(None) => return None,
+            StmtKind::Back | StmtKind::Hangup | StmtKind::Transfer(_) => return None,
             StmtKind::Collect { options, .. } => {
                 let mut after = state.clone();
                 for s in self.options(options, &state, node) {
@@ -315,16 +351,17 @@ impl Walk<'_, '_, '_> {
             1 => Some(format!("after {}, which does not set it", outcomes[0])),
             _ => Some(format!("after {}, which do not set it", outcomes.join(" or "))),
         };
+        let b = &name.name;
         let when = match (after, unset) {
-            (Some(a), true) => format!("{a}, or before any `{svc}` answer"),
+            (Some(a), true) => format!("{a}, or before any `{svc}` answer in `{b}`"),
             (Some(a), false) => a,
-            (None, _) => format!("before any `{svc}` answer has set it"),
+            (None, _) => format!("before any `{svc}` answer in `{b}` has set it"),
         };
         let carried_by: Vec<&str> = service.variants.iter().filter(|v| v.fields.iter().any(|f| f.name.name == field.name)).map(|v| v.name.name.as_str()).collect();
-        let leads = if carried_by.len() == 1 { "that answer leads" } else { "those answers lead" };
+        let (carry, leads) = if carried_by.len() == 1 { ("carries", "that answer leads (its handler, or a step only it goes to)") } else { ("carry", "those answers lead (their handlers, or a step only they go to)") };
         report.push(
-            Diagnostic::new(Code::FieldMaybeUnset, format!("`{}.{}` may be read here {when}", name.name, field.name), e_span(name, field), "may be 0 or an earlier answer's value").with_help(format!(
-                "only `{}` carries `{}`: read it where {leads} (a handler, or a step only it goes to); elsewhere the caller would hear 0 or a value from an earlier answer",
+            Diagnostic::new(Code::FieldMaybeUnset, format!("`{b}.{}` may be read here {when}", field.name), e_span(name, field), "may be 0 or an earlier answer's value").with_help(format!(
+                "only `{}` {carry} `{}`: read it where {leads}; elsewhere the caller would hear 0 or a value from an earlier answer. A path the checker cannot rule out (a flag set by the answer) is one a later change to the flow can open",
                 carried_by.join("`, `"),
                 field.name
             )),

@@ -345,12 +345,12 @@ fn a_menu_reached_before_the_request_and_a_key_anywhere_can_read_before_any_answ
     let w = field_warnings(
         "menu start {\n    prompt main_menu\n    key 1 -> ask\n    key 2 -> read\n    on exhausted -> bye\n}\nstep ask {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> bye\n    }\n}\nstep read {\n    say money b.amount\n    goto start\n}",
     );
-    assert_eq!(w, ["`b.amount` may be read here before any `balance` answer has set it"]);
+    assert_eq!(w, ["`b.amount` may be read here before any `balance` answer in `b` has set it"]);
     // The same read in a key that works anywhere.
     let w = field_warnings(
         "anywhere {\n    key 9 {\n        say money b.amount\n        goto start\n    }\n}\nmenu start {\n    prompt main_menu\n    key 1 -> ask\n    on exhausted -> bye\n}\nstep ask {\n    request balance(\"1\") as b {\n        ok {\n            say money b.amount\n            goto start\n        }\n        locked -> start\n        failed -> bye\n    }\n}",
     );
-    assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it, or before any `balance` answer"]);
+    assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it, or before any `balance` answer in `b`"]);
 }
 
 #[test]
@@ -360,4 +360,31 @@ fn a_later_answer_without_the_field_reaches_a_read_around_a_loop() {
         "step start {\n    request balance(\"1\") as b {\n        ok -> read\n        locked -> bye\n        failed -> bye\n    }\n}\nstep read {\n    say money b.amount\n    goto again\n}\nmenu again {\n    prompt main_menu\n    key 1 {\n        request balance(\"2\") as b {\n            ok -> read\n            locked -> read\n            failed -> bye\n        }\n    }\n    on exhausted -> bye\n}",
     );
     assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it"]);
+}
+
+#[test]
+fn sub_flows_are_followed_where_they_run() {
+    // A read inside a sub-flow run before any answer.
+    let w = field_warnings(
+        "sub speak() {\n    say money b.amount\n}\nstep start {\n    run speak()\n    request balance(\"1\") as b {\n        ok -> bye\n        locked -> bye\n        failed -> bye\n    }\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here before any `balance` answer in `b` has set it"]);
+    // A sub-flow that returns only after `ok`: what it returns with is read safely after it.
+    let w = field_warnings(
+        "sub fetch() {\n    request balance(\"1\") as b {\n        ok {\n            return\n        }\n        locked -> bye\n        failed -> bye\n    }\n}\nstep start {\n    run fetch()\n    say money b.amount\n    goto bye\n}",
+    );
+    assert!(w.is_empty(), "{w:?}");
+    // A request inside a sub-flow whose handler goes to a step that reads the field.
+    let w = field_warnings(
+        "sub fetch() {\n    request balance(\"1\") as b {\n        ok -> show\n        locked -> show\n        failed -> bye\n    }\n}\nstep start {\n    run fetch()\n    goto bye\n}\nstep show {\n    say money b.amount\n    goto bye\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here after `locked`, which does not set it"]);
+}
+
+#[test]
+fn a_key_anywhere_that_a_menu_binds_itself_is_not_pressed_there() {
+    let w = field_warnings(
+        "anywhere {\n    key 8 -> read\n}\nmenu start {\n    prompt main_menu\n    key 1 -> ask\n    key 8 -> bye\n    on exhausted -> bye\n}\nstep ask {\n    request balance(\"1\") as b {\n        ok -> after\n        locked -> bye\n        failed -> bye\n    }\n}\nmenu after {\n    prompt main_menu\n    key 1 -> bye\n    on exhausted -> bye\n}\nstep read {\n    say money b.amount\n    goto bye\n}",
+    );
+    assert!(w.is_empty(), "{w:?}");
 }
