@@ -11,15 +11,35 @@ use crate::resolve::{NodeDecl, NodeKind, Symbols};
 
 /// Whether control can run off the end of `block` (reach the statement after it).
 pub fn falls_through(block: &Block) -> bool {
-    block.stmts.iter().all(stmt_falls_through)
+    falls_through_in(block, &|_| false)
+}
+
+/// The same, knowing which sub-flows never come back to where they are run
+/// (`never_back(name)`: every path of theirs ends in a goto, a hang-up, …).
+fn falls_through_in(block: &Block, never_back: &dyn Fn(&str) -> bool) -> bool {
+    block.stmts.iter().all(|s| stmt_falls_through_in(s, never_back))
 }
 
 fn stmt_falls_through(s: &Stmt) -> bool {
+    stmt_falls_through_in(s, &|_| false)
+}
+
+/// Whether a sub-flow can come back to where it was run: its end can be
+/// reached, or it has a `return`.
+fn comes_back(sub: &SubDecl) -> bool {
+    let mut returns = false;
+    crate::resolve::visit_stmts(&sub.body, &mut |s| returns |= matches!(s.kind, StmtKind::Return(_)));
+    returns || falls_through(&sub.body)
+}
+
+fn stmt_falls_through_in(s: &Stmt, never_back: &dyn Fn(&str) -> bool) -> bool {
+    let falls_through = |b: &Block| falls_through_in(b, never_back);
     match &s.kind {
         StmtKind::Goto(_) | StmtKind::Back | StmtKind::Repeat | StmtKind::Return(_) | StmtKind::Transfer(_)
         | StmtKind::Hangup | StmtKind::Broken => false,
+        StmtKind::Run { sub, .. } => !never_back(&sub.name),
         StmtKind::If { arms, otherwise } => {
-            arms.iter().any(|(_, b)| falls_through(b)) || otherwise.as_ref().is_none_or(falls_through)
+            arms.iter().any(|(_, b)| falls_through(b)) || otherwise.as_ref().is_none_or(|b| falls_through(b))
         }
         StmtKind::Request { outcomes, .. } => {
             // Requests must handle every outcome (checked elsewhere), so they fall
@@ -171,10 +191,11 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
             }
         }
     }
-    // Dead ends.
+    // Dead ends. A sub-flow that never comes back ends the path where it runs.
+    let never_back = |name: &str| sym.subs.get(name).is_some_and(|s| !comes_back(s));
     for n in &sym.nodes {
         if let Some(body) = n.step {
-            if falls_through(body) {
+            if falls_through_in(body, &never_back) {
                 diags.push(
                     Diagnostic::new(Code::DeadEnd, format!("step `{}` can end with nothing left to do", n.name.name), end_of(body), "the call can reach here")
                         .with_related(n.name.span, "in this step")
@@ -188,7 +209,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
             OptKind::On(HandlerKind::Exhausted, b) => Some(b),
             _ => None,
         }) {
-            Some(b) if falls_through(b) => diags.push(
+            Some(b) if falls_through_in(b, &never_back) => diags.push(
                 Diagnostic::new(Code::DeadEnd, format!("the `on exhausted` handler of {what} can end with nothing left to do"), end_of(b), "the call can reach here")
                     .with_help("end it with goto, hangup, transfer or a hand-off"),
             ),
@@ -212,7 +233,7 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         })
     });
     for sub in sym.subs.values() {
-        if sub.ret.is_some() && falls_through(&sub.body) {
+        if sub.ret.is_some() && falls_through_in(&sub.body, &never_back) {
             diags.push(
                 Diagnostic::new(Code::DeadEnd, format!("sub-flow `{}` can end without returning a value", sub.name.name), end_of(&sub.body), "no `return` on this path")
                     .with_help("end every path with `return VALUE`"),

@@ -388,3 +388,20 @@ fn a_key_anywhere_that_a_menu_binds_itself_is_not_pressed_there() {
     );
     assert!(w.is_empty(), "{w:?}");
 }
+
+#[test]
+fn a_step_that_ends_by_running_a_sub_flow_that_never_comes_back_is_no_dead_end() {
+    let flow = |sub_body: &str| {
+        format!(
+            "prompts \"prompts.toml\"\nentry 1 -> start\nsub leave(code: text) {{\n{sub_body}\n}}\nstep start {{\n    play welcome\n    run leave(\"1\")\n}}\nstep bye {{\n    hangup\n}}\n"
+        )
+    };
+    // Every path of the sub-flow goes elsewhere: the step does not end here.
+    let c = check_src(&flow("    if code == \"1\" {\n        goto bye\n    }\n    hangup")).unwrap();
+    assert!(!codes(&c).contains(&Code::DeadEnd), "{:?}", c.diagnostics);
+    // One that can come back (its end, or a `return`) leaves the step with nothing to do.
+    for body in ["    play bye", "    if code == \"1\" {\n        return\n    }\n    goto bye"] {
+        let c = check_src(&flow(body)).unwrap();
+        assert!(codes(&c).contains(&Code::DeadEnd), "{body}: {:?}", c.diagnostics);
+    }
+}
