@@ -77,15 +77,9 @@ fn main() {
     let mut handled = 0u64;
     let started = Instant::now();
     let mut now = 0;
-    loop {
-        let host = events.peek().map(|Reverse((t, _))| *t);
-        let core = acd.poll_timeout();
-        let t = match (host, core) {
-            (None, None) => break,
-            (h, c) => h.unwrap_or(u64::MAX).min(c.unwrap_or(u64::MAX)),
-        };
+    while let Some((t, next)) = acd.next_in_simulation(events.peek().map(|Reverse((t, _))| *t)) {
         now = now.max(t);
-        if core == Some(t) {
+        if next == ivr_acd::Next::Timer {
             acd.handle_timeout(now);
         } else {
             let Reverse((_, ev)) = events.pop().unwrap();

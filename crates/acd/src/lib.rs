@@ -27,6 +27,15 @@ pub use kpi::Kpi;
 
 pub type Millis = u64;
 
+/// What comes next in a simulation (see [`Acd::next_in_simulation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The core's timer: call [`Acd::handle_timeout`].
+    Timer,
+    /// The simulation's own next event.
+    Host,
+}
+
 /// An agent's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -648,6 +657,18 @@ impl Acd {
     }
 
     // ---------------------------------------------------------------- time
+
+    /// For a simulation driving the core beside events of its own (the host's
+    /// next at `host`): which comes first, the core's timer (on a tie) or the
+    /// host's event, and when; `None` when neither has anything left.
+    pub fn next_in_simulation(&self, host: Option<Millis>) -> Option<(Millis, Next)> {
+        match (host, self.poll_timeout()) {
+            (None, None) => None,
+            (Some(h), Some(c)) if h < c => Some((h, Next::Host)),
+            (Some(h), None) => Some((h, Next::Host)),
+            (_, Some(c)) => Some((c, Next::Timer)),
+        }
+    }
 
     /// The next time [`Acd::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Millis> {

@@ -144,15 +144,9 @@ pub fn simulate(demand: &Demand, roster: &[usize; 24], within_ms: u64, days: u32
     let mut waiting: HashMap<CallId, ()> = HashMap::new();
     let mut out = [(0u64, 0u64, 0u64, 0u64, 0u64); 24];
     let (mut next_call, mut now) = (CallId(0), 0u64);
-    loop {
-        let host = events.peek().map(|Reverse((t, _, _))| *t);
-        let core = acd.poll_timeout();
-        let t = match (host, core) {
-            (None, None) => break,
-            (h, c) => h.unwrap_or(u64::MAX).min(c.unwrap_or(u64::MAX)),
-        };
+    while let Some((t, next)) = acd.next_in_simulation(events.peek().map(|Reverse((t, _, _))| *t)) {
         now = now.max(t);
-        if core == Some(t) {
+        if next == ivr_acd::Next::Timer {
             acd.handle_timeout(now);
         } else if let Some(Reverse((_, _, ev))) = events.pop() {
             match ev {
