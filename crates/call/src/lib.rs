@@ -344,6 +344,14 @@ pub(crate) struct Recording {
     recorder: ivr_media::record::Recorder,
 }
 
+fn is_ours(cfg: &CoreConfig, a: SocketAddr) -> bool {
+    let a = ivr_media::source::source_key(a);
+    cfg.listen.iter().any(|l| {
+        let l = ivr_media::source::source_key(*l);
+        l.ip() == a.ip() && (l.port() == a.port() || cfg.rtp_shared_port == Some(a.port()))
+    })
+}
+
 /// One caller's call.
 pub(crate) struct Call {
     pub(crate) session: Session,
@@ -831,6 +839,10 @@ impl Core {
         let offer = sdp::parse_offer(&String::from_utf8_lossy(sdp));
         let negotiated = offer.as_ref().map_err(Clone::clone).and_then(|o| o.negotiate().map(|n| (o, n)));
         let (offer, neg) = match negotiated {
+            Ok(n) if self.is_ours(n.1.remote) => {
+                info!(%call_id, remote = %n.1.remote, "refused: the offer's media address is one of ours");
+                return self.endpoint.reject(now, call, 488, "Not Acceptable Here", &[]);
+            }
             Ok(n) => n,
             Err(e) => {
                 info!(%call_id, "refused: {e}");
@@ -910,6 +922,13 @@ impl Core {
         self.push(Output::Media(Media::Open { call, local: local_rtp, stream, leg: false, shared: rtp.shared() }));
     }
 
+    /// Whether `a` is one of our own addresses that a caller's media cannot
+    /// be: a SIP listener, or the RTP port shared by calls (our own packets
+    /// would come back to us as that caller's).
+    fn is_ours(&self, a: SocketAddr) -> bool {
+        is_ours(&self.cfg, a)
+    }
+
     fn media_opened(&mut self, now: u64, call: CallKey, ok: bool) {
         if self.agents.is_leg(call) {
             if !ok {
@@ -973,7 +992,7 @@ impl Core {
             // On the shared port, a move onto another call's media address is
             // refused (their packets could not be told apart); the call goes on
             // as it was (RFC 3261 §14.2).
-            Ok((offer, neg)) if keep.is_none_or(|k| k == neg.codec) && self.ports.moved(call, &mut c.rtp, neg.remote) => {
+            Ok((offer, neg)) if keep.is_none_or(|k| k == neg.codec) && !is_ours(&self.cfg, neg.remote) && self.ports.moved(call, &mut c.rtp, neg.remote) => {
                 c.stream = StreamSpec { codec: neg.codec, remote: neg.remote, send: neg.send, ptime_ms: neg.ptime_ms, dtmf_payload_type: neg.dtmf_payload_type, ..c.stream };
                 let stream = c.stream;
                 self.endpoint.accept(now, call, &offer.answer(&neg, c.local_rtp, call.0, 2));

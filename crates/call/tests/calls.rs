@@ -883,3 +883,26 @@ fn calls_on_one_shared_rtp_port_are_told_apart_by_their_media_address() {
     assert!(w.run_while(10_000, |w| w.phones[hal].state != State::Talking));
     assert_eq!(call_media(&w, hal).port(), 30000);
 }
+
+#[test]
+fn an_offer_naming_one_of_our_own_addresses_as_its_media_is_refused() {
+    let cfg = ivr_call::CoreConfig { rtp_shared_port: Some(30000), ..config() };
+    let mut w = world(cfg, Default::default(), Link { delay_ms: 5, ..Default::default() }, 12);
+    // Our shared RTP port, and our SIP listener: our own packets would come back as the caller's.
+    for (i, media) in ["127.0.0.1:30000", SERVER].into_iter().enumerate() {
+        let p = w.phone(Phone::new(&format!("mirror{i}"), &format!("127.0.1.{}:5060", 30 + i), media));
+        let out = w.phones[p].dial(w.now, "100");
+        send(&mut w, p, out);
+        w.run_for(1_000);
+        assert!(w.phones[p].got.contains(&"488 INVITE".to_string()), "{media}: {:?}", w.phones[p].got);
+    }
+    assert_eq!(w.core.calls(), 0);
+    // A call in progress cannot move its media there either.
+    let ok = dial(&mut w, "olga", 33);
+    w.phones[ok].rtp = addr("127.0.0.1:30000");
+    let out = w.phones[ok].reinvite(w.now, "sendrecv");
+    send(&mut w, ok, out);
+    w.run_for(500);
+    assert!(w.phones[ok].got.contains(&"488 INVITE".to_string()), "{:?}", w.phones[ok].got);
+    assert_eq!(w.core.calls(), 1, "the call goes on");
+}
