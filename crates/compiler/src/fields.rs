@@ -71,7 +71,7 @@ pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         .collect();
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let start: State = vec![UNSET; results.len()];
-    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new() };
+    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new(), asked: vec![Vec::new(); results.len()] };
     for (_, target) in &sym.entries {
         walk.reach(&target.name, &start);
     }
@@ -100,6 +100,8 @@ struct Walk<'s, 'a, 'd> {
     /// The sub-flows being followed (innermost last), with the states their
     /// `return`s leave with.
     subs: Vec<(&'s str, Option<State>)>,
+    /// Where each result is asked for (the requests that bind it), for the warnings.
+    asked: Vec<Vec<Span>>,
 }
 
 fn join(into: &mut State, from: &State) -> bool {
@@ -259,6 +261,11 @@ impl Walk<'_, '_, '_> {
                 let mut names: Vec<String> = decl.map(|d| d.variants.iter().map(|v| v.name.name.clone()).collect()).unwrap_or_default();
                 names.extend(["timeout".to_string(), "failed".to_string()]);
                 let result = self.index.get(binding).map(|i| (*i, &self.results[*i]));
+                if let Some((i, _)) = result {
+                    if !self.asked[i].contains(&service.span) {
+                        self.asked[i].push(service.span);
+                    }
+                }
                 let answered = |a: &str| {
                     let mut s = state.clone();
                     if let Some((i, r)) = result {
@@ -359,8 +366,14 @@ impl Walk<'_, '_, '_> {
         };
         let carried_by: Vec<&str> = service.variants.iter().filter(|v| v.fields.iter().any(|f| f.name.name == field.name)).map(|v| v.name.name.as_str()).collect();
         let (carry, leads) = if carried_by.len() == 1 { ("carries", "that answer leads (its handler, or a step only it goes to)") } else { ("carry", "those answers lead (their handlers, or a step only they go to)") };
+        let mut d = Diagnostic::new(Code::FieldMaybeUnset, format!("`{b}.{}` may be read here {when}", field.name), e_span(name, field), "may be 0 or an earlier answer's value");
+        if !outcomes.is_empty() {
+            for at in self.asked[i].iter().take(3) {
+                d = d.with_related(*at, format!("`{b}` is answered here"));
+            }
+        }
         report.push(
-            Diagnostic::new(Code::FieldMaybeUnset, format!("`{b}.{}` may be read here {when}", field.name), e_span(name, field), "may be 0 or an earlier answer's value").with_help(format!(
+            d.with_help(format!(
                 "only `{}` {carry} `{}`: read it where {leads}; elsewhere the caller would hear 0 or a value from an earlier answer. A path the checker cannot rule out (a flag set by the answer) is one a later change to the flow can open",
                 carried_by.join("`, `"),
                 field.name
