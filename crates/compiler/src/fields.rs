@@ -10,9 +10,13 @@
 //!
 //! It over-approximates where a call can go (both branches of an `if`,
 //! every key of a menu, an `anywhere` key from any menu that does not bind
-//! that key itself), follows sub-flows where they are run (their reads,
-//! their requests and gotos, the answers they return with), and leaves out
-//! `back` (its target is the previous menu, known only at run time).
+//! that key itself, a key or handler that runs off its end back into its
+//! menu) and follows sub-flows where they are run (their reads, their
+//! requests and gotos, the answers they return with; each sub-flow once per
+//! state it is run with). It leaves out `back`: the previous menu is known
+//! only when the call runs, and sending what reaches a `back` to every menu
+//! it might return to warned falsely where a menu is reached from many
+//! (a language menu under an `anywhere` key).
 
 use std::collections::{HashMap, HashSet};
 
@@ -71,14 +75,18 @@ pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         .collect();
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let start: State = vec![UNSET; results.len()];
-    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new(), asked: vec![Vec::new(); results.len()] };
+    let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new(), asked: vec![Vec::new(); results.len()], memo: HashMap::new() };
     for (_, target) in &sym.entries {
-        walk.reach(&target.name, &start);
+        if let Some(&n) = sym.node_index.get(&target.name) {
+            walk.reach_node(n, &start);
+        }
     }
     // To a fixpoint (states only grow, and are finite), then once more to report.
     while let Some(n) = walk.queue.pop() {
         walk.node(n);
     }
+    // Each sub-flow is walked again, once per state, to report its reads.
+    walk.memo.clear();
     let mut found = Vec::new();
     walk.report = Some(&mut found);
     for n in 0..sym.nodes.len() {
@@ -102,6 +110,9 @@ struct Walk<'s, 'a, 'd> {
     subs: Vec<(&'s str, Option<State>)>,
     /// Where each result is asked for (the requests that bind it), for the warnings.
     asked: Vec<Vec<Span>>,
+    /// What running a sub-flow with a state ends with (falling off its end,
+    /// and its `return`s), walked once per state.
+    memo: HashMap<(&'s str, State), (Option<State>, Option<State>)>,
 }
 
 fn join(into: &mut State, from: &State) -> bool {
@@ -116,6 +127,10 @@ fn join(into: &mut State, from: &State) -> bool {
 impl Walk<'_, '_, '_> {
     fn reach(&mut self, target: &str, state: &State) {
         let Some(&n) = self.sym.node_index.get(target) else { return };
+        self.reach_node(n, state);
+    }
+
+    fn reach_node(&mut self, n: usize, state: &State) {
         match &mut self.entry[n] {
             Some(s) => {
                 if join(s, state) && self.report.is_none() {
@@ -141,16 +156,21 @@ impl Walk<'_, '_, '_> {
                 }
             }
             NodeKind::Menu => {
+                let mut back_in = Vec::new();
                 if let Some(m) = decl.menu {
-                    self.options(&m.options, &state, n);
+                    back_in = self.options(&m.options, &state, n);
                 }
                 // A key that works anywhere can be pressed in this menu,
                 // unless the menu binds that key itself.
                 let own: Vec<char> = decl.menu.map(|m| m.options.iter().filter_map(|o| if let OptKind::Key(k) = &o.kind { Some(k.key) } else { None }).collect()).unwrap_or_default();
                 for k in self.sym.anywhere.clone() {
                     if !own.contains(&k.key) {
-                        self.block(&k.body, state.clone(), n);
+                        back_in.extend(self.block(&k.body, state.clone(), n));
                     }
+                }
+                // A key or handler that runs off its end: the menu again.
+                for s in back_in {
+                    self.reach_node(n, &s);
                 }
             }
         }
@@ -204,9 +224,17 @@ impl Walk<'_, '_, '_> {
                 if self.subs.iter().any(|(name, _)| *name == sub.name.as_str()) {
                     return Some(state);
                 }
-                self.subs.push((decl.name.name.as_str(), None));
-                let end = self.block(&decl.body, state, node);
-                let (_, returns) = self.subs.pop()?;
+                let key = (decl.name.name.as_str(), state);
+                let (end, returns) = match self.memo.get(&key) {
+                    Some(done) => done.clone(),
+                    None => {
+                        self.subs.push((key.0, None));
+                        let end = self.block(&decl.body, key.1.clone(), node);
+                        let (_, returns) = self.subs.pop()?;
+                        self.memo.insert(key, (end.clone(), returns.clone()));
+                        (end, returns)
+                    }
+                };
                 return match (end, returns) {
                     (Some(mut e), Some(r)) => {
                         join(&mut e, &r);
@@ -242,8 +270,7 @@ impl Walk<'_, '_, '_> {
                 return None;
             }
             StmtKind::Repeat => {
-                let name = self.sym.nodes[node].name.name.clone();
-                self.reach(&name, &state);
+                self.reach_node(node, &state);
                 return None;
             }
             StmtKind::Back | StmtKind::Hangup | StmtKind::Transfer(_) => return None,

@@ -9,12 +9,8 @@ use ivr_syntax::{Code, Diagnostic, Span};
 use crate::load::Loaded;
 use crate::resolve::{NodeDecl, NodeKind, Symbols};
 
-/// Whether control can run off the end of `block` (reach the statement after it).
-pub fn falls_through(block: &Block) -> bool {
-    falls_through_in(block, &|_| false)
-}
-
-/// The same, knowing which sub-flows never come back to where they are run
+/// Whether control can run off the end of `block` (reach the statement
+/// after it), knowing which sub-flows never come back to where they are run
 /// (`never_back(name)`: every path of theirs ends in a goto, a hang-up, …).
 fn falls_through_in(block: &Block, never_back: &dyn Fn(&str) -> bool) -> bool {
     block.stmts.iter().all(|s| stmt_falls_through_in(s, never_back))
@@ -24,12 +20,26 @@ fn stmt_falls_through(s: &Stmt) -> bool {
     stmt_falls_through_in(s, &|_| false)
 }
 
-/// Whether a sub-flow can come back to where it was run: its end can be
-/// reached, or it has a `return`.
-fn comes_back(sub: &SubDecl) -> bool {
-    let mut returns = false;
-    crate::resolve::visit_stmts(&sub.body, &mut |s| returns |= matches!(s.kind, StmtKind::Return(_)));
-    returns || falls_through(&sub.body)
+/// The sub-flows that never come back to where they are run: no `return`,
+/// and every path ends elsewhere (a goto, a hang-up, a sub-flow that never
+/// comes back itself: found round by round, a few dozen rounds at most —
+/// past that a sub-flow is taken to come back).
+fn never_coming_back<'a>(sym: &'a Symbols<'a>) -> HashSet<&'a str> {
+    let returns = |sub: &SubDecl| {
+        let mut r = false;
+        crate::resolve::visit_stmts(&sub.body, &mut |s| r |= matches!(s.kind, StmtKind::Return(_)));
+        r
+    };
+    let candidates: Vec<(&'a str, &'a SubDecl)> = sym.subs.iter().filter(|(_, s)| !returns(s)).map(|(n, s)| (n.as_str(), *s)).collect();
+    let mut never: HashSet<&str> = HashSet::new();
+    for _ in 0..64 {
+        let next: HashSet<&str> = candidates.iter().filter(|(_, s)| !falls_through_in(&s.body, &|n| never.contains(n))).map(|(n, _)| *n).collect();
+        if next == never {
+            break;
+        }
+        never = next;
+    }
+    never
 }
 
 fn stmt_falls_through_in(s: &Stmt, never_back: &dyn Fn(&str) -> bool) -> bool {
@@ -192,7 +202,8 @@ pub fn check(loaded: &Loaded, sym: &Symbols, diags: &mut Vec<Diagnostic>) {
         }
     }
     // Dead ends. A sub-flow that never comes back ends the path where it runs.
-    let never_back = |name: &str| sym.subs.get(name).is_some_and(|s| !comes_back(s));
+    let never = never_coming_back(sym);
+    let never_back = |name: &str| never.contains(name);
     for n in &sym.nodes {
         if let Some(body) = n.step {
             if falls_through_in(body, &never_back) {

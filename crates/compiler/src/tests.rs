@@ -399,9 +399,33 @@ fn a_step_that_ends_by_running_a_sub_flow_that_never_comes_back_is_no_dead_end()
     // Every path of the sub-flow goes elsewhere: the step does not end here.
     let c = check_src(&flow("    if code == \"1\" {\n        goto bye\n    }\n    hangup")).unwrap();
     assert!(!codes(&c).contains(&Code::DeadEnd), "{:?}", c.diagnostics);
+    // Nor through another sub-flow that never comes back.
+    let c = check_src(&flow("    play bye\n    run leave2(code)\n}\nsub leave2(code: text) {\n    hangup")).unwrap();
+    assert!(!codes(&c).contains(&Code::DeadEnd), "{:?}", c.diagnostics);
     // One that can come back (its end, or a `return`) leaves the step with nothing to do.
     for body in ["    play bye", "    if code == \"1\" {\n        return\n    }\n    goto bye"] {
         let c = check_src(&flow(body)).unwrap();
         assert!(codes(&c).contains(&Code::DeadEnd), "{body}: {:?}", c.diagnostics);
     }
+}
+
+#[test]
+fn a_key_that_runs_off_its_end_takes_its_answers_back_into_the_menu() {
+    // Key 1 asks again and falls back into the menu; key 2 then reads what `locked` left.
+    let w = field_warnings(
+        "step start {\n    request balance(\"1\") as b {\n        ok -> main\n        locked -> bye\n        failed -> bye\n    }\n}\nmenu main {\n    prompt main_menu\n    key 1 {\n        request balance(\"2\") as b {\n            ok {\n                play welcome\n            }\n            locked {\n                play bye\n            }\n            failed {\n                play bye\n            }\n        }\n    }\n    key 2 -> show\n    on exhausted -> bye\n}\nstep show {\n    say money b.amount\n    goto bye\n}",
+    );
+    assert_eq!(w, ["`b.amount` may be read here after `failed` or `locked` or `timeout`, which do not set it"]);
+}
+
+#[test]
+fn sub_flows_running_each_other_many_times_are_followed_once_per_state() {
+    // Each sub-flow runs the next twice: followed afresh at every call, 2^40 walks.
+    let mut body = String::from("step start {\n    run s0()\n    request balance(\"1\") as b {\n        ok -> bye\n        locked -> bye\n        failed -> bye\n    }\n}\n");
+    for i in 0..40 {
+        body.push_str(&format!("sub s{i}() {{\n    run s{n}()\n    run s{n}()\n}}\n", n = i + 1));
+    }
+    body.push_str("sub s40() {\n    say money b.amount\n}");
+    let w = field_warnings(&body);
+    assert_eq!(w, ["`b.amount` may be read here before any `balance` answer in `b` has set it"]);
 }
