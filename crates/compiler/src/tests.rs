@@ -429,3 +429,24 @@ fn sub_flows_running_each_other_many_times_are_followed_once_per_state() {
     let w = field_warnings(&body);
     assert_eq!(w, ["`b.amount` may be read here before any `balance` answer in `b` has set it"]);
 }
+
+#[test]
+fn sub_flows_on_a_cycle_of_calls_are_recursive_and_a_long_chain_is_not() {
+    let flow = |subs: &str| format!("prompts \"prompts.toml\"\nentry 1 -> start\nstep start {{\n    run a()\n    hangup\n}}\n{subs}");
+    let recursive = |c: &Compiled| {
+        let mut v: Vec<String> = c.diagnostics.iter().filter(|d| d.rule() == Code::RecursiveSub).map(|d| d.message.clone()).collect();
+        v.sort();
+        v
+    };
+    // a → b → a, and c (which runs a) is on no cycle.
+    let c = compile_src(&flow("sub a() {\n    run b()\n}\nsub b() {\n    run c()\n    run a()\n}\nsub c() {\n    play welcome\n}\nsub d() {\n    run a()\n}"));
+    assert_eq!(recursive(&c), ["sub-flow `a` calls itself", "sub-flow `b` calls itself"]);
+    // A chain of 3,000 sub-flows, each running the next: no cycle, and checked at once.
+    let mut chain = String::new();
+    for i in 0..3_000 {
+        chain.push_str(&format!("sub s{i}() {{\n    run s{}()\n}}\n", i + 1));
+    }
+    chain.push_str("sub s3000() {\n    play welcome\n}\nsub a() {\n    run s0()\n}\n");
+    let c = compile_src(&flow(&chain));
+    assert!(recursive(&c).is_empty());
+}
