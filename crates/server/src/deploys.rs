@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+/// The stack a deploy compiles on (as `ivr check`'s): reserved, not used.
+const COMPILE_STACK: usize = 1 << 30;
+
 use crate::releases::{Programs, Releases};
 use crate::{Internal, Reloaded, Reloader};
 
@@ -172,7 +175,7 @@ impl Deploys {
         }
     }
 
-    /// Compiles the flows on disk on a blocking thread; `compiled` goes on.
+    /// Compiles the flows on disk on a thread of its own; `compiled` goes on.
     fn compile(&mut self, body: Body, origin: Origin) {
         let Some(reloader) = self.reloader.clone() else {
             return answer(origin, (409, json!({"error": "this server was started without a reloader"})), &self.data_dir, &mut self.reloads);
@@ -183,11 +186,25 @@ impl Deploys {
         }
         self.compiling = true;
         let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || {
+        // On a thread of its own with the stack `ivr check` has: the checker
+        // recurses as deep as a flow nests (a chain of 20,000 sub-flows
+        // overflowed a blocking thread's 2 MiB and aborted the server).
+        let job = Arc::new(std::sync::Mutex::new(Some((body, origin))));
+        let send = move |tx: &mpsc::UnboundedSender<Internal>, job: &std::sync::Mutex<Option<(Body, Origin)>>, result: Result<Reloaded, String>| {
+            if let Some((body, origin)) = job.lock().ok().and_then(|mut j| j.take()) {
+                let _ = tx.send(Internal::Compiled(Box::new(Compiled { result, body, origin })));
+            }
+        };
+        let (on_thread, tx_thread) = (job.clone(), tx.clone());
+        let spawned = std::thread::Builder::new().name("compile".into()).stack_size(COMPILE_STACK).spawn(move || {
             // A compiler bug is a refused deploy, never a server stuck "compiling".
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reloader())).unwrap_or_else(|_| Err("the flows could not be compiled (a bug in ivr: see the log)".into()));
-            let _ = tx.send(Internal::Compiled(Box::new(Compiled { result, body, origin })));
+            send(&tx_thread, &on_thread, result);
         });
+        if let Err(e) = spawned {
+            // No thread: the deploy is refused, and the next may try again.
+            send(&tx, &job, Err(format!("no thread to compile on: {e}")));
+        }
     }
 
     /// The flows on disk compiled (or not): kept as a release and served.
@@ -262,5 +279,36 @@ fn answer(origin: Origin, (code, body): (u16, Value), data_dir: &std::path::Path
                 warn!("cannot write reload.json: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checker recurses as deep as a flow nests: a deploy compiles on a
+    /// stack that holds what `ivr check` holds (a blocking thread's 2 MiB
+    /// overflowed, and a stack overflow aborts the whole server).
+    #[test]
+    fn a_deploy_compiles_on_a_stack_as_deep_as_ivr_checks() {
+        let d = std::env::temp_dir().join(format!("ivr-deploys-deep-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let world = ivr_compiler::MemoryWorld::new().with("main.ivr", "entry 1 -> main\nstep main {\n    hangup\n}\n").with("prompts.toml", "");
+        let program = Arc::new(ivr_compiler::compile(&world, "main.ivr").program.expect("a flow"));
+        let releases = Releases::start(&d, Ok(vec![("main".to_string(), program)]), 1).expect("a release store");
+        // What a checker walking 20,000 nested sub-flows needs: ~64 MiB of frames.
+        fn deep(n: u64) -> u64 {
+            let frame = std::hint::black_box([n; 400]);
+            if n == 0 { 0 } else { frame[0].min(1) + deep(std::hint::black_box(n - 1)) }
+        }
+        let reloader: Reloader = Arc::new(|| Err(format!("walked {} levels", deep(20_000))));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut deploys = Deploys::new(releases, Some(reloader), d.clone(), d.clone(), ivr_acd::AcdConfig::default(), tx);
+        deploys.signal();
+        match rx.blocking_recv() {
+            Some(Internal::Compiled(c)) => assert_eq!(c.result.err().as_deref(), Some("walked 20000 levels")),
+            _ => panic!("no compiled deploy"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }
