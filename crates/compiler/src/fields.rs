@@ -26,7 +26,7 @@ use ivr_syntax::{Code, Diagnostic, Span};
 use crate::resolve::{NodeKind, Symbols, VarKind};
 
 /// What a result's last answer may have been, as bits: [`UNSET`] (no
-/// answer yet on this path), then one bit per outcome in [`Result::outcomes`]
+/// answer yet on this path), then one bit per outcome in [`Binding::outcomes`]
 /// order. An outcome past the 63rd shares the last bit, taken as carrying
 /// every field (no warning rather than a wrong one).
 type Answers = u64;
@@ -36,13 +36,13 @@ const UNSET: Answers = 1;
 type State = Vec<Answers>;
 
 /// A service result the flow binds (`request SERVICE … as NAME`).
-struct Result<'a> {
+struct Binding<'a> {
     service: &'a ServiceDecl,
     /// The outcomes an answer can have: the declared ones, `timeout`, `failed`.
     outcomes: Vec<String>,
 }
 
-impl Result<'_> {
+impl Binding<'_> {
     fn bit(&self, outcome: &str) -> Answers {
         let i = self.outcomes.iter().position(|o| o == outcome).unwrap_or(usize::MAX);
         1 << (i.saturating_add(1)).min(63)
@@ -50,29 +50,24 @@ impl Result<'_> {
 }
 
 pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
-    // The results, by binding: their service's outcomes and fields.
-    let mut names: Vec<&str> = sym
+    // The results, by binding (sorted, so warnings come out in one order):
+    // their service's outcomes and fields.
+    let mut bound: Vec<(&str, Binding)> = sym
         .vars
         .iter()
         .filter_map(|(name, v)| match &v.kind {
-            VarKind::Result(service) if sym.services.contains_key(service) => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
-    if names.is_empty() {
-        return;
-    }
-    names.sort_unstable();
-    let results: Vec<Result> = names
-        .iter()
-        .filter_map(|n| match &sym.vars[*n].kind {
-            VarKind::Result(service) => sym.services.get(service).map(|s| Result {
-                service: s,
-                outcomes: s.variants.iter().map(|v| v.name.name.clone()).chain(["timeout".to_string(), "failed".to_string()]).collect(),
+            VarKind::Result(service) => sym.services.get(service).map(|s| {
+                let outcomes = s.variants.iter().map(|v| v.name.name.clone()).chain(["timeout".to_string(), "failed".to_string()]).collect();
+                (name.as_str(), Binding { service: s, outcomes })
             }),
             VarKind::Value(_) => None,
         })
         .collect();
+    if bound.is_empty() {
+        return;
+    }
+    bound.sort_unstable_by_key(|(n, _)| *n);
+    let (names, results): (Vec<&str>, Vec<Binding>) = bound.into_iter().unzip();
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let start: State = vec![UNSET; results.len()];
     let mut walk = Walk { sym, results: &results, index: &index, entry: vec![None; sym.nodes.len()], queue: Vec::new(), warned: HashSet::new(), report: None, subs: Vec::new(), asked: vec![Vec::new(); results.len()], memo: HashMap::new() };
@@ -97,7 +92,7 @@ pub fn check(sym: &Symbols, diags: &mut Vec<Diagnostic>) {
 
 struct Walk<'s, 'a, 'd> {
     sym: &'s Symbols<'a>,
-    results: &'s [Result<'a>],
+    results: &'s [Binding<'a>],
     index: &'s HashMap<&'s str, usize>,
     /// The join of the states each node is entered with (`None`: never).
     entry: Vec<Option<State>>,

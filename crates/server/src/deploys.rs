@@ -191,7 +191,7 @@ impl Deploys {
         // overflowed a blocking thread's 2 MiB and aborted the server).
         let job = Arc::new(std::sync::Mutex::new(Some((body, origin))));
         let send = move |tx: &mpsc::UnboundedSender<Internal>, job: &std::sync::Mutex<Option<(Body, Origin)>>, result: Result<Reloaded, String>| {
-            if let Some((body, origin)) = job.lock().ok().and_then(|mut j| j.take()) {
+            if let Some((body, origin)) = job.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 let _ = tx.send(Internal::Compiled(Box::new(Compiled { result, body, origin })));
             }
         };

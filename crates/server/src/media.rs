@@ -106,7 +106,7 @@ impl OnShared {
     /// address (the core prevents that; the call then takes a port of its own).
     fn join(calls: &Demux, call: CallKey, remote: SocketAddr, rx: CallRx) -> Option<OnShared> {
         let remote = source_key(remote);
-        let mut map = calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = locked(&calls);
         if map.get(&remote).is_some_and(|other| other.call != call) {
             warn!(call = call.0, %remote, "another call on the shared RTP port has this media address");
             return None;
@@ -116,7 +116,7 @@ impl OnShared {
     }
 
     fn leave(&self) {
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut calls = locked(&self.calls);
         if calls.get(&self.remote).is_some_and(|rx| rx.call == self.call) {
             calls.remove(&self.remote);
         }
@@ -127,7 +127,7 @@ impl OnShared {
     /// (`c=0.0.0.0`) keeps its place, as the core does.
     fn moved(&mut self, to: StreamSpec) {
         let key = source_key(to.remote);
-        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut calls = locked(&self.calls);
         if !calls.get(&self.remote).is_some_and(|rx| rx.call == self.call) {
             return;
         }
@@ -439,9 +439,7 @@ impl Plane {
                     }
                     e.spec = stream;
                     if !e.shared {
-                        if let Ok(mut m) = e.moved.lock() {
-                            *m = Some(stream);
-                        }
+                        *locked(&e.moved) = Some(stream);
                     }
                 });
             }
@@ -457,7 +455,7 @@ impl Plane {
                 });
             }
             Media::Retarget { call, to } => self.with(call, move |e| {
-                if let Some(r) = e.relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+                if let Some(r) = locked(&e.relay).as_mut() {
                     r.retarget(to);
                 }
             }),
@@ -616,9 +614,13 @@ fn tick_some(calls: &mut [(&CallKey, &mut Endpoint)], batch: &mut SendBatch) -> 
 }
 
 fn set_relay(slot: &RelaySlot, relay: Option<Relay>) {
-    // A poisoned slot (a receive task panicked) is reset, never propagated.
-    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
-    *guard = relay;
+    *locked(slot) = relay;
+}
+
+/// A lock whose holder panicked is taken as it is: one call's bug (caught
+/// per packet) never leaves its relay, moves or the shared port unusable.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn bind(local: SocketAddr) -> std::io::Result<Arc<UdpSocket>> {
@@ -672,7 +674,7 @@ pub fn spawn_leg_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, r
             if let Verdict::Dropped(_) = guard.accept(started.elapsed().as_millis() as u64, from, &p) {
                 continue;
             }
-            if let Some(r) = relay.lock().ok().as_mut().and_then(|r| r.as_mut()) {
+            if let Some(r) = locked(&relay).as_mut() {
                 r.forward(&p);
             }
         }
@@ -724,7 +726,7 @@ impl CallRx {
     fn packet(&mut self, from: SocketAddr, data: &[u8]) -> bool {
         let CallRx { call, receiver, shared, accepted, tx } = self;
         let now = shared.clock.elapsed().as_millis() as u64;
-        let mut slot = shared.relay.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = locked(&shared.relay);
         let wants = Wants { relay: slot.is_some(), audio: shared.capture.load(std::sync::atomic::Ordering::Relaxed) };
         let mut open = true;
         receiver.packet(now, from, data, wants, |r| {
@@ -757,7 +759,8 @@ fn spawn_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, mut rx: C
         let mut buf = [0u8; 2048];
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            if let Some(m) = rx.shared.moved.lock().ok().and_then(|mut m| m.take()) {
+            let moved = locked(&rx.shared.moved).take();
+            if let Some(m) = moved {
                 rx.renegotiate(m);
             }
             if !rx.packet(from, &buf[..n]) {
@@ -793,7 +796,7 @@ fn spawn_shared_receiver(rt: &tokio::runtime::Handle, socket: Arc<UdpSocket>, ca
                 };
                 // Delivered under the lock; taken again for each batch.
                 let gone = {
-                    let mut calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut calls = locked(&calls);
                     let mut gone = false;
                     for i in 0..n {
                         let Some((from, data)) = batch.get(i) else { continue };
@@ -837,7 +840,7 @@ mod tests {
     }
 
     fn demux(p: &Plane, local: SocketAddr) -> Vec<(SocketAddr, u64)> {
-        let d = p.shared[&local].calls.lock().unwrap();
+        let d = locked(&p.shared[&local].calls);
         let mut v: Vec<_> = d.iter().map(|(a, rx)| (*a, rx.call.0)).collect();
         v.sort();
         v
