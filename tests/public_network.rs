@@ -15,6 +15,16 @@ fn media_port(reply: &str) -> u16 {
     reply.lines().find_map(|l| l.strip_prefix("m=audio ")).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok()).expect("an m=audio line")
 }
 
+/// Calls 962588 as `id`, acknowledges the answer; its To tag and the media
+/// address the answer names.
+fn answered(ua: &TestUa, id: &str) -> (String, SocketAddr) {
+    let reply = ua.invite("962588", &ua.sdp(), id);
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    let tag = to_tag(&reply);
+    ua.ack(id, &tag);
+    (tag, format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap())
+}
+
 fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
@@ -90,11 +100,7 @@ fn rtp_keys_from_a_third_party_are_not_key_presses() {
 fn strangers_keys_do_nothing(name: &str, config: &str) {
     let s = serve(name, config);
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "strange");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let tag = to_tag(&reply);
-    ua.ack("strange", &tag);
-    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    let (tag, media) = answered(&ua, "strange");
     let key = rfc4733_key;
     // A stranger on the same host (another port) and one elsewhere press 1.
     for from in ["127.0.0.1:0", "127.0.0.3:0"] {
@@ -123,17 +129,10 @@ fn strangers_keys_do_nothing(name: &str, config: &str) {
 fn calls_sharing_one_rtp_port_hear_their_own_audio_and_only_their_callers_keys_count() {
     let s = serve("shared-rtp", "rtp_shared_port = {shared_rtp}\n");
     let (alice, bob) = (TestUa::new(s.sip), TestUa::new(s.sip));
-    let (mut tags, mut shared) = (Vec::new(), None);
-    for (ua, id) in [(&alice, "shared-a"), (&bob, "shared-b")] {
-        let reply = ua.invite("962588", &ua.sdp(), id);
-        assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-        // Both answers name the same port.
-        let port = media_port(&reply);
-        assert_eq!(*shared.get_or_insert(port), port, "answered on the shared port: {reply}");
-        tags.push(to_tag(&reply));
-        ua.ack(id, tags.last().unwrap());
-    }
-    let media: SocketAddr = format!("127.0.0.1:{}", shared.unwrap()).parse().unwrap();
+    let (tag_a, media) = answered(&alice, "shared-a");
+    let (tag_b, media_b) = answered(&bob, "shared-b");
+    assert_eq!(media, media_b, "both answered on the shared port");
+    let tags = [tag_a, tag_b];
     // Each caller hears the menu on its own address.
     alice.hears("main_menu");
     bob.hears("main_menu");
@@ -165,11 +164,7 @@ fn calls_sharing_one_rtp_port_hear_their_own_audio_and_only_their_callers_keys_c
 fn a_caller_whose_media_moves_is_obeyed_only_from_its_new_address_on_the_shared_port() {
     let s = serve("shared-move", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "moving");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let tag = to_tag(&reply);
-    ua.ack("moving", &tag);
-    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    let (tag, media) = answered(&ua, "moving");
     ua.hears("main_menu");
     // The caller's media moves to another port (a re-INVITE).
     let moved = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -197,11 +192,7 @@ fn a_caller_whose_media_moves_is_obeyed_only_from_its_new_address_on_the_shared_
 fn a_strangers_flood_at_the_shared_rtp_port_does_not_drown_the_callers_keys() {
     let s = serve("shared-flood", "");
     let ua = TestUa::new(s.sip);
-    let reply = ua.invite("962588", &ua.sdp(), "flooded");
-    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
-    let tag = to_tag(&reply);
-    ua.ack("flooded", &tag);
-    let media: SocketAddr = format!("127.0.0.1:{}", media_port(&reply)).parse().unwrap();
+    let (tag, media) = answered(&ua, "flooded");
     ua.hears("main_menu");
     // Another address sends RTP-looking junk (a key press each: the most
     // expensive thing to look at) at 100,000 packets a second for a second.

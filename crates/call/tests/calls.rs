@@ -197,10 +197,15 @@ fn lossy() -> Link {
 
 /// Dials 100 from a new caller phone; returns its index once the call is up.
 fn dial(w: &mut World, name: &str, ip_last: u8) -> usize {
-    let p = w.phone(Phone::new(name, &format!("127.0.1.{ip_last}:5060"), &format!("127.0.1.{ip_last}:4000")));
+    dial_from(w, Phone::new(name, &format!("127.0.1.{ip_last}:5060"), &format!("127.0.1.{ip_last}:4000")))
+}
+
+/// Dials 100 from `phone`; returns its index once the call is up.
+fn dial_from(w: &mut World, phone: Phone) -> usize {
+    let p = w.phone(phone);
     let out = w.phones[p].dial(w.now, "100");
     send(w, p, out);
-    assert!(w.run_while(10_000, |w| w.phones[p].state != State::Talking), "{name} got no answer: {:?}", w.phones[p].got);
+    assert!(w.run_while(10_000, |w| w.phones[p].state != State::Talking), "{} got no answer: {:?}", w.phones[p].name, w.phones[p].got);
     p
 }
 
@@ -833,10 +838,7 @@ fn calls_on_one_shared_rtp_port_are_told_apart_by_their_media_address() {
     assert_eq!(call_media(&w, fred).port(), 30000);
     // A caller whose media address is erin's could not be told apart from
     // her on the shared port: it gets a port of its own.
-    let gus = w.phone(Phone::new("gus", "127.0.1.13:5060", "127.0.1.11:4000"));
-    let out = w.phones[gus].dial(w.now, "100");
-    send(&mut w, gus, out);
-    assert!(w.run_while(10_000, |w| w.phones[gus].state != State::Talking));
+    let gus = dial_from(&mut w, Phone::new("gus", "127.0.1.13:5060", "127.0.1.11:4000"));
     assert_ne!(call_media(&w, gus).port(), 30000);
     w.run_for(2_200);
     let (e, f) = (w.call_keys()[0], w.call_keys()[1]);
@@ -877,10 +879,7 @@ fn calls_on_one_shared_rtp_port_are_told_apart_by_their_media_address() {
     let out = w.phones[erin].hangup(w.now);
     send(&mut w, erin, out);
     w.run_for(1_000);
-    let hal = w.phone(Phone::new("hal", "127.0.1.14:5060", "127.0.1.11:4000"));
-    let out = w.phones[hal].dial(w.now, "100");
-    send(&mut w, hal, out);
-    assert!(w.run_while(10_000, |w| w.phones[hal].state != State::Talking));
+    let hal = dial_from(&mut w, Phone::new("hal", "127.0.1.14:5060", "127.0.1.11:4000"));
     assert_eq!(call_media(&w, hal).port(), 30000);
 }
 
