@@ -102,7 +102,7 @@ struct OnShared {
 }
 
 impl OnShared {
-    /// The call joins the port: false if another call there has its
+    /// The call joins the port; `None` if another call there has its
     /// address (the core prevents that; the call then takes a port of its own).
     fn join(calls: &Demux, call: CallKey, remote: SocketAddr, rx: CallRx) -> Option<OnShared> {
         let remote = source_key(remote);
@@ -379,7 +379,10 @@ impl Plane {
                 let (rtp, demux) = match opened {
                     Ok(o) => o,
                     Err(e) => {
-                        warn!("cannot bind RTP port {local}: {e}");
+                        // A shared port that cannot be opened says so once (below), not per call.
+                        if !shared {
+                            warn!("cannot bind RTP port {local}: {e}");
+                        }
                         return Some((call, false));
                     }
                 };
@@ -484,6 +487,7 @@ impl Plane {
             let s = match std::net::UdpSocket::bind(local) {
                 Ok(s) => s,
                 Err(e) => {
+                    warn!(%local, "cannot open the RTP port shared by calls ({e}): for 10 s calls take ports of their own, then it is tried again");
                     self.shared_failed.insert(local, std::time::Instant::now());
                     return Err(e);
                 }
